@@ -1,0 +1,69 @@
+"""Registration of turngym's built-in environment ids. Imported by ``turngym.envs``."""
+
+from __future__ import annotations
+
+from turngym.envs.registration import register
+
+# SPIRAL's defaults: invalid move ⇒ offender −1.5, other +0.5; 50 turns then a draw.
+_GAME_TURN_LIMIT = 50
+
+GAMES: tuple[tuple[str, str, str, tuple[float, float], tuple[str, ...]], ...] = (
+    (
+        "TicTacToe-v0",
+        "turngym.envs.games.tictactoe:TicTacToeEnv",
+        "Tic-tac-toe (OpenSpiel rules); cells 1-9; +1/0/-1.",
+        (-1.5, 1.0),
+        ("openspiel", "perfect-information"),
+    ),
+    (
+        "ConnectFour-v0",
+        "turngym.envs.games.connect_four:ConnectFourEnv",
+        "Connect Four, 6x7 (OpenSpiel rules); columns 1-7; +1/0/-1.",
+        (-1.5, 1.0),
+        ("openspiel", "perfect-information"),
+    ),
+    (
+        "KuhnPoker-v0",
+        "turngym.envs.games.kuhn_poker:KuhnPokerEnv",
+        "Kuhn poker, 3 cards (OpenSpiel rules); check/bet/call/fold; chips won.",
+        (-2.0, 2.0),
+        ("openspiel", "imperfect-information", "chance"),
+    ),
+    (
+        "LeducPoker-v0",
+        "turngym.envs.games.leduc_poker:LeducPokerEnv",
+        "Leduc hold'em, 6 cards, 2 rounds (OpenSpiel rules); fold/call/raise; chips won.",
+        (-13.0, 13.0),
+        ("openspiel", "imperfect-information", "chance"),
+    ),
+    (
+        "LiarsDice-v0",
+        "turngym.envs.games.liars_dice:LiarsDiceEnv",
+        "Liar's dice, one six-sided die each (OpenSpiel rules); bid or call liar; +1/-1.",
+        (-1.5, 1.0),
+        ("openspiel", "imperfect-information", "chance"),
+    ),
+    (
+        "Negotiation-v0",
+        "turngym.envs.games.negotiation:NegotiationEnv",
+        "Item-pool negotiation (OpenSpiel rules, no utterances), scored zero-sum: higher deal value wins.",
+        (-1.5, 1.0),
+        ("openspiel", "imperfect-information", "chance"),
+    ),
+)
+
+
+def register_builtin_envs() -> None:
+    """Register every built-in id under the ``turngym/`` namespace."""
+    for name, entry_point, description, bounds, tags in GAMES:
+        register(
+            f"turngym/{name}",
+            entry_point,
+            family="game",
+            description=description,
+            max_turns=_GAME_TURN_LIMIT,
+            reward_bounds=bounds,
+            gate_threshold=-1.0,  # G-RA: the gate opens unless the seat forfeited by an invalid move
+            num_seats=2,
+            tags=tags,
+        )

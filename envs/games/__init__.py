@@ -1,0 +1,1 @@
+"""Two-player text games on OpenSpiel rules. Pure rules stay in OpenSpiel; these modules render and parse."""
