@@ -91,6 +91,10 @@ class TurnGame(TurnEnv):
         """What ``seat`` sees now: board, own cards, legal moves if it is to act."""
         raise NotImplementedError
 
+    def _legal_moves_text(self) -> str:
+        """The legal moves as an invalid-move message lists them; override to summarise long lists."""
+        return ", ".join(self._legal_moves())
+
     # ---------------------------------------------------------------- Gymnasium API
     @property
     def current_seat(self) -> int:
@@ -205,7 +209,7 @@ class TurnGame(TurnEnv):
     def _invalid(self, seat: int, problem: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self._invalid_counts[seat] += 1
         record = TurnRecord(turn=self._turn, seat=seat, reward=0.0, valid_action=False)
-        legal = ", ".join(self._legal_moves())
+        legal = self._legal_moves_text()
         hint = f"Invalid move: {problem}. {self.action_format} Legal moves: {legal}."
         if self._invalid_counts[seat] <= self.error_allowance:
             self._turn += 1
@@ -281,7 +285,9 @@ class VsOpponent(TurnEnv):
 
     The agent's seat is ``agent_seat`` if given, else ``seed % num_seats`` (so a GRPO group shares its
     seat and a run of seeds alternates seats). Opponent moves happen inside ``reset``/``step``; their
-    public descriptions open the agent's next observation. ``reward`` is the agent's: its own move's
+    public descriptions open the agent's next observation. An opponent with a ``reset(seed)`` method
+    is reseeded at every seeded ``reset``, so an episode is a function of the seed and the agent's
+    actions. ``reward`` is the agent's: its own move's
     components plus its outcome when the game ends, on whoever's move it ends.
     ``info["game_seat"]`` is the agent's seat in the game.
     """
@@ -303,6 +309,9 @@ class VsOpponent(TurnEnv):
     ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         self.game.reset(seed=seed, options=options)
+        reset_opponent = getattr(self.opponent, "reset", None)
+        if callable(reset_opponent) and seed is not None:
+            reset_opponent(seed)  # same seed ⇒ same opponent dice ⇒ same episode for the same actions
         if self.fixed_seat is not None:
             self.agent_seat = self.fixed_seat
         elif seed is not None:

@@ -172,10 +172,10 @@ def spec(id: str) -> TurnSpec:
     if id in specs:
         return specs[id]
     known = list(specs)
-    close = difflib.get_close_matches(id, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(id, known, n=3, cutoff=0.75)
     if not close:
         lowered = {k.lower(): k for k in known}
-        close = [lowered[m] for m in difflib.get_close_matches(id.lower(), list(lowered), n=3, cutoff=0.5)]
+        close = [lowered[m] for m in difflib.get_close_matches(id.lower(), list(lowered), n=3, cutoff=0.6)]
     hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownEnvironment(
         f"No turngym environment {id!r}.{hint} Run `turngym list` to see all {len(known)} ids."

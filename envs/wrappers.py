@@ -25,7 +25,12 @@ def _truncate(
     obs, _, _, _, info = step
     record: TurnRecord = info["turn"]
     outcomes = env.unwrapped.stop(reason)
-    outcome = float(outcomes.get(record.seat, 0.0))
+    if record.seat not in outcomes:
+        raise KeyError(
+            f"{type(env.unwrapped).__name__}.stop({reason.value!r}) returned no outcome for seat "
+            f"{record.seat} (got {outcomes!r}); stop() must return every seat's outcome"
+        )
+    outcome = float(outcomes[record.seat])
     new_record = dataclasses.replace(
         record,
         components=dict(record.components),

@@ -1,1 +1,1 @@
-"""training package."""
+"""Rollouts, evaluation and (in later versions) the multi-turn GRPO learner."""

@@ -13,6 +13,7 @@ message that quotes it and lists the legal moves.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, ClassVar
 
@@ -32,6 +33,45 @@ _STRIP = " \t\r\n.,;:!?'\"`*_()"
 def normalize_move_text(text: str) -> str:
     """Lowercase, collapse whitespace and strip surrounding punctuation/markup."""
     return " ".join(text.lower().split()).strip(_STRIP)
+
+
+# Move spellings (labels, aliases) repeat on every step; user replies are never cached.
+_normalize_spelling = functools.lru_cache(maxsize=4096)(normalize_move_text)
+
+
+class _SpellingTable:
+    """``{normalized spelling: action}`` of ``game``'s legal moves, filled only as far as lookups need.
+
+    Filled move by move, in the order and with the ``setdefault`` rule of a table built up front (a
+    spelling's first occurrence wins), so every lookup answers exactly as the full table would; but a
+    reply that names a move stops the filling at that move instead of normalizing every spelling of
+    every legal move.
+    """
+
+    __slots__ = ("_game", "_legal", "_next", "_known")
+
+    def __init__(self, game: OpenSpielGame, legal: list[int]):
+        self._game = game
+        self._legal = legal
+        self._next = 0
+        self._known: dict[str, int] = {}
+
+    def __contains__(self, key: str) -> bool:
+        known = self._known
+        if key in known:
+            return True
+        game, legal = self._game, self._legal
+        while self._next < len(legal):
+            action = legal[self._next]
+            self._next += 1
+            for spelling in (game.move_label(action), *game.move_aliases(action)):
+                known.setdefault(_normalize_spelling(spelling), action)
+            if key in known:
+                return True
+        return False
+
+    def __getitem__(self, key: str) -> int:
+        return self._known[key]
 
 
 def quote(text: str, limit: int = 60) -> str:
@@ -94,11 +134,7 @@ class OpenSpielGame(TurnGame):
         return f"played {label}"
 
     def _parse_move(self, text: str) -> tuple[int | None, str | None]:
-        legal = self.state.legal_actions()
-        table: dict[str, int] = {}
-        for action in legal:
-            for spelling in (self.move_label(action), *self.move_aliases(action)):
-                table.setdefault(normalize_move_text(spelling), action)
+        table = _SpellingTable(self, self.state.legal_actions())
         bracketed = [a or b for a, b in _BRACKETED.findall(text)]
         candidates = bracketed if bracketed else [text]
         found: set[int] = set()
@@ -123,7 +159,7 @@ class OpenSpielGame(TurnGame):
         return None
 
     @staticmethod
-    def _lookup(candidate: str, table: dict[str, int]) -> int | None:
+    def _lookup(candidate: str, table: dict[str, int] | _SpellingTable) -> int | None:
         if candidate in table:
             return table[candidate]
         for verb in _VERBS:

@@ -1,0 +1,213 @@
+"""The policy contract: token ids in, token ids (plus log-probs) out.
+
+A :class:`Policy` turns a batch of prompts, given as **token ids**, into one :class:`Generation` per
+prompt. Token-in/token-out is the contract that multi-turn RL rests on: the rollout keeps every
+trajectory as one growing list of ids, appends the ids a policy returned *as they are*, appends the
+tokenized environment reply after them, and never re-tokenizes model output (``decode`` then
+``encode`` is not the identity, and a trajectory whose ids differ from what was sampled has wrong
+log-probs). :meth:`Policy.generate_chat` is the convenience for the first turn: it applies the chat
+template and calls :meth:`Policy.generate`.
+
+What a :class:`Generation` holds, exactly:
+
+``token_ids``
+    every token the model sampled, in order, **including** the token that ended it (the EOS, a
+    stop id, or the token that completed a stop string). These are the ids to append and to train on.
+``logprobs``
+    for each of those tokens, its log-probability under the model's **raw** next-token
+    distribution: ``log_softmax(logits)`` at temperature 1, with no top-k/top-p truncation — the
+    same number :meth:`score` returns for the same ids under teacher forcing (up to float
+    round-off), which is what PPO needs as ``old_logprobs``. It is *not* the log-probability under
+    the (tempered, truncated) distribution the token was drawn from; with ``temperature=1`` and no
+    truncation the two coincide.
+``text``
+    ``tokenizer.decode(token_ids, skip_special_tokens=True)``: the reply as the environment should
+    see it. Nothing is cut off at a stop string — text and ids always describe the same tokens — so
+    the text contains the stop string (and whatever else the last token carried).
+``finish_reason``
+    ``"stop"`` when an EOS id, a stop id or a stop string ended it (``stop`` says which),
+    ``"length"`` when ``max_new_tokens`` ran out first.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from turngym.envs.types import Message
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode. Validated on construction; errors quote the offending value.
+
+    Attributes:
+        max_new_tokens: upper bound on generated tokens per prompt (the stop token included).
+        temperature: softmax temperature for sampling; ``0`` means greedy.
+        top_p: nucleus sampling mass in ``(0, 1]``; ``1`` disables it.
+        top_k: keep only the ``k`` most likely tokens; ``0`` disables it.
+        stop: strings that end a generation as soon as the generated text contains one.
+        stop_token_ids: token ids that end a generation (in addition to the tokenizer's EOS ids).
+        seed: seeds the sampler's own ``torch.Generator``; the same seed, prompts and batch give the
+            same samples. ``None`` draws a fresh seed.
+        greedy: always take the arg-max token (``temperature``, ``top_p``, ``top_k`` are ignored).
+        ignore_eos: do not stop at the EOS ids (stop ids and strings still apply); for benchmarks.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+    greedy: bool = False
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        # Accept lists / single values for convenience, store tuples (hashable, immutable).
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if isinstance(self.stop_token_ids, int):
+            object.__setattr__(self, "stop_token_ids", (self.stop_token_ids,))
+        else:
+            object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in self.stop_token_ids))
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k!r}")
+        if any(not s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty, got {self.stop!r}")
+
+    @property
+    def is_greedy(self) -> bool:
+        """Whether decoding takes the arg-max (``greedy=True`` or ``temperature == 0``)."""
+        return self.greedy or self.temperature == 0
+
+
+@dataclass
+class Generation:
+    """One prompt's continuation; see the module docstring for the exact meaning of each field.
+
+    Attributes:
+        text: ``decode(token_ids, skip_special_tokens=True)``.
+        token_ids: the generated ids, the stopping token included.
+        logprobs: ``float32`` array, ``len(token_ids)`` entries: raw (temperature-1) log-probs.
+        finish_reason: ``"stop"`` or ``"length"``.
+        stop: what stopped it: the stop string or the stop/EOS token id; ``None`` for ``"length"``.
+    """
+
+    text: str
+    token_ids: list[int]
+    logprobs: np.ndarray
+    finish_reason: FinishReason
+    stop: str | int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.logprobs) != len(self.token_ids):
+            raise ValueError(
+                f"Generation has {len(self.token_ids)} token ids but {len(self.logprobs)} logprobs"
+            )
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What the rollout engine needs from a model. Implementations: :class:`~turngym.agents.hf_policy.HFPolicy`.
+
+    ``tokenizer`` is a Hugging Face tokenizer (``encode``/``decode``/``apply_chat_template``), which
+    callers use to tokenize environment messages with the same vocabulary. ``eos_token_id`` is the
+    id that ends an assistant turn (``<|im_end|>`` for ChatML models); ``eos_token_ids`` all ids that
+    do.
+    """
+
+    tokenizer: Any
+
+    @property
+    def eos_token_id(self) -> int: ...
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]: ...
+
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+        """One :class:`Generation` per prompt (same order). Prompts are token-id lists, non-empty."""
+        ...
+
+    def generate_chat(
+        self, conversations: Sequence[Sequence[Message]], params: SamplingParams
+    ) -> list[Generation]:
+        """Apply the chat template (with the assistant generation prompt), then :meth:`generate`."""
+        ...
+
+
+class TokenizerPolicy(abc.ABC):
+    """Base class for policies backed by a Hugging Face tokenizer.
+
+    Gives ``eos_token_id(s)``, chat encoding and :meth:`generate_chat`; subclasses implement
+    :meth:`generate`. EOS ids are the union of ``tokenizer.eos_token_id`` and the ``eos_token_id``
+    (an int or a list) of an optional ``generation_config``, de-duplicated, tokenizer's first.
+    """
+
+    tokenizer: Any
+
+    def __init__(self, tokenizer: Any, generation_config: Any = None):
+        self.tokenizer = tokenizer
+        ids: list[int] = []
+        for source in (getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)):
+            for i in [source] if isinstance(source, int) else list(source or []):
+                if i is not None and int(i) not in ids:
+                    ids.append(int(i))
+        if not ids:
+            raise ValueError(
+                f"{type(tokenizer).__name__} defines no eos_token_id; set tokenizer.eos_token "
+                "(e.g. '<|im_end|>' for ChatML models) so generations can end"
+            )
+        self._eos_token_ids = tuple(ids)
+
+    @property
+    def eos_token_id(self) -> int:
+        """The id that ends an assistant turn (the tokenizer's EOS)."""
+        return self._eos_token_ids[0]
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id treated as end-of-sequence."""
+        return self._eos_token_ids
+
+    def encode_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[int]:
+        """Token ids of ``messages`` under the tokenizer's chat template."""
+        dicts = [m.to_dict() if isinstance(m, Message) else dict(m) for m in messages]
+        ids = self.tokenizer.apply_chat_template(
+            dicts, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # older/newer tokenizer return types
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
+
+    @abc.abstractmethod
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]: ...
+
+    def generate_chat(
+        self, conversations: Sequence[Sequence[Message]], params: SamplingParams
+    ) -> list[Generation]:
+        return self.generate([self.encode_chat(c) for c in conversations], params)
+
+
+__all__ = ["FinishReason", "Generation", "Policy", "SamplingParams", "TokenizerPolicy"]

@@ -1,0 +1,454 @@
+"""A :class:`~turngym.agents.base.Policy` on a Hugging Face causal LM, with our own decode loop.
+
+:class:`HFPolicy` runs batched generation over ``model(...)`` with a KV cache instead of calling
+``model.generate``, because the learner needs, for every sampled token, its exact log-probability
+under the model's raw distribution, and the rollout needs per-row stopping (EOS, stop ids, stop
+strings) with a per-row ``finish_reason``. Greedy output is token-for-token that of
+``model.generate(do_sample=False)`` on the same prompts (left padding, the same position ids);
+``bench/policy.py`` measures the throughput of both in one run.
+
+The decode loop, per batch:
+
+1. **Prefill.** Prompts are left-padded into one ``[B, L]`` tensor with an attention mask;
+   position ids count real tokens only (``cumsum(mask) - 1``, pads at 0, as ``generate`` does).
+   Only the last position's logits are computed (``logits_to_keep=1``).
+2. **Step.** From the last logits (cast to float32): ``logsumexp`` once, the next token (arg-max, or
+   a draw from the tempered, top-k/top-p-truncated distribution with the call's own seeded
+   ``torch.Generator``), and its raw log-prob ``logit[token] - logsumexp``.
+3. **Stop.** A row stops at an EOS id, a stop id, a stop string (matched on the decoded tail of its
+   generated tokens) or ``max_new_tokens``. Finished rows are **dropped from the batch** (KV cache,
+   mask and positions are index-selected), so later steps only pay for rows still running —
+   ``generate`` keeps computing finished rows until the longest one ends.
+4. Feed the new tokens (one per running row) with the grown mask and the next positions.
+
+:meth:`HFPolicy.score` gives teacher-forced log-probs of given continuations: one forward through
+the decoder body for hidden states, then the output projection applied only at the positions that
+predict a continuation token, a chunk of positions at a time, so no ``[batch, seq, vocab]`` tensor
+is ever built. :func:`chunked_target_logprobs` is the differentiable core, for learners.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy
+
+# Extra decoded tokens kept in front of the longest stop string when matching stop strings on the
+# tail of a row (covers tokens that decode to nothing, e.g. skipped special tokens).
+_STOP_WINDOW_SLACK = 8
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """bf16 on a CUDA device that supports it, float32 otherwise (CPU included)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def chunked_target_logprobs(
+    hidden: torch.Tensor,
+    lm_head: torch.nn.Module,
+    targets: torch.Tensor,
+    chunk_size: int = 1024,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """``log p(target_i | hidden_i)`` for ``N`` positions, never holding more than ``chunk_size x vocab`` logits.
+
+    Args:
+        hidden: ``[N, H]`` final hidden states (after the model's last norm), one per target.
+        lm_head: the output projection (``model.get_output_embeddings()``).
+        targets: ``[N]`` token ids.
+        chunk_size: positions per projection chunk.
+        softcap: the model's ``final_logit_softcapping`` if it has one (Gemma-2 style).
+
+    Returns ``[N]`` float32 log-probs. Differentiable (autograd keeps each chunk's logits for the
+    backward pass; wrap chunks in checkpointing when that memory matters).
+    """
+    if hidden.shape[0] != targets.shape[0]:
+        raise ValueError(f"hidden has {hidden.shape[0]} rows but targets has {targets.shape[0]}")
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        logits = lm_head(hidden[start : start + chunk_size]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        chosen = logits.gather(1, targets[start : start + chunk_size, None].long()).squeeze(1)
+        pieces.append(chosen - torch.logsumexp(logits, dim=-1))
+    if not pieces:
+        return hidden.new_zeros(0, dtype=torch.float32)
+    return torch.cat(pieces)
+
+
+def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask (to ``-inf``) the tokens outside top-k and outside the top-p nucleus; always keeps the best."""
+    vocab = scores.shape[-1]
+    if 0 < top_k < vocab:
+        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+        probs = sorted_scores.softmax(dim=-1)
+        # drop a token when the mass strictly before it already reaches top_p (the first one never)
+        drop = (probs.cumsum(dim=-1) - probs) >= top_p
+        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+        scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
+    return scores
+
+
+class HFPolicy(TokenizerPolicy):
+    """Batched generation and scoring for a Hugging Face causal LM (see the module docstring).
+
+    Args:
+        model: a ``transformers`` causal LM (``AutoModelForCausalLM``). It is moved to ``device`` and
+            ``dtype`` **in place** (``nn.Module.to``), so a learner holding the same module trains the
+            weights this policy samples from — no weight sync needed on one device.
+        tokenizer: its tokenizer. ``pad_token_id`` defaults to the EOS id when unset.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
+        dtype: parameter dtype; ``None`` picks bf16 on a CUDA device with bf16 support, else float32.
+            Logits are always cast to float32 before log-softmax and sampling.
+        max_batch_size: split ``generate``/``score`` calls into micro-batches of at most this many rows.
+        score_chunk_size: positions per output-projection chunk in :meth:`score`.
+        prune_finished: drop finished rows from the running batch (faster; greedy results do not
+            depend on it beyond float round-off).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        *,
+        max_batch_size: int = 64,
+        score_chunk_size: int = 1024,
+        prune_finished: bool = True,
+    ):
+        super().__init__(tokenizer, getattr(model, "generation_config", None))
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size!r}")
+        self.device = torch.device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        first = next(model.parameters())
+        if first.device != self.device or first.dtype != self.dtype:
+            model.to(device=self.device, dtype=self.dtype)
+        self.model = model
+        self.max_batch_size = int(max_batch_size)
+        self.score_chunk_size = int(score_chunk_size)
+        self.prune_finished = prune_finished
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_token_id = int(pad) if pad is not None else self.eos_token_id
+        self._head_checked: bool | None = None  # whether decoder+lm_head reproduces model logits
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+        """Generate one continuation per prompt (token ids in, :class:`Generation` out, same order).
+
+        Rows are processed in micro-batches of ``max_batch_size`` in order; with a seed, the draws of
+        micro-batch ``i`` come from ``torch.Generator().manual_seed(seed + i)``.
+        """
+        prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
+        if not prompts:
+            return []
+        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(7), "little")
+        out: list[Generation] = []
+        for i, start in enumerate(range(0, len(prompts), self.max_batch_size)):
+            gen = None
+            if not params.is_greedy:
+                gen = torch.Generator(device=self.device).manual_seed(seed + i)
+            out.extend(self._generate_batch(prompts[start : start + self.max_batch_size], params, gen))
+        return out
+
+    def _check_prompt(self, index: int, prompt: Sequence[int]) -> list[int]:
+        ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError(f"prompt {index} is empty; a prompt needs at least one token id")
+        vocab = self.model.config.vocab_size
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompt {index} has token ids outside [0, {vocab}): {bad[:5]}")
+        return ids
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[b, width - len(r) :] = 1
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _generate_batch(
+        self, prompts: list[list[int]], params: SamplingParams, generator: torch.Generator | None
+    ) -> list[Generation]:
+        n = len(prompts)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        finish: list[tuple[str, str | int | None]] = [("length", None)] * n
+        if params.max_new_tokens == 0:
+            return [self._finish(t, lp, f) for t, lp, f in zip(tokens, logprobs, finish)]
+
+        stop_ids = set(params.stop_token_ids)
+        if not params.ignore_eos:
+            stop_ids.update(self.eos_token_ids)
+        stops = params.stop
+        window = max((len(s) for s in stops), default=0) + _STOP_WINDOW_SLACK
+        greedy = params.is_greedy
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                input_ids, mask, positions = self._left_pad(prompts)
+                cache = self._new_cache()
+                out = model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits = out.logits[:, -1, :]
+                cache = out.past_key_values
+                next_pos = positions[:, -1:] + 1
+                running = list(range(n))  # batch slot -> prompt index
+                while True:
+                    raw = logits.float()
+                    lse = torch.logsumexp(raw, dim=-1)
+                    if greedy:
+                        chosen = raw.argmax(dim=-1)
+                    else:
+                        scores = raw
+                        if params.temperature != 1.0:
+                            scores = scores / params.temperature
+                        scores = _filter_top_k_top_p(scores, params.top_k, params.top_p)
+                        probs = scores.softmax(dim=-1)
+                        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                    chosen_lp = raw.gather(1, chosen[:, None]).squeeze(1) - lse
+                    chosen_list = chosen.tolist()
+                    lp_list = chosen_lp.tolist()
+
+                    keep: list[int] = []
+                    check: list[int] = []
+                    for slot, row in enumerate(running):
+                        if row < 0:  # finished earlier, kept only to hold the batch shape
+                            continue
+                        tok = chosen_list[slot]
+                        tokens[row].append(tok)
+                        logprobs[row].append(lp_list[slot])
+                        if tok in stop_ids:
+                            finish[row] = ("stop", tok)
+                        elif stops:
+                            check.append(slot)
+                            keep.append(slot)
+                        elif len(tokens[row]) >= params.max_new_tokens:
+                            finish[row] = ("length", None)
+                        else:
+                            keep.append(slot)
+                    if check:
+                        tails = self.tokenizer.batch_decode(
+                            [tokens[running[s]][-window:] for s in check], skip_special_tokens=True
+                        )
+                        for slot, tail in zip(check, tails):
+                            row = running[slot]
+                            hit = next((s for s in stops if s in tail), None)
+                            if hit is not None:
+                                finish[row] = ("stop", hit)
+                                keep.remove(slot)
+                            elif len(tokens[row]) >= params.max_new_tokens:
+                                finish[row] = ("length", None)
+                                keep.remove(slot)
+                    if not keep:
+                        break
+
+                    step_ids = chosen
+                    if len(keep) < len(running):
+                        if self.prune_finished:
+                            index = torch.tensor(keep, device=self.device)
+                            cache.batch_select_indices(index)
+                            mask, next_pos, step_ids = mask[index], next_pos[index], chosen[index]
+                            running = [running[s] for s in keep]
+                        else:
+                            alive = set(keep)
+                            running = [r if s in alive else -1 for s, r in enumerate(running)]
+                    mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+                    out = model(
+                        input_ids=step_ids[:, None],
+                        attention_mask=mask,
+                        position_ids=next_pos,
+                        past_key_values=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    )
+                    logits = out.logits[:, -1, :]
+                    cache = out.past_key_values
+                    next_pos = next_pos + 1
+        finally:
+            if was_training:
+                model.train()
+        return [self._finish(t, lp, f) for t, lp, f in zip(tokens, logprobs, finish)]
+
+    def _finish(self, ids: list[int], lps: list[float], finish: tuple[str, str | int | None]) -> Generation:
+        reason, stop = finish
+        return Generation(
+            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+            token_ids=ids,
+            logprobs=np.asarray(lps, dtype=np.float32),
+            finish_reason=reason,  # type: ignore[arg-type]
+            stop=stop,
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def score(
+        self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]
+    ) -> list[np.ndarray]:
+        """Teacher-forced log-probs: for each pair, ``log p(c_t | prompt, c_<t)`` for every token of the continuation.
+
+        Returns one float32 array per pair, ``len(continuation)`` long (empty for an empty
+        continuation), at temperature 1 — the quantity :attr:`Generation.logprobs` reports, so
+        ``score(prompts, [g.token_ids for g in gens])`` reproduces the generation's log-probs up to
+        float round-off. Batched (``max_batch_size`` rows, left-padded) with the output projection
+        applied only at the needed positions, ``score_chunk_size`` at a time.
+        """
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        pairs = [
+            (self._check_prompt(i, p), [int(t) for t in c])
+            for i, (p, c) in enumerate(zip(prompts, continuations))
+        ]
+        out: list[np.ndarray] = []
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(pairs), self.max_batch_size):
+                    out.extend(self._score_batch(pairs[start : start + self.max_batch_size]))
+        finally:
+            if was_training:
+                model.train()
+        return out
+
+    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
+        rows = [p + c for p, c in pairs]
+        width = max(len(r) for r in rows)
+        batch_idx: list[int] = []
+        pos_idx: list[int] = []
+        targets: list[int] = []
+        for b, ((p, c), r) in enumerate(zip(pairs, rows)):
+            offset = width - len(r)
+            # hidden state at position (offset + len(p) - 1 + t) predicts c[t]
+            first = offset + len(p) - 1
+            batch_idx.extend([b] * len(c))
+            pos_idx.extend(range(first, first + len(c)))
+            targets.extend(c)
+        if not targets:
+            return [np.zeros(0, dtype=np.float32) for _ in pairs]
+        input_ids, mask, positions = self._left_pad(rows)
+        bi = torch.tensor(batch_idx, device=self.device)
+        pi = torch.tensor(pos_idx, device=self.device)
+        tgt = torch.tensor(targets, device=self.device)
+        if self._uses_split_head():
+            body = self.model.get_decoder()
+            hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=positions).last_hidden_state
+            lp = chunked_target_logprobs(
+                hidden[bi, pi],
+                self.model.get_output_embeddings(),
+                tgt,
+                self.score_chunk_size,
+                softcap=getattr(self.model.config, "final_logit_softcapping", None),
+            )
+        else:  # a model whose head is more than a projection: full logits, then gather
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+            picked = logits[bi, pi].float()
+            lp = picked.gather(1, tgt[:, None]).squeeze(1) - torch.logsumexp(picked, dim=-1)
+        flat = lp.float().cpu().numpy()
+        out, at = [], 0
+        for _, c in pairs:
+            out.append(flat[at : at + len(c)].copy())
+            at += len(c)
+        return out
+
+    def _uses_split_head(self) -> bool:
+        """Whether ``lm_head(decoder(x))`` reproduces ``model(x).logits`` (checked once on 4 tokens).
+
+        True for Llama/Qwen/Mistral-style models; False for heads that also scale or cap logits in
+        ways this class does not know, which then fall back to full logits per micro-batch.
+        """
+        if self._head_checked is None:
+            try:
+                body, head = self.model.get_decoder(), self.model.get_output_embeddings()
+                ids = torch.tensor([[self.eos_token_id] * 4], device=self.device)
+                hidden = body(input_ids=ids).last_hidden_state
+                logits = head(hidden).float()
+                cap = getattr(self.model.config, "final_logit_softcapping", None)
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+                ref = self.model(input_ids=ids).logits.float()
+                self._head_checked = bool(torch.allclose(logits, ref, atol=1e-3, rtol=1e-3))
+            except (AttributeError, NotImplementedError, TypeError):
+                self._head_checked = False
+        return self._head_checked
+
+
+# ---------------------------------------------------------------------- specs
+EMBEDDED_SPECS = ("smollm2-135m", "smollm2-135m-instruct", "smollm2")
+
+
+def load_policy(
+    spec: str, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, **kwargs: Any
+) -> HFPolicy:
+    """Build an :class:`HFPolicy` from a spec string.
+
+    * ``smollm2-135m`` — the embedded SmolLM2-135M-Instruct (prepared into the cache on first use,
+      see :func:`turngym.agents.models.prepare_smollm2`).
+    * ``hf:<path-or-id>`` — ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained``. A local
+      directory always works; a Hugging Face hub id needs internet access or an HF cache that
+      already holds it.
+
+    ``kwargs`` go to :class:`HFPolicy` (``max_batch_size``…).
+    """
+    if spec in EMBEDDED_SPECS:
+        from turngym.agents.models import load_smollm2
+
+        model, tokenizer = load_smollm2(dtype=dtype or default_dtype(device))
+        return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
+    if spec.startswith("hf:"):
+        target = spec[3:]
+        if not target:
+            raise ValueError("empty model in spec 'hf:'; use hf:<local path> or hf:<hub id>")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(target)
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or default_dtype(device))
+        except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
+            where = (
+                f"the local directory {target!r} could not be loaded"
+                if Path(target).exists()
+                else f"{target!r} is not a local path, and loading it as a Hugging Face hub id failed "
+                "(hub ids need internet access or an HF cache that already holds the model; offline, "
+                "pass a local directory with config.json, weights and tokenizer files, or use "
+                "'smollm2-135m', the embedded model)"
+            )
+            raise ValueError(f"cannot load policy {spec!r}: {where}: {type(exc).__name__}: {exc}") from exc
+        return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
+    raise ValueError(
+        f"unknown policy spec {spec!r}; expected one of {', '.join(EMBEDDED_SPECS[:1])} (embedded) "
+        "or hf:<path-or-id>"
+    )
+
+
+__all__ = ["HFPolicy", "chunked_target_logprobs", "default_dtype", "load_policy"]

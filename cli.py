@@ -1,0 +1,246 @@
+"""The ``turngym`` command line. Run ``turngym <command> --help`` for each command's options.
+
+    turngym list [--json]                         registered environments
+    turngym check <id> | --all [--json FILE]      conformance checks (exit 1 on a violation)
+    turngym play <id> [--opponent A] [--seat S]   play in the terminal against an agent
+    turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]]
+    turngym bench <suite> [--json FILE] [--quick] side-by-side benchmarks (source checkout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import turngym
+from turngym.envs.registration import UnknownEnvironment, load_plugins, registry
+
+console = Console(stderr=False, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- list
+def cmd_list(args: argparse.Namespace) -> int:
+    specs = registry()
+    errors = load_plugins()
+    if args.json:
+        print(json.dumps({"environments": [s.to_dict() for s in specs.values()], "plugin_errors": errors}, indent=2))
+        return 0
+    table = Table(title=f"turngym environments ({len(specs)})")
+    for column in ("id", "family", "seats", "turn limit", "description"):
+        table.add_column(column)
+    for s in specs.values():
+        table.add_row(s.id, s.family, str(s.num_seats), str(s.max_turns or "-"), s.description)
+    console.print(table)
+    for name, error in errors.items():
+        err.print(f"[yellow]plugin {name!r} failed to load: {error}[/yellow]")
+    return 0
+
+
+# ---------------------------------------------------------------- check
+def cmd_check(args: argparse.Namespace) -> int:
+    from turngym.envs.checker import check
+
+    if args.all == bool(args.env_id):
+        err.print("give exactly one of: an environment id, or --all")
+        return 2
+    ids = list(registry()) if args.all else [args.env_id]
+    reports = []
+    for env_id in ids:
+        report = check(env_id)
+        reports.append(report)
+        mark = "[green]PASS[/green]" if report.ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {env_id}")
+        for r in report.results:
+            if r.status == "failed" or args.verbose:
+                style = {"passed": "green", "failed": "red", "skipped": "yellow"}[r.status]
+                console.print(f"    [{style}]{r.status:7}[/{style}] {r.name}: {r.detail}")
+        if args.verbose:
+            for w in report.warnings:
+                console.print(f"    [yellow]warning[/yellow] {w}")
+    failed = [r.env_id for r in reports if not r.ok]
+    console.print(f"{len(reports) - len(failed)}/{len(reports)} environments conform" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- play
+def cmd_play(args: argparse.Namespace) -> int:
+    from turngym.agents.specs import resolve_agent
+
+    s = turngym.spec(args.env_id)
+    if s.num_seats > 1:
+        opponent = resolve_agent(args.opponent, args.env_id, seed=args.seed)
+        opponent.reset(args.seed)
+        env = turngym.make(args.env_id, opponent=opponent, agent_seat=args.seat)
+    else:
+        env = turngym.make(args.env_id)
+    obs, info = env.reset(seed=args.seed)
+    console.print(f"[bold]{info.get('system_prompt', '')}[/bold]\n(type your reply; Ctrl-D quits)\n")
+    total = 0.0
+    while True:
+        console.print(obs)
+        try:
+            action = input("> ")
+        except EOFError:
+            console.print("\nbye")
+            return 0
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        if terminated or truncated:
+            console.print(obs)
+            record = info["turn"]
+            console.print(f"\n[bold]Episode over ({record.stop_reason}); your return {total:+g}.[/bold]")
+            return 0
+
+
+# ---------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from turngym.agents.specs import resolve_agent
+    from turngym.training.evaluate import evaluate
+
+    s = turngym.spec(args.env_id)
+    if s.num_seats > 1 and not args.opponent:
+        err.print(f"{args.env_id} is a {s.num_seats}-player game: add --opponent (e.g. --opponent random)")
+        return 2
+    # fail fast on bad names, before any episode runs
+    resolve_agent(args.agent, args.env_id)
+    if args.opponent:
+        resolve_agent(args.opponent, args.env_id)
+    with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(f"{args.agent} vs {args.opponent or '-'}", total=args.episodes)
+        summary, played = evaluate(
+            args.env_id,
+            lambda: resolve_agent(args.agent, args.env_id, seed=args.seed),
+            (lambda: resolve_agent(args.opponent, args.env_id, seed=args.seed + 1)) if args.opponent else None,
+            episodes=args.episodes,
+            seed=args.seed,
+            agent_name=args.agent,
+            opponent_name=args.opponent,
+            on_episode=lambda _: progress.advance(task),
+        )
+    data = summary.to_dict()
+    if args.save_trajectories:
+        with open(args.save_trajectories, "w") as f:
+            for seat, result in played:
+                f.write(json.dumps({"agent_seat": seat, **result.to_dict()}) + "\n")
+    if args.json is not None:
+        text = json.dumps(data, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text)
+    if args.json != "-":
+        _print_summary(summary, s.num_seats)
+    return 0
+
+
+def _print_summary(summary: Any, num_seats: int) -> None:
+    table = Table(title=f"{summary.env_id}: {summary.agent} vs {summary.opponent or '-'}, {summary.episodes} episodes")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    rows = [("win", summary.win), ("draw", summary.draw), ("loss", summary.loss)] if num_seats > 1 else [("success", summary.success)]
+    rows += [("mean return", summary.mean_return), ("mean outcome", summary.mean_outcome), ("invalid-action rate", summary.invalid_action_rate)]
+    for name, rate in rows:
+        table.add_row(name, f"{rate.value:.3f}", f"[{rate.low:.3f}, {rate.high:.3f}]")
+    table.add_row("mean turns", f"{summary.mean_turns:.2f}", "")
+    table.add_row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary.stop_reasons.items()), "")
+    console.print(table)
+
+
+# ---------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    runner = Path(turngym.__file__).resolve().parent / "bench" / "run.py"
+    if not runner.exists():
+        err.print(f"benchmarks ship with the source checkout; {runner} not found")
+        return 2
+    module_spec = importlib.util.spec_from_file_location("turngym_bench_run", runner)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    result = module.run_suite(args.suite, quick=args.quick)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="turngym",
+        description="Multi-turn text environments with turn-level rewards, games for self-play, and tools to check and evaluate them.",
+    )
+    parser.add_argument("--version", action="version", version=f"turngym {turngym.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered environments (built-in and plugins)",
+                       description="List every registered environment id, including third-party plugins (entry-point group 'turngym.envs').")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check", help="run the conformance checker",
+                       description="Run Gymnasium's check_env plus turngym's multi-turn checks (determinism, turn records and reward bounds, "
+                                   "outcome on truncation, malformed actions, fork). Exits 1 if any environment violates the contract.")
+    p.add_argument("env_id", nargs="?", help="environment id, e.g. turngym/TicTacToe-v0")
+    p.add_argument("--all", action="store_true", help="check every registered environment")
+    p.add_argument("--verbose", "-v", action="store_true", help="show every check, not only failures")
+    p.add_argument("--json", metavar="FILE", help="also write the reports as JSON to FILE")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("play", help="play an environment yourself in the terminal",
+                       description="Play an environment in the terminal. In two-player games you take one seat and --opponent plays the other.")
+    p.add_argument("env_id")
+    p.add_argument("--opponent", default="random", help="agent for the other seat (default: random); see `turngym eval --help`")
+    p.add_argument("--seat", type=int, default=0, help="your seat in a two-player game (0 moves first; default 0)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("eval", help="evaluate an agent, with 95%% intervals",
+                       description="Evaluate --agent for N episodes (alternating seats against --opponent in games) and report win/draw/loss "
+                                   "or success, mean return, mean turns and invalid-action rate, each with a 95%% interval. "
+                                   "Agents: random, first, minimax (TicTacToe), heuristic, alphabeta (ConnectFour), nash (KuhnPoker).")
+    p.add_argument("env_id")
+    p.add_argument("--agent", required=True, help="the agent to evaluate")
+    p.add_argument("--opponent", help="the opponent in two-player games")
+    p.add_argument("--episodes", type=int, default=100, help="number of episodes (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed+i (default 0)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the summary as JSON to FILE (or stdout if no FILE)")
+    p.add_argument("--save-trajectories", metavar="FILE", help="write every episode's turn records as JSONL")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="run a side-by-side benchmark suite",
+                       description="Run a benchmark suite from bench/ (source checkout); it measures turngym and its peer in the same run and reports ratios.")
+    p.add_argument("suite", help="suite name, e.g. games")
+    p.add_argument("--json", metavar="FILE", help="write results to FILE")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UnknownEnvironment, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        return 2
+    except BrokenPipeError:  # e.g. `turngym list --json | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""Where environments meet agents. (The LLM rollout engine will join this module.)
+
+:func:`play_episode` plays one episode of any registered id with *direct agents* — callables
+``agent(env) -> str`` that read the (unwrapped) environment, such as the scripted agents in
+:mod:`turngym.agents.scripted` or a person at a terminal. Two-player games are played hot-seat,
+one agent per seat; single-agent tasks use seat 0 only. Every step's :class:`TurnRecord` is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+
+from turngym.envs.types import TurnRecord
+
+DirectAgent = Callable[[Any], str]
+
+
+@dataclass
+class EpisodeResult:
+    """One finished episode seen from every seat.
+
+    Attributes:
+        seed: the reset seed.
+        outcomes: each seat's outcome (single-agent: ``{0: outcome}``).
+        returns: each seat's summed step rewards (turn components + outcome).
+        turns: each seat's number of actions.
+        invalid_actions: each seat's number of actions with ``valid_action=False``.
+        stop_reason: why the episode ended.
+        records: every step's record, in order.
+    """
+
+    seed: int
+    outcomes: dict[int, float]
+    returns: dict[int, float]
+    turns: dict[int, int]
+    invalid_actions: dict[int, int]
+    stop_reason: str
+    records: list[TurnRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "outcomes": self.outcomes,
+            "returns": self.returns,
+            "turns": self.turns,
+            "invalid_actions": self.invalid_actions,
+            "stop_reason": self.stop_reason,
+            "records": [r.to_dict() for r in self.records],
+        }
+
+
+def play_episode(
+    env: gymnasium.Env,
+    agents: Mapping[int, DirectAgent],
+    seed: int,
+    max_steps: int = 10_000,
+) -> EpisodeResult:
+    """Play one episode of ``env`` (built by :func:`turngym.make`, no opponent) with one agent per seat.
+
+    Agents exposing ``reset(seed)`` are reset first (seat ``s`` gets ``seed * 1009 + s``) so an
+    evaluation is reproducible. Raises ``RuntimeError`` if the episode does not end in ``max_steps``.
+    """
+    for seat, agent in agents.items():
+        reset = getattr(agent, "reset", None)
+        if callable(reset):
+            reset(seed * 1009 + seat)
+    _, info = env.reset(seed=seed)
+    base = env.unwrapped
+    seats = range(getattr(base, "num_seats", 1))
+    returns = {s: 0.0 for s in seats}
+    turns = {s: 0 for s in seats}
+    invalid = {s: 0 for s in seats}
+    records: list[TurnRecord] = []
+    for _ in range(max_steps):
+        seat = int(info.get("seat", 0))
+        if seat not in agents:
+            raise KeyError(f"no agent for seat {seat}; agents were given for seats {sorted(agents)}")
+        _, _, terminated, truncated, info = env.step(agents[seat](base))
+        record: TurnRecord = info["turn"]
+        records.append(record)
+        turns[record.seat] += 1
+        invalid[record.seat] += 0 if record.valid_action else 1
+        for s, r in info.get("seat_rewards", {record.seat: record.reward}).items():
+            returns[s] += r
+        if terminated or truncated:
+            outcomes = {int(s): float(v) for s, v in info.get("outcomes", {record.seat: record.outcome}).items()}
+            return EpisodeResult(
+                seed=seed,
+                outcomes=outcomes,
+                returns=returns,
+                turns=turns,
+                invalid_actions=invalid,
+                stop_reason=str(record.stop_reason),
+                records=records,
+            )
+    raise RuntimeError(f"episode with seed {seed} did not end within {max_steps} steps")
+
+
+# =================================================================================================
+# The LLM rollout engine: many episodes in lock-step, one batched generate call per turn.
+# =================================================================================================
+
+
+@dataclass(frozen=True)
+class Task:
+    """One GRPO group's task: an environment id and the reset seed every rollout of the group shares."""
+
+    env_id: str
+    seed: int
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.env_id}#{self.seed}"
+
+
+@dataclass
+class RolloutConfig:
+    """How :func:`collect` plays.
+
+    Attributes:
+        group_size: rollouts per task, all from the same reset seed.
+        max_new_tokens: generation budget per turn (``finish_reason="length"`` past it).
+        max_episode_tokens: budget of one seat's whole token sequence; past it the episode stops
+            with ``stop_reason="token_limit"`` and the outcome computed by ``env.stop``.
+        max_turns: overrides the env spec's turn limit (``None`` keeps the spec's).
+        temperature, top_p, top_k: sampling parameters.
+        self_play: in games, the policy plays every seat (one trajectory per seat); otherwise it plays
+            the seat ``seed % num_seats`` against ``opponent``.
+        opponent: scripted opponent name for games when not ``self_play`` (see ``turngym eval --help``).
+        on_env_error: ``"mask"`` keeps a failed trajectory marked ``failed`` (the learner masks it);
+            ``"resample"`` replays the rollout up to ``max_resamples`` times, then masks it.
+        seed: base of the sampling seeds (generation is reproducible for a fixed seed and batch).
+    """
+
+    group_size: int = 8
+    max_new_tokens: int = 48
+    max_episode_tokens: int = 2048
+    max_turns: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    self_play: bool = False
+    opponent: str = "random"
+    on_env_error: str = "mask"
+    max_resamples: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size!r}")
+        if self.on_env_error not in ("mask", "resample"):
+            raise ValueError(f"on_env_error must be 'mask' or 'resample', got {self.on_env_error!r}")
+        if self.max_new_tokens < 1 or self.max_episode_tokens < self.max_new_tokens:
+            raise ValueError(
+                f"need 1 <= max_new_tokens <= max_episode_tokens, got {self.max_new_tokens!r} and {self.max_episode_tokens!r}"
+            )
+
+
+@dataclass
+class RolloutMetrics:
+    """First-class failure and shape accounting of one :func:`collect` call."""
+
+    episodes: int = 0
+    trajectories: int = 0
+    failed: int = 0
+    resampled: int = 0
+    turns: int = 0
+    invalid_actions: int = 0
+    truncated: int = 0
+    length_finishes: int = 0
+    generated_tokens: int = 0
+    generate_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        d = dict(self.__dict__)
+        d["invalid_action_rate"] = self.invalid_actions / self.turns if self.turns else 0.0
+        d["truncation_rate"] = self.truncated / self.trajectories if self.trajectories else 0.0
+        d["failure_rate"] = self.failed / self.trajectories if self.trajectories else 0.0
+        d["tokens_per_second"] = self.generated_tokens / self.generate_seconds if self.generate_seconds else 0.0
+        return d
+
+
+@dataclass
+class RolloutBatch:
+    trajectories: list[Any]
+    metrics: RolloutMetrics
+
+
+class _Episode:
+    """Book-keeping of one running episode: env, per-seat token sequences and trajectories."""
+
+    def __init__(self, task: Task, sample_index: int, attempt: int, config: RolloutConfig, chat: Any):
+        from turngym.envs.registration import make
+        from turngym.envs.registration import spec as env_spec
+        from turngym.training.trajectory import Trajectory
+
+        self.task, self.sample_index, self.attempt = task, sample_index, attempt
+        self.chat = chat
+        num_seats = env_spec(task.env_id).num_seats
+        overrides: dict[str, Any] = {} if config.max_turns is None else {"max_turns": config.max_turns}
+        if num_seats > 1 and not config.self_play:
+            from turngym.agents.specs import resolve_agent
+
+            # Seeded by the task only: every rollout of a group meets the same opponent dice, so the
+            # group starts identically and differences in outcome come from the policy's choices.
+            opponent = resolve_agent(config.opponent, task.env_id, seed=task.seed * 7919 + 1)
+            opponent.reset(task.seed * 7919 + 1)
+            overrides["opponent"] = opponent
+        self.env = make(task.env_id, **overrides)
+        self.trajectories: dict[int, Trajectory] = {}
+        self.sequences: dict[int, list[int]] = {}
+        self.pending_obs: dict[int, str] = {}
+        self.ended_with_eos: dict[int, bool] = {}
+        self.system_prompt = ""
+        self.seat_to_act = 0
+        self.done = False
+        self.info: dict[str, Any] = {}
+
+    def trajectory(self, seat: int) -> Any:
+        from turngym.training.trajectory import Trajectory
+
+        if seat not in self.trajectories:
+            self.trajectories[seat] = Trajectory(
+                env_id=self.task.env_id,
+                seed=self.task.seed,
+                group_id=self.task.group_id,
+                sample_index=self.sample_index,
+                seat=seat,
+                info={k: v for k, v in self.info.items() if k in ("answer", "task_id")},
+            )
+        return self.trajectories[seat]
+
+    def acting_seat(self, info: dict[str, Any]) -> int:
+        """The game seat that acts next (the agent's game seat in the single-agent view)."""
+        return int(info["game_seat"]) if "game_seat" in info else int(info.get("seat", 0))
+
+    def reset(self) -> None:
+        obs, info = self.env.reset(seed=self.task.seed)
+        self.info = dict(info)
+        self.system_prompt = str(info.get("system_prompt", getattr(self.env.unwrapped, "system_prompt", "")))
+        self.seat_to_act = self.acting_seat(info)
+        self.pending_obs[self.seat_to_act] = obs
+
+    def prompt_for_turn(self) -> list[int]:
+        """The full token context of the seat to act, with this turn's new prompt tokens appended last."""
+        seat = self.seat_to_act
+        obs = self.pending_obs.pop(seat)
+        if seat not in self.sequences:
+            new = self.chat.first_prompt(self.system_prompt, obs)
+            self.sequences[seat] = []
+        else:
+            new = self.chat.next_prompt(obs, self.ended_with_eos[seat])
+        self._new_prompt = new
+        return self.sequences[seat] + new
+
+    def apply(self, generation: Any, eos_token_ids: tuple[int, ...]) -> None:
+        """Record the generated turn, step the env with its text, and route the next observation."""
+        from turngym.training.trajectory import Turn
+
+        seat = self.seat_to_act
+        obs, _, terminated, truncated, info = self.env.step(generation.text)
+        record = info["turn"]
+        ids = list(generation.token_ids)
+        self.sequences[seat] += self._new_prompt + ids
+        self.ended_with_eos[seat] = bool(ids) and ids[-1] in eos_token_ids
+        self.trajectory(seat).turns.append(
+            Turn(
+                prompt_ids=list(self._new_prompt),
+                completion_ids=ids,
+                logprobs=[float(x) for x in generation.logprobs],
+                text=generation.text,
+                finish_reason=generation.finish_reason,
+                record=record,
+            )
+        )
+        if terminated or truncated:
+            outcomes = info.get("outcomes", {record.seat: record.outcome})
+            self.finish(outcomes, str(record.stop_reason))
+            return
+        self.seat_to_act = self.acting_seat(info)
+        self.pending_obs[self.seat_to_act] = obs
+
+    def finish(self, outcomes: dict[int, float], stop_reason: str) -> None:
+        self.done = True
+        for seat, trajectory in self.trajectories.items():
+            trajectory.outcome = float(outcomes.get(seat, 0.0))
+            trajectory.stop_reason = stop_reason
+
+    def stop_for_tokens(self) -> None:
+        from turngym.envs.types import StopReason
+
+        outcomes = self.env.unwrapped.stop(StopReason.TOKEN_LIMIT)
+        self.finish(outcomes, StopReason.TOKEN_LIMIT.value)
+
+    def fail(self, exc: BaseException) -> None:
+        self.done = True
+        if not self.trajectories:
+            self.trajectory(self.seat_to_act)
+        for trajectory in self.trajectories.values():
+            trajectory.failed = True
+            trajectory.outcome = None
+            trajectory.stop_reason = "env_error"
+            trajectory.error = f"{type(exc).__name__}: {exc}"
+
+
+def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBatch:
+    """Play ``config.group_size`` rollouts of every task with ``policy`` and return their trajectories.
+
+    All episodes advance in lock-step: at every round, each running episode's acting seat needs one
+    reply, and all of them are generated in ONE ``policy.generate`` call (batched across envs). Token
+    sequences are built token-in/token-out (:mod:`turngym.training.chat_tokens`); the chat template is
+    checked for prefix stability first. An environment that raises marks its trajectories ``failed``
+    (or is replayed, see ``on_env_error``); groups never shrink silently — every
+    ``(task, sample_index)`` yields its trajectories, failed or not, and :class:`RolloutMetrics` counts.
+    """
+    import time
+
+    from turngym.agents.base import SamplingParams
+    from turngym.training.chat_tokens import ChatTokens
+
+    started = time.perf_counter()
+    chat = ChatTokens(policy.tokenizer)
+    eos = tuple(policy.eos_token_ids)
+    metrics = RolloutMetrics()
+    queue = [(task, k, 0) for task in tasks for k in range(config.group_size)]
+    finished: list[_Episode] = []
+    round_index = 0
+    while queue:
+        episodes = [_Episode(task, k, attempt, config, chat) for task, k, attempt in queue]
+        queue = []
+        for ep in episodes:
+            _guard(ep, ep.reset)
+        while True:
+            active = [ep for ep in episodes if not ep.done]
+            if not active:
+                break
+            prompts, asking = [], []
+            for ep in active:
+                prompt = ep.prompt_for_turn()
+                if len(prompt) + config.max_new_tokens > config.max_episode_tokens:
+                    _guard(ep, ep.stop_for_tokens)
+                    continue
+                prompts.append(prompt)
+                asking.append(ep)
+            if not asking:
+                continue
+            params = SamplingParams(
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                top_k=config.top_k,
+                seed=config.seed * 1_000_003 + round_index,
+            )
+            round_index += 1
+            t0 = time.perf_counter()
+            generations = policy.generate(prompts, params)
+            metrics.generate_seconds += time.perf_counter() - t0
+            for ep, generation in zip(asking, generations, strict=True):
+                metrics.generated_tokens += len(generation.token_ids)
+                metrics.length_finishes += generation.finish_reason == "length"
+                _guard(ep, lambda ep=ep, g=generation: ep.apply(g, eos))
+        for ep in episodes:
+            failed = any(t.failed for t in ep.trajectories.values())
+            if failed and config.on_env_error == "resample" and ep.attempt < config.max_resamples:
+                metrics.resampled += 1
+                queue.append((ep.task, ep.sample_index, ep.attempt + 1))
+            else:
+                finished.append(ep)
+    trajectories = []
+    for ep in sorted(finished, key=lambda e: (e.task.env_id, e.task.seed, e.sample_index)):
+        metrics.episodes += 1
+        for seat in sorted(ep.trajectories):
+            t = ep.trajectories[seat]
+            if not t.turns and not t.failed:
+                continue  # a seat that never had to act (e.g. the other seat forfeited first)
+            trajectories.append(t)
+            metrics.trajectories += 1
+            metrics.failed += t.failed
+            metrics.turns += len(t.turns)
+            metrics.invalid_actions += sum(not turn.record.valid_action for turn in t.turns)
+            metrics.truncated += t.stop_reason in ("turn_limit", "token_limit")
+    metrics.wall_seconds = time.perf_counter() - started
+    return RolloutBatch(trajectories, metrics)
+
+
+def _guard(ep: _Episode, action: Callable[[], None]) -> None:
+    """Run an episode operation; an exception from the environment fails that episode only."""
+    try:
+        action()
+    except Exception as exc:  # any env failure is data for the learner (masked), never a crash
+        ep.fail(exc)
