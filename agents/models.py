@@ -388,8 +388,11 @@ def models_prepare_main(argv: Sequence[str] | None = None) -> int:
         return 1
     converted = args.force or before != "ready"
     started = time.perf_counter()
-    import transformers  # noqa: F401 - timed apart: importing torch+transformers is not loading
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    # timed apart: importing torch + transformers (whose modules load lazily) is not loading weights
+    from transformers import AutoConfig, AutoTokenizer  # noqa: F401
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(path))]
 
     import_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -26,22 +26,26 @@ What is measured, per game, is **environment steps per second** of a random-lega
     *outside* the timed region (again generous to TextArena).
 ``openspiel_raw``
     ``pyspiel`` only: ``state.apply_action`` of a random legal action, chance nodes sampled with the
-    same RNG, plus ``state.observation_string(player)`` for the next player after every move, so each
-    step produces an observation text as the other two do.
+    same RNG, plus ``state.observation_string(player)`` for the next player after every move, so
+    each step produces an observation text as the other two do.
 ``openspiel_rl_env`` (reference only, no target)
     OpenSpiel's own Python RL API, ``open_spiel.python.rl_environment.Environment``: tensor
     observations for every player and legal-action lists, no text. It shows what OpenSpiel costs
     once any Python layer wraps it, next to the C++-bound ``openspiel_raw`` loop.
 
-Fairness rules: the garbage collector is off inside timed regions (as ``timeit`` does; otherwise
-the pre-built TextArena envs, which are many live objects, make every collection slower and
-penalise TextArena for the harness's own bookkeeping); the same number of episodes and the same seeds (episode ``i`` uses seed
-``seed + i``; every implementation's agent RNG is ``random.Random(seed)``); construction outside the
-timed region for all three; ``rounds`` repetitions with the implementations interleaved (the order
-rotates each round so none always runs first); the figure is the **median** over rounds. Ratios are
-the median of the per-round paired ratios (pairing inside a round cancels slow drift of the
-machine); the ratio of the medians is reported too. Absolute times are machine noise; ratios are the
-figures.
+Fairness rules:
+
+* the same number of episodes and the same seeds: episode ``i`` uses seed ``seed + i``, and every
+  implementation's agent RNG is ``random.Random(seed)``;
+* construction (``gymnasium.make``, ``ta.make``, ``pyspiel.load_game``) outside the timed region;
+* the garbage collector is off inside timed regions, as ``timeit`` does (otherwise the pre-built
+  TextArena envs, many live objects, make every collection slower and penalise TextArena for the
+  harness's own bookkeeping);
+* ``rounds`` repetitions with the implementations interleaved, the order rotating each round so
+  none always runs first; after an untimed warm-up run of each;
+* the figure is the **median** over rounds. Ratios are the median of the per-round paired ratios
+  (pairing inside a round cancels slow drift of a shared machine); the ratio of the medians is
+  reported too. Absolute times are machine noise; ratios are the figures.
 
 KuhnPoker: TextArena's ``KuhnPoker-v0`` plays 3 hands per episode; it is made with ``max_rounds=1``
 so one episode is one hand in all three implementations.
@@ -233,7 +237,7 @@ RUNNERS: dict[str, Callable[[str], Runner]] = {
 
 # ----------------------------------------------------------------------------- harness
 def _validate_ours(game: str, seeds: list[int]) -> str | None:
-    """Untimed sanity pass: every random legal move is accepted and every episode ends by the rules."""
+    """Untimed sanity pass: random legal moves are all accepted, episodes end by the rules."""
     import gymnasium
 
     import turngym  # noqa: F401
@@ -267,7 +271,7 @@ def bench_game(game: str, *, episodes: int, rounds: int, seed: int = SEED) -> di
     for impl in ALL_IMPLEMENTATIONS:
         try:
             runners[impl] = RUNNERS[impl](game)
-        except Exception as exc:  # a missing package or game module is a reported result, not a crash
+        except Exception as exc:  # a missing package or game module: reported, not a crash
             errors[impl] = f"{type(exc).__name__}: {exc}"
     if "ours" in runners:
         problem = _validate_ours(game, seeds[: min(50, episodes)])
@@ -285,7 +289,7 @@ def bench_game(game: str, *, episodes: int, rounds: int, seed: int = SEED) -> di
         rotated = order[r % len(order) :] + order[: r % len(order)] if order else []
         for impl in rotated:
             gc.collect()
-            gc.disable()  # as timeit does: no collector pauses triggered by the harness's own objects
+            gc.disable()  # as timeit does: no collector pauses caused by the harness's objects
             try:
                 n, seconds = runners[impl](seeds, random.Random(seed))
             finally:
@@ -397,7 +401,8 @@ def summary(result: dict[str, Any]) -> str:
     for game, res in result["games"].items():
         sps = res["steps_per_s"]
         cells = "  ".join(
-            f"{impl}={sps[impl]:,.0f}/s" if sps[impl] else f"{impl}=n/a" for impl in ALL_IMPLEMENTATIONS
+            f"{impl}={sps[impl]:,.0f}/s" if sps[impl] else f"{impl}=n/a"
+            for impl in ALL_IMPLEMENTATIONS
         )
         lines.append(f"{game}: {cells}")
         for name, t in res["targets"].items():
@@ -412,8 +417,10 @@ def summary(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument("--quick", action="store_true", help="fewer episodes and rounds (smoke run)")
-    parser.add_argument("--profile", metavar="GAME", choices=sorted(GAMES), help="cProfile ours on GAME")
+    parser.add_argument("--quick", action="store_true", help="fewer episodes and rounds")
+    parser.add_argument(
+        "--profile", metavar="GAME", choices=sorted(GAMES), help="cProfile ours on GAME, to stderr"
+    )
     args = parser.parse_args(argv)
     if args.profile:
         print(profile_ours(args.profile), file=sys.stderr)

@@ -72,8 +72,8 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a turngym benchmark suite.")
     parser.add_argument("suite", choices=sorted(SUITES), help="which suite to run")
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here (default: stdout)")
-    parser.add_argument("--quick", action="store_true", help="fewer episodes and rounds (smoke run)")
+    parser.add_argument("--json", metavar="FILE", help="write the result JSON here (else stdout)")
+    parser.add_argument("--quick", action="store_true", help="fewer episodes and rounds")
     args = parser.parse_args(argv)
     module = load_suite(args.suite)
     result = module.run(quick=args.quick)

@@ -55,6 +55,16 @@ GAMES: tuple[tuple[str, str, str, tuple[float, float], tuple[str, ...]], ...] = 
 
 def register_builtin_envs() -> None:
     """Register every built-in id under the ``turngym/`` namespace."""
+    register(
+        "turngym/Vowels-v0",
+        "turngym.envs.toy:VowelsEnv",
+        family="toy",
+        description="Three turns of 'type vowels'; reward = vowel share. The CI learning test's task.",
+        max_turns=10,
+        reward_bounds=(0.0, 2.0),
+        gate_threshold=None,
+        num_seats=1,
+    )
     for name, entry_point, description, bounds, tags in GAMES:
         register(
             f"turngym/{name}",

@@ -12,6 +12,9 @@ for the seat that acts next. Contract, on top of ``TurnEnv``'s:
   game learns its outcome at its next look).
 * **Zero-sum outcomes.** On the final step ``info["outcomes"]`` maps each seat to its outcome
   (+1 win, −1 loss, 0 draw, or chip counts for poker). Truncation (turn limit) is a draw: all 0.
+* **Dense reward** (off by default): ``valid_move_reward=r`` adds a ``valid_move`` component ``r`` to
+  every legal move — a format-shaping signal for learners starting from a model that rarely emits
+  a legal move.
 * **Invalid moves** (SPIRAL's rule by default): a malformed or illegal move ends the game with the
   offender at ``invalid_move_penalty`` (−1.5) and the others at ``invalid_move_bonus`` (+0.5),
   ``stop_reason="invalid_action"``. With ``error_allowance=k`` the first ``k`` invalid moves of a seat
@@ -48,6 +51,7 @@ class TurnGame(TurnEnv):
         invalid_move_penalty: float = -1.5,
         invalid_move_bonus: float = 0.5,
         error_allowance: int = 0,
+        valid_move_reward: float = 0.0,
         render_mode: str | None = None,
     ):
         super().__init__(render_mode=render_mode)
@@ -56,6 +60,7 @@ class TurnGame(TurnEnv):
         self.invalid_move_penalty = float(invalid_move_penalty)
         self.invalid_move_bonus = float(invalid_move_bonus)
         self.error_allowance = int(error_allowance)
+        self.valid_move_reward = float(valid_move_reward)
         self._started = False
         self._done = False
 
@@ -148,16 +153,19 @@ class TurnGame(TurnEnv):
         description = self._apply_move(move)
         self._events.append((seat, description))
         self._seen_upto[seat] = len(self._events)
-        seat_rewards = {s: 0.0 for s in range(self.num_seats)}
         record = TurnRecord(turn=self._turn, seat=seat, reward=0.0)
+        if self.valid_move_reward:
+            record.components["valid_move"] = self.valid_move_reward
+        seat_rewards = {s: 0.0 for s in range(self.num_seats)}
         if self._is_over():
             outcomes = {s: float(r) for s, r in enumerate(self._returns())}
-            self._finish(outcomes, StopReason.GAME_OVER)
-            seat_rewards = outcomes
+            self._finish(outcomes, StopReason.GAME_OVER, credit=False)
+            seat_rewards = dict(outcomes)
             record.outcome = outcomes[seat]
-            record.reward = outcomes[seat]
             record.terminated = True
             record.stop_reason = StopReason.GAME_OVER
+        record.reward = record.turn_reward + (record.outcome or 0.0)
+        seat_rewards[seat] = record.reward
         return self._step_return(record, seat_rewards)
 
     def stop(self, reason: StopReason) -> dict[int, float]:
@@ -220,27 +228,28 @@ class TurnGame(TurnEnv):
         outcomes = {s: self.invalid_move_bonus for s in range(self.num_seats)}
         outcomes[seat] = self.invalid_move_penalty
         self._events.append((seat, f"made an invalid move ({problem}) and forfeits"))
-        self._finish(outcomes, StopReason.INVALID_ACTION)
+        self._finish(outcomes, StopReason.INVALID_ACTION, credit=False)
         record.outcome = record.reward = outcomes[seat]
         record.terminated = True
         record.stop_reason = StopReason.INVALID_ACTION
         obs, reward, terminated, truncated, info = self._step_return(record, outcomes)
         return f"{hint}\n\n{obs}", reward, terminated, truncated, info
 
-    def _finish(self, outcomes: dict[int, float], reason: StopReason) -> None:
+    def _finish(self, outcomes: dict[int, float], reason: StopReason, credit: bool = True) -> None:
+        """Mark the game over; ``credit`` adds the outcomes to the pending rewards (``stop`` path)."""
         self._done = True
         self._outcomes = dict(outcomes)
         self._stop_reason = reason
-        for s, r in outcomes.items():
-            self._pending[s] += r
+        if credit:
+            for s, r in outcomes.items():
+                self._pending[s] += r
 
     def _step_return(
         self, record: TurnRecord, seat_rewards: dict[int, float]
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self._turn += 1
-        if not self._done:
-            for s, r in seat_rewards.items():
-                self._pending[s] += r
+        for s, r in seat_rewards.items():
+            self._pending[s] += r
         next_seat = record.seat if self._done else self._to_move()
         return (
             self.observe(next_seat),

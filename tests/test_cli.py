@@ -79,8 +79,8 @@ def test_eval_of_a_game_requires_an_opponent():
 
 
 def test_play_in_the_terminal_against_an_agent():
-    # Seat 0 (X) against the deterministic 'first' agent: X takes 1, 2, 3 while O answers 4, 5.
-    result = turngym("play", "turngym/TicTacToe-v0", "--opponent", "first", input="1\n2\n3\n")
+    # Seat 0 (X) against the deterministic 'first' agent: X takes 1, 4, 7 while O answers 2, 3.
+    result = turngym("play", "turngym/TicTacToe-v0", "--opponent", "first", input="1\n4\n7\n")
     assert "Episode over (game_over); your return +1." in result.stdout
 
 

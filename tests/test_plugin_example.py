@@ -31,7 +31,7 @@ def _installed() -> bool:
     return True
 
 
-# Decided before the fallback below puts the example folder (and a stale *.egg-info in it) on sys.path.
+# Decided before the fallback below puts the example folder (and any *.egg-info in it) on sys.path.
 INSTALLED = _installed()
 
 try:
@@ -106,7 +106,10 @@ def test_reward_invariant_and_bounds_under_random_play() -> None:
     for seed in range(60):
         env.reset(seed=seed)
         for _ in range(12):
-            action = junk[int(rng.integers(len(junk)))] if rng.random() < 0.3 else env.sample_valid_action(rng)
+            if rng.random() < 0.3:
+                action = junk[int(rng.integers(len(junk)))]
+            else:
+                action = env.sample_valid_action(rng)
             obs, reward, terminated, truncated, info = env.step(action)
             record = info["turn"]
             assert isinstance(obs, str) and reward == record.reward
@@ -125,7 +128,8 @@ def test_closer_component() -> None:
     assert env.step(f"[{near}]")[4]["turn"].components == {"closer": 0.1}
     assert env.step(f"[{far}]")[4]["turn"].components == {"closer": -0.1}
     _, reward, terminated, _, info = env.step(str(secret))  # a bare integer is accepted too
-    assert terminated and info["turn"].components == {"closer": 0.1} and reward == pytest.approx(1.1)
+    assert terminated and info["turn"].components == {"closer": 0.1}
+    assert reward == pytest.approx(1.1)
 
 
 @pytest.mark.parametrize(

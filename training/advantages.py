@@ -216,7 +216,7 @@ class AdvantageInput:
         if bad.size:
             i = int(bad[0])
             raise ValueError(
-                f"outcomes[{i}] = {self.outcomes[i]!r} is not finite and rollout {i} is not "
+                f"outcomes[{i}] = {float(self.outcomes[i])!r} is not finite and rollout {i} is not "
                 f"marked failed ({bad.size} such rollouts)"
             )
         if self.turn_anchor_keys is not None:

@@ -29,7 +29,9 @@ Bootstrap (:func:`bootstrap_intervals`)
     Games are resampled with replacement *within each pair of players* (every pair keeps its game
     count), the model is refitted on each resample, and the percentile interval of each player's Elo
     is reported. Intervals are relative to the field's mean (the anchor). Seat-swapped games played
-    on the same seed are resampled as independent games, which if anything widens the intervals.
+    on the same seed are resampled as independent games; in games of chance their results are
+    negatively correlated (the same deal twice), so this widens the intervals, and duplicate scoring
+    (:func:`duplicate_matches`) resamples whole matches instead.
 
 OpenSkill (:func:`openskill_ratings`)
     The Weng–Lin Bayesian online rating of the ``openskill`` library (``PlackettLuce`` by default,
@@ -278,7 +280,7 @@ def _fit_logits(wins: np.ndarray, counts: np.ndarray, lam: float, *, tol: float 
     current = _objective(r, wins, lam)
     for _ in range(max_iter):
         diff = r[:, :, None] - r[:, None, :]
-        p = 1.0 / (1.0 + np.exp(-diff))
+        p = np.exp(_log_sigmoid(diff))  # σ(diff), without overflow
         grad = (wins - counts * p).sum(axis=2) - lam * r
         weight = counts * p * (1.0 - p)  # (B, P, P), symmetric
         hess = weight - eye * weight.sum(axis=2)[:, :, None] - lam * eye

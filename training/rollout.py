@@ -134,6 +134,7 @@ class RolloutConfig:
         on_env_error: ``"mask"`` keeps a failed trajectory marked ``failed`` (the learner masks it);
             ``"resample"`` replays the rollout up to ``max_resamples`` times, then masks it.
         seed: base of the sampling seeds (generation is reproducible for a fixed seed and batch).
+        env_kwargs: constructor overrides per env id (e.g. ``{"turngym/TicTacToe-v0": {"valid_move_reward": 0.1}}``).
     """
 
     group_size: int = 8
@@ -148,6 +149,7 @@ class RolloutConfig:
     on_env_error: str = "mask"
     max_resamples: int = 2
     seed: int = 0
+    env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.group_size < 1:
@@ -202,7 +204,9 @@ class _Episode:
         self.task, self.sample_index, self.attempt = task, sample_index, attempt
         self.chat = chat
         num_seats = env_spec(task.env_id).num_seats
-        overrides: dict[str, Any] = {} if config.max_turns is None else {"max_turns": config.max_turns}
+        overrides: dict[str, Any] = dict(config.env_kwargs.get(task.env_id, {}))
+        if config.max_turns is not None:
+            overrides["max_turns"] = config.max_turns
         if num_seats > 1 and not config.self_play:
             from turngym.agents.specs import resolve_agent
 

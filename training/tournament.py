@@ -269,6 +269,7 @@ def run_tournament(
     prior_sd: float | None = DEFAULT_PRIOR_SD,
     scoring: str = "auto",
     chunk_size: int | None = None,
+    on_start: Callable[[int, int], None] | None = None,
     on_game: Callable[[GameResult], None] | None = None,
     plots: bool = True,
 ) -> TournamentResult:
@@ -284,6 +285,7 @@ def run_tournament(
         n_boot, level, prior_sd: bootstrap resamples, interval level and Bradley–Terry prior.
         scoring: ``"auto"``, ``"game"`` or ``"duplicate"`` (module docstring).
         chunk_size: games per worker task (default: small enough to balance and persist often).
+        on_start: called once before playing with ``(games to play, games in the tournament)``.
         on_game: called in this process with each newly finished game (progress bars).
         plots: write ``ratings.png`` and ``payoff.png`` (needs matplotlib).
     """
@@ -313,8 +315,10 @@ def run_tournament(
         raise ValueError(
             f"duplicate scoring rates seat-swapped pairs of games: games_per_pair must be even, got {games_per_pair}"
         )
-    for agent in agents:  # fail fast on a bad name, before any game runs
-        resolve_agent(agent, env_id, seed=0)
+    # Fail fast on a bad name, before any game runs (the agents are reused when playing in-process).
+    cache: dict[tuple[str, str], Any] = {
+        ("agent", f"{env_id}\0{agent}"): resolve_agent(agent, env_id, seed=0) for agent in agents
+    }
     _require_extras(plots)
 
     out_dir = Path(out_dir)
@@ -323,11 +327,13 @@ def run_tournament(
     games_path = out_dir / GAMES_FILE
     done = _read_games(games_path, env_id, seed)
 
-    pairs = _pairs(agents)
+    pairs = sorted(_pairs(agents))  # sorted: nothing below depends on the order agents were listed in
     missing = [
         [_job(pair, i, seed) for i in range(games_per_pair) if (*pair, i) not in done] for pair in pairs
     ]
     todo = sum(len(m) for m in missing)
+    if on_start is not None:
+        on_start(todo, len(pairs) * games_per_pair)
 
     started = time.perf_counter()
     new: list[GameResult] = []
@@ -341,7 +347,6 @@ def run_tournament(
                 on_game(game)
 
         if todo and workers == 1:
-            cache: dict[tuple[str, str], Any] = {}
             for job in _interleave(missing):
                 record(_play(env_id, job, cache))
         elif todo:
@@ -355,8 +360,7 @@ def run_tournament(
                         for game in future.result():
                             record(game)
                 except BaseException:
-                    for f in futures:
-                        f.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)  # finished games are already on disk
                     raise
     play_s = time.perf_counter() - started
 
@@ -479,7 +483,8 @@ def _write_outputs(result: TournamentResult, out_dir: Path, meta: dict[str, Any]
         "method": {
             "unit": f"one rated result = one {unit}; score 1/0.5/0 by comparing the players' (summed) outcomes",
             "elo": "Bradley-Terry MAP, Newton; draws = half a win each; elo = 1500 + 400/ln(10) * logit; "
-            f"prior N(1500, {meta['prior_sd']}^2) per player; mean rating 1500",
+            + ("no prior" if meta["prior_sd"] is None else f"prior N(1500, {meta['prior_sd']:g}^2) per player")
+            + "; mean rating 1500",
             "interval": f"{meta['level']:.0%} percentile bootstrap, {meta['n_boot']} resamples of rated results "
             "within each pair (pair counts kept)",
             "openskill": "openskill PlackettLuce (library defaults), one update per rated result in canonical "
@@ -533,11 +538,14 @@ def _markdown(
     level = f"{meta['level']:.0%}"
     duplicate = result.scoring == "duplicate"
     unit = "duplicate match" if duplicate else "game"
+    prior = "no prior" if meta["prior_sd"] is None else f"prior N(1500, {meta['prior_sd']:g}²)"
     lines = [
         f"# Tournament: {result.env_id}",
         "",
-        f"{len(players)} agents, {meta['games_per_pair']} games per pair ({len(result.games)} games), seed {meta['seed']}; "
-        "seats alternate, each seat-swapped pair of games on the same episode seed.",
+        (
+            f"{len(players)} agents, {meta['games_per_pair']} games per pair ({len(result.games)} games), "
+            f"seed {meta['seed']}; seats alternate, each seat-swapped pair of games on the same episode seed."
+        ),
         "",
         (
             f"Scoring: duplicate — each seat-swapped pair of games is one match ({len(result.rated)} matches), won by "
@@ -545,9 +553,11 @@ def _markdown(
             if duplicate
             else "Scoring: per game — win 1, draw ½, loss 0."
         ),
-        f"Elo: Bradley–Terry fit (draws count half a win; mean 1500; prior N(1500, {meta['prior_sd']:g}²)), "
-        f"{level} percentile bootstrap interval over {meta['n_boot']} resamples within pairs. "
-        f"OpenSkill: Plackett–Luce μ and σ after every {unit}.",
+        (
+            f"Elo: Bradley–Terry fit (draws count half a win; mean 1500; {prior}), "
+            f"{level} percentile bootstrap interval over {meta['n_boot']} resamples within pairs. "
+            f"OpenSkill: Plackett–Luce μ and σ after every {unit}."
+        ),
         "",
         f"| rank | player | Elo | {level} interval | OpenSkill μ | σ | games | mean score |",
         "|---:|:---|---:|:---:|---:|---:|---:|---:|",
@@ -654,7 +664,7 @@ def build_parser(prog: str = "turngym tournament") -> argparse.ArgumentParser:
         ),
         epilog=(
             "example: turngym tournament --env turngym/TicTacToe-v0 --agents random,heuristic,minimax "
-            "--games 200 --out runs/ttt --workers 2"
+            "--games 200 --out runs/ttt"
         ),
     )
     parser.add_argument("--env", required=True, metavar="ID", help="a two-player game id, e.g. turngym/KuhnPoker-v0")
@@ -667,7 +677,8 @@ def build_parser(prog: str = "turngym tournament") -> argparse.ArgumentParser:
     )
     parser.add_argument("--games", type=int, default=100, metavar="N", help="games per pair of agents (default 100; even is best)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory; an existing one is resumed")
-    parser.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes playing games (default 1)")
+    parser.add_argument("--workers", type=int, default=1, metavar="K", help="processes playing games (default 1, in this process); more pay off when games are slow "
+                        "(model agents, deep searches): each starts fresh (spawn), about half a second")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="tournament seed; fixes every game (default 0)")
     parser.add_argument(
         "--scoring",
@@ -687,7 +698,6 @@ def tournament_main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
-
     from turngym.envs.registration import UnknownEnvironment
 
     args = build_parser().parse_args(argv)
@@ -697,6 +707,10 @@ def tournament_main(argv: Sequence[str] | None = None) -> int:
     try:
         with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
             task = progress.add_task(f"{args.env}: playing", total=None)
+
+            def start(todo: int, total: int) -> None:
+                progress.update(task, total=total, completed=total - todo)
+
             result = run_tournament(
                 args.env,
                 agents,
@@ -706,6 +720,7 @@ def tournament_main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 n_boot=args.bootstrap,
                 scoring=args.scoring,
+                on_start=start,
                 on_game=lambda _: progress.advance(task),
                 plots=not args.no_plots,
             )

@@ -40,12 +40,12 @@ _normalize_spelling = functools.lru_cache(maxsize=4096)(normalize_move_text)
 
 
 class _SpellingTable:
-    """``{normalized spelling: action}`` of ``game``'s legal moves, filled only as far as lookups need.
+    """``{normalized spelling: action}`` of ``game``'s legal moves, filled only as lookups need.
 
-    Filled move by move, in the order and with the ``setdefault`` rule of a table built up front (a
-    spelling's first occurrence wins), so every lookup answers exactly as the full table would; but a
-    reply that names a move stops the filling at that move instead of normalizing every spelling of
-    every legal move.
+    Filled move by move, in the order and with the ``setdefault`` rule of a table built up front
+    (a spelling's first occurrence wins), so every lookup answers exactly as the full table would;
+    but a reply that names a move stops the filling at that move instead of normalizing every
+    spelling of every legal move.
     """
 
     __slots__ = ("_game", "_legal", "_next", "_known")

@@ -70,6 +70,8 @@ class ConnectFourEnv(OpenSpielGame):
 
     def _illegal_hint(self, candidates: list[str]) -> str | None:
         for candidate in candidates:
+            if len(candidate) > 40:  # only short, well-formed replies get a specific reason
+                continue
             text = normalize_move_text(candidate)
             numbers = re.findall(r"\d+", text)
             if len(numbers) != 1 or not text.endswith(numbers[0]):

@@ -94,6 +94,8 @@ class LiarsDiceEnv(OpenSpielGame):
 
     def _illegal_hint(self, candidates: list[str]) -> str | None:
         for candidate in candidates:
+            if len(candidate) > 40:  # only short, well-formed replies get a specific reason
+                continue
             text = normalize_move_text(candidate)
             if text in ("liar", "call liar", "challenge") and not self._bids:
                 return "there is no bid to call liar on yet; make the first bid"

@@ -36,7 +36,7 @@ import pyspiel
 from turngym.envs.games.base import OpenSpielGame, normalize_move_text
 
 ITEM_NAMES = ("book", "hat", "ball")
-_TRIPLE_SEPARATOR = re.compile(r"(\d+)\s*,\s*(?=\d)")
+_TRIPLE_SEPARATOR = re.compile(r"(?<=\d)\s*,\s*(?=\d)")  # "1, 0,2" -> "1 0 2"; linear time
 _NUMBERS = re.compile(r"^(?:propose|offer|keep|i keep|i propose)?\s*((?:\d+\s+)*\d+)$")
 _PROPOSAL_TEXT = re.compile(r"Proposal: \[([\d, ]*)\]")
 
@@ -132,7 +132,7 @@ class NegotiationEnv(OpenSpielGame):
 
     def _parse_move(self, text: str) -> tuple[int | None, str | None]:
         if isinstance(text, str):
-            text = _TRIPLE_SEPARATOR.sub(r"\1 ", text)
+            text = _TRIPLE_SEPARATOR.sub(" ", text)
         return super()._parse_move(text)
 
     def _apply_move(self, move: int) -> str:
@@ -156,7 +156,9 @@ class NegotiationEnv(OpenSpielGame):
     def _illegal_hint(self, candidates: list[str]) -> str | None:
         pool = self.pool()
         for candidate in candidates:
-            text = normalize_move_text(_TRIPLE_SEPARATOR.sub(r"\1 ", candidate))
+            if len(candidate) > 60:  # only short, well-formed replies get a specific reason
+                continue
+            text = normalize_move_text(_TRIPLE_SEPARATOR.sub(" ", candidate))
             if text.split(" ")[-1] in ("accept", "agree") and not self._proposals:
                 return "there is no proposal to accept yet; make one with propose B H L"
             match = _NUMBERS.match(text)

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 import turngym
 from turngym.training.rewards import (
     RolloutRewards,

@@ -21,8 +21,8 @@ def register() -> None:
         description="Guess a hidden number from 1 to 100 from higher/lower hints.",
         max_turns=8,  # binary search needs at most 7 guesses
         invalid_action_allowance=3,  # the 4th malformed reply ends the episode (outcome 0)
-        # Per-step reward: "closer" ±0.1 or "format" −0.1, plus the outcome 1.0 on the solving guess.
+        # Step reward: "closer" ±0.1 or "format" −0.1, plus the outcome 1.0 on the solving guess.
         reward_bounds=(-0.1, 1.1),
-        # G-RA: the dense "closer" rewards count only in episodes whose outcome reaches 0.5 (solved).
+        # G-RA: the dense rewards count only in episodes whose outcome reaches 0.5 (solved ones).
         gate_threshold=0.5,
     )

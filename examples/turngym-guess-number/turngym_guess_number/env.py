@@ -8,7 +8,7 @@ Rewards of one step (``info["turn"]`` is the :class:`~turngym.envs.types.TurnRec
 
 * ``closer``: +0.1 if the guess is closer to the number than the previous valid guess, −0.1 if not,
   0 on the first guess;
-* ``format``: −0.1 for a reply that is not a number from 1 to 100 (it gets a corrective observation);
+* ``format``: −0.1 for a reply that is not one number from 1 to 100 (plus a corrective observation);
 * outcome 1.0 on the guess that finds the number (``stop_reason="solved"``); 0.0 when the episode is
   stopped from outside (turn limit, too many invalid replies).
 """
@@ -32,9 +32,9 @@ _BARE = re.compile(r"\s*([0-9]+)[\s.!]*")  # or the whole reply is "42"
 
 class GuessNumberEnv(TurnEnv):
     system_prompt = (
-        f"I am thinking of a whole number from {LOW} to {HIGH}. Find it in as few guesses as you can. "
-        "After each guess I say whether the number is higher or lower. Reply with your guess in "
-        "brackets, e.g. [50]."
+        f"I am thinking of a whole number from {LOW} to {HIGH}. Find it in as few guesses as you "
+        "can. After each guess I say whether the number is higher or lower. Reply with your guess "
+        "in brackets, e.g. [50]."
     )
     action_format = f"Reply with one whole number from {LOW} to {HIGH} in brackets, e.g. [50]."
 
@@ -46,9 +46,10 @@ class GuessNumberEnv(TurnEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
-        super().reset(seed=seed)  # contract: seeds self.np_random, the env's ONLY source of randomness
+        # contract: seeds self.np_random, which must be the env's ONLY source of randomness.
+        super().reset(seed=seed)
         self._secret = int(self.np_random.integers(LOW, HIGH + 1))
-        self._low, self._high = LOW, HIGH  # what the hints so far allow (used by sample_valid_action)
+        self._low, self._high = LOW, HIGH  # what the hints allow so far (for sample_valid_action)
         self._last_distance: int | None = None
         self._turn = 0
         self._done = False
@@ -71,7 +72,8 @@ class GuessNumberEnv(TurnEnv):
         else:
             distance = abs(guess - self._secret)
             last = self._last_distance
-            record.components["closer"] = 0.0 if last is None else (0.1 if distance < last else -0.1)
+            closer = 0.0 if last is None else (0.1 if distance < last else -0.1)
+            record.components["closer"] = closer
             self._last_distance = distance
             if guess == self._secret:
                 self._done = True
@@ -122,6 +124,7 @@ class GuessNumberEnv(TurnEnv):
         if len(set(found)) != 1:
             return None, "give exactly one number" if found else "no number in brackets was found"
         digits = found[0].lstrip("0") or "0"
-        if len(digits) > 3 or not LOW <= int(digits) <= HIGH:  # length check first: int() of 100k digits raises
+        # Length first: int() of a 100,000-digit string raises ValueError.
+        if len(digits) > 3 or not LOW <= int(digits) <= HIGH:
             return None, f"{found[0][:12]} is not a number from {LOW} to {HIGH}"
         return int(digits), None

@@ -1,0 +1,120 @@
+"""From trajectories and per-turn advantages to padded tensors, and log-probs of the policy tokens.
+
+Shapes (``B`` sequences, ``L`` = longest sequence in the micro-batch):
+
+* ``input_ids [B, L]`` right-padded with ``pad_id``; ``attention_mask [B, L]``.
+* targets are shifted: position ``t`` of every ``[B, L-1]`` tensor describes token ``t + 1``,
+  predicted from the hidden state at ``t``. ``loss_mask [B, L-1]`` is 1 exactly on tokens the policy
+  generated; ``old_logprobs``, ``advantages``, ``clip_scale`` and ``turn_ids`` are aligned with it.
+
+:func:`policy_token_logprobs` runs the decoder once and applies the output projection only at the
+positions of policy tokens, a chunk at a time (``chunked_target_logprobs``): full-vocabulary logits
+are never materialized for the whole batch, which is what dominates memory in TRL's trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from turngym.training.trajectory import Trajectory
+
+
+@dataclass
+class TrainRow:
+    """One trajectory flattened for the learner (python lists, all length ``L``)."""
+
+    token_ids: list[int]
+    loss_mask: list[int]
+    turn_ids: list[int]
+    old_logprobs: list[float]
+    advantages: list[float]
+    clip_scale: list[float]
+
+    @property
+    def num_policy_tokens(self) -> int:
+        return int(sum(self.loss_mask))
+
+
+def make_row(trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_scale: np.ndarray | None) -> TrainRow:
+    """Broadcast per-turn advantages (and clip scales) to the tokens of each turn."""
+    flat = trajectory.flat()
+    if len(turn_advantages) != len(trajectory.turns):
+        raise ValueError(
+            f"trajectory has {len(trajectory.turns)} turns but {len(turn_advantages)} turn advantages"
+        )
+    adv = [float(turn_advantages[k]) if k >= 0 else 0.0 for k in flat.turn_ids]
+    scale = [float(turn_clip_scale[k]) if (k >= 0 and turn_clip_scale is not None) else 1.0 for k in flat.turn_ids]
+    return TrainRow(flat.token_ids, flat.loss_mask, flat.turn_ids, flat.old_logprobs, adv, scale)
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor  # [B, L] long
+    attention_mask: torch.Tensor  # [B, L] long
+    loss_mask: torch.Tensor  # [B, L-1] float
+    old_logprobs: torch.Tensor  # [B, L-1] float
+    advantages: torch.Tensor  # [B, L-1] float
+    clip_scale: torch.Tensor  # [B, L-1] float
+    turn_ids: torch.Tensor  # [B, L-1] long (-1 off-policy)
+
+
+def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = "cpu") -> MicroBatch:
+    """Right-pad ``rows`` into a :class:`MicroBatch` (targets shifted by one; see module docstring)."""
+    if not rows:
+        raise ValueError("collate needs at least one row")
+    width = max(len(r.token_ids) for r in rows)
+    b = len(rows)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, width), dtype=torch.long)
+    mask = torch.zeros((b, width), dtype=torch.float32)
+    old = torch.zeros((b, width), dtype=torch.float32)
+    adv = torch.zeros((b, width), dtype=torch.float32)
+    scale = torch.ones((b, width), dtype=torch.float32)
+    turns = torch.full((b, width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.token_ids)
+        ids[i, :n] = torch.tensor(r.token_ids)
+        attn[i, :n] = 1
+        mask[i, :n] = torch.tensor(r.loss_mask, dtype=torch.float32)
+        old[i, :n] = torch.tensor(r.old_logprobs, dtype=torch.float32)
+        adv[i, :n] = torch.tensor(r.advantages, dtype=torch.float32)
+        scale[i, :n] = torch.tensor(r.clip_scale, dtype=torch.float32)
+        turns[i, :n] = torch.tensor(r.turn_ids)
+    if (mask[:, 0] != 0).any():
+        raise ValueError("a sequence starts with a policy token; there is no context to predict it from")
+    to = dict(device=device)
+    return MicroBatch(
+        input_ids=ids.to(**to),
+        attention_mask=attn.to(**to),
+        loss_mask=mask[:, 1:].to(**to),
+        old_logprobs=old[:, 1:].to(**to),
+        advantages=adv[:, 1:].to(**to),
+        clip_scale=scale[:, 1:].to(**to),
+        turn_ids=turns[:, 1:].to(**to),
+    )
+
+
+def policy_token_logprobs(model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512) -> torch.Tensor:
+    """``[B, L-1]`` log π(token t+1 | ≤ t) at policy-token positions (0 elsewhere); differentiable.
+
+    Uses ``model.get_decoder()`` for hidden states and ``model.get_output_embeddings()`` on the
+    selected positions only, ``chunk_size`` rows at a time.
+    """
+    from turngym.agents.hf_policy import chunked_target_logprobs
+
+    hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
+    targets = batch.input_ids[:, 1:][where]
+    picked = chunked_target_logprobs(
+        hidden[:, :-1][where],
+        model.get_output_embeddings(),
+        targets,
+        chunk_size,
+        softcap=getattr(model.config, "final_logit_softcapping", None),
+    )
+    out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=picked.device)
+    return out.index_put(where, picked.float())

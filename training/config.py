@@ -1,0 +1,197 @@
+"""Training configuration: one pydantic model, loaded from YAML, validated with messages that quote values.
+
+``TrainConfig.load("run.yaml")`` or ``load_preset("quickstart")``; overrides use dotted keys
+(``--set optim.lr=2e-5``). Unknown keys are errors (``extra="forbid"``), so a typo never silently
+falls back to a default. Presets live in ``training/presets/*.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EnvMix(_Section):
+    """One environment of the training mix."""
+
+    id: str
+    """Registered id, e.g. ``turngym/TicTacToe-v0``."""
+    weight: float = Field(1.0, gt=0)
+    """Relative share of this env's tasks in each batch."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Constructor overrides (e.g. ``valid_move_reward: 0.1``)."""
+
+    @field_validator("id")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from turngym.envs.registration import spec
+
+        spec(value)  # raises UnknownEnvironment with "did you mean"
+        return value
+
+
+class ModelSection(_Section):
+    name: str = "smollm2-135m"
+    """Policy spec: ``smollm2-135m`` (embedded), ``hf:<path>``, ``tiny-char`` (random Llama over a
+    character-level vocabulary; CI) or ``tiny-random`` (random Llama with the SmolLM2 tokenizer)."""
+    device: str = "cpu"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    tiny_layers: int = Field(2, ge=1)
+    tiny_hidden: int = Field(64, ge=8)
+
+
+class RolloutSection(_Section):
+    tasks_per_step: int = Field(8, ge=1)
+    """Distinct tasks (seeds) per step; each is played ``group_size`` times."""
+    group_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(16, ge=1)
+    max_episode_tokens: int = Field(1024, ge=8)
+    max_turns: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    self_play: bool = False
+    opponent: str = "random"
+    on_env_error: Literal["mask", "resample"] = "mask"
+    max_batch_size: int = Field(64, ge=1)
+    """Rows per generate micro-batch."""
+
+
+class AlgoSection(_Section):
+    estimator: str = "grpo"
+    """Advantage estimator: see ``turngym.training.advantages.ESTIMATORS``."""
+    gate: Literal["gated", "ungated"] = "gated"
+    """G-RA gated accumulation of turn rewards, or the ungated (D-RA) ablation."""
+    gate_threshold: float | None | Literal["spec"] = "spec"
+    """δ of the gate; ``spec`` takes each env's registered default."""
+    gamma: float = Field(1.0, ge=0, le=1)
+    alpha: float = Field(0.3, ge=0)
+    clip_low: float = Field(0.2, gt=0, lt=1)
+    clip_high: float = Field(0.28, gt=0)
+    agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    turn_level_ratio: bool = False
+    adaptive_clip: bool = False
+    """Use A²TGPO's per-turn clip scale (``turn_group`` only)."""
+    kl_coef: float = Field(0.0, ge=0)
+    kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    dynamic_sampling: bool = True
+    """Drop groups whose reward sequences are identical (no gradient)."""
+
+    @field_validator("estimator")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from turngym.training.advantages import ESTIMATORS
+
+        if value not in ESTIMATORS:
+            close = difflib.get_close_matches(value, list(ESTIMATORS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown estimator {value!r}; registered: {', '.join(sorted(ESTIMATORS))}{hint}")
+        return value
+
+
+class OptimSection(_Section):
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(8, ge=1)
+    """Sequences per forward/backward; gradients accumulate over the whole batch."""
+    score_chunk_size: int = Field(512, ge=1)
+    """Positions per output-projection chunk when computing log-probs (bounds logits memory)."""
+
+
+class EvalSection(_Section):
+    episodes: int = Field(200, ge=0)
+    """Held-out episodes per decoding mode, before and after training (0 disables)."""
+    seed_offset: int = 1_000_000
+    """Eval seeds are ``seed_offset + i``; training seeds are drawn below it."""
+    temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.7])
+    """Decoding modes; 0 means greedy."""
+    every: int = Field(0, ge=0)
+    """Also evaluate every N steps (0: only before and after)."""
+    every_episodes: int = Field(64, ge=1)
+
+
+class TrainConfig(_Section):
+    """Everything a run needs. Field docstrings are the documentation."""
+
+    name: str = "run"
+    out_dir: str | None = None
+    """Defaults to ``runs/<name>``."""
+    seed: int = 0
+    steps: int = Field(20, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    """Stop after the first step that ends past this many seconds of training (evals excluded)."""
+    checkpoint_every: int = Field(5, ge=1)
+    envs: list[EnvMix] = Field(default_factory=lambda: [EnvMix(id="turngym/TicTacToe-v0")])
+    model: ModelSection = Field(default_factory=ModelSection)
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    algo: AlgoSection = Field(default_factory=AlgoSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    tensorboard: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if not self.envs:
+            raise ValueError("envs is empty; give at least one environment id")
+        if self.rollout.max_new_tokens > self.rollout.max_episode_tokens:
+            raise ValueError(
+                f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be <= "
+                f"rollout.max_episode_tokens ({self.rollout.max_episode_tokens})"
+            )
+        if self.algo.adaptive_clip and self.algo.estimator != "turn_group":
+            raise ValueError(f"algo.adaptive_clip needs estimator 'turn_group', got {self.algo.estimator!r}")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.out_dir or f"runs/{self.name}")
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return cls.model_validate(apply_overrides(data, overrides or []))
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, overrides: list[str] | None = None) -> TrainConfig:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        close = difflib.get_close_matches(name, presets(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(presets())}{hint}")
+    return TrainConfig.load(path, overrides)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data

@@ -1,0 +1,496 @@
+"""The multi-turn GRPO trainer. Read :func:`train` top to bottom: it is the whole algorithm.
+
+Plumbing (output folder, checkpoints, logging, plots) is marked ``# PLUMBING``; the algorithm is
+marked ``# ALGO``. One step:
+
+1. sample ``tasks_per_step`` tasks (env from the weighted mix, seed below ``eval.seed_offset``);
+2. ``collect`` ``group_size`` rollouts per task — token-in/token-out trajectories with per-turn
+   records (``training/rollout.py``);
+3. assemble rewards with G-RA gating (``training/rewards.py``) and compute per-turn advantages with
+   the configured estimator (``training/advantages.py``); drop zero-information groups;
+4. one PPO-clip gradient step over all policy tokens (``training/losses.py``), accumulated over
+   micro-batches, log-probs computed without full-vocabulary logits (``training/batching.py``);
+5. log, checkpoint (model, optimizer, step, RAE baselines), evaluate.
+
+Every per-step random choice is derived from ``(seed, step)``, so a run resumed from a checkpoint
+continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from turngym.envs.registration import spec as env_spec
+from turngym.training import advantages as adv_lib
+from turngym.training.batching import TrainRow, collate, make_row, policy_token_logprobs
+from turngym.training.config import TrainConfig
+from turngym.training.losses import kl_loss, policy_loss
+from turngym.training.rewards import RolloutRewards, assemble
+from turngym.training.rollout import RolloutConfig, Task, collect
+from turngym.training.stats import mean_interval, wilson_interval
+from turngym.training.trajectory import Trajectory
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class TrainerState:
+    """What a checkpoint restores besides weights and optimizer moments."""
+
+    step: int = 0
+    rae_state: dict[str, Any] | None = None
+    train_seconds: float = 0.0
+    evals: dict[str, Any] = field(default_factory=dict)
+
+
+# ================================================================================================
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the summary also written to ``summary.json``."""
+    # PLUMBING: output folder, seeds, model, optimizer, logging ----------------------------------
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    config.dump(out / "config.yaml")
+    torch.manual_seed(config.seed)
+    policy = build_policy(config)
+    model = policy.model
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
+    )
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
+    state = TrainerState()
+    if resume:
+        state = load_checkpoint(out, model, optimizer)
+    elif (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
+    log = MetricsLog(out, tensorboard=config.tensorboard)
+
+    # ALGO: evaluate before training ---------------------------------------------------------------
+    if state.step == 0 and config.eval.episodes and "before" not in state.evals:
+        state.evals["before"] = evaluate_policy(policy, config, config.eval.episodes)
+
+    progress = _Progress(config.steps, state.step, enabled=show_progress)
+    for step in range(state.step, config.steps):
+        step_start = time.perf_counter()
+
+        # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
+        tasks = sample_tasks(config, step)
+        batch = collect(tasks, policy, rollout_config(config, step))
+        rollout_seconds = time.perf_counter() - step_start
+
+        # ALGO 3: gated rewards → per-turn advantages; keep groups that carry information --------
+        advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state)
+        rows = [
+            make_row(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i])
+            for i, t in enumerate(batch.trajectories)
+            if keep[i] and t.num_generated_tokens > 0
+        ]
+
+        # ALGO 4: one policy-gradient step over all kept policy tokens ----------------------------
+        optim_stats = optimize(model, optimizer, rows, config, policy.pad_token_id, reference)
+
+        # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
+        state.step = step + 1
+        state.train_seconds += time.perf_counter() - step_start
+        metrics = {
+            "step": state.step,
+            **rollout_summary(batch.trajectories),
+            **{f"rollout/{k}": v for k, v in batch.metrics.to_dict().items()},
+            **optim_stats,
+            "kept_trajectories": len(rows),
+            "time/rollout_s": rollout_seconds,
+            "time/step_s": time.perf_counter() - step_start,
+            "time/train_total_s": state.train_seconds,
+            "memory/peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }
+        if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
+            periodic = evaluate_policy(policy, config, config.eval.every_episodes)
+            metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
+        log.write(metrics)
+        progress.update(state.step, metrics)
+        out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
+        if state.step % config.checkpoint_every == 0 or state.step == config.steps or out_of_time:
+            save_checkpoint(out, model, optimizer, state)
+        if out_of_time:
+            break
+    progress.close()
+
+    # ALGO: evaluate after training; PLUMBING: export, plots, summary -----------------------------
+    if config.eval.episodes and "after" not in state.evals:
+        state.evals["after"] = evaluate_policy(policy, config, config.eval.episodes)
+        save_checkpoint(out, model, optimizer, state)
+    export_model(out, policy)
+    summary = write_summary(out, config, state, log.rows())
+    plot_curves(out, log.rows(), state.evals)
+    log.close()
+    return summary
+
+
+# ================================================================================================
+# ALGO helpers
+# ================================================================================================
+def sample_tasks(config: TrainConfig, step: int) -> list[Task]:
+    """``tasks_per_step`` tasks: env by weight, seed uniform below the eval seeds; a function of (seed, step)."""
+    rng = np.random.default_rng([config.seed, step, 17])
+    weights = np.array([e.weight for e in config.envs], dtype=np.float64)
+    picks = rng.choice(len(config.envs), size=config.rollout.tasks_per_step, p=weights / weights.sum())
+    seeds = rng.integers(0, config.eval.seed_offset, size=config.rollout.tasks_per_step)
+    return [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+
+
+def rollout_config(config: TrainConfig, step: int, *, temperature: float | None = None, group_size: int | None = None) -> RolloutConfig:
+    r = config.rollout
+    return RolloutConfig(
+        group_size=group_size or r.group_size,
+        max_new_tokens=r.max_new_tokens,
+        max_episode_tokens=r.max_episode_tokens,
+        max_turns=r.max_turns,
+        temperature=r.temperature if temperature is None else temperature,
+        top_p=r.top_p,
+        self_play=r.self_play,
+        opponent=r.opponent,
+        on_env_error=r.on_env_error,
+        seed=config.seed * 100_003 + step,
+        env_kwargs={e.id: dict(e.kwargs) for e in config.envs},
+    )
+
+
+def compute_advantages(
+    config: TrainConfig, trajectories: list[Trajectory], rae_state: dict[str, Any] | None
+) -> tuple[adv_lib.Advantages, np.ndarray, dict[str, Any] | None]:
+    """G-RA assembly, then the configured estimator; returns advantages, keep mask, RAE state."""
+    algo = config.algo
+    rollouts = [
+        RolloutRewards(
+            group_id=f"{t.group_id}/seat{t.seat}" if config.rollout.self_play else t.group_id,
+            outcome=math.nan if t.failed or t.outcome is None else float(t.outcome),
+            turn_rewards=t.turn_rewards,
+            seat=t.seat,
+            env_id=t.env_id,
+            failed=t.failed or t.outcome is None,
+        )
+        for t in trajectories
+    ]
+    if algo.gate_threshold == "spec":
+        delta: Any = {e.id: env_spec(e.id).gate_threshold for e in config.envs}
+    else:
+        delta = algo.gate_threshold
+    assembled = assemble(rollouts, delta, algo.gate)
+    rae = adv_lib.RAEState.from_dict(rae_state) if rae_state else None
+    inp = adv_lib.AdvantageInput.from_assembled(assembled, rae_state=rae)
+    cfg = adv_lib.AdvantageConfig(gamma=algo.gamma, alpha=algo.alpha, warn_singleton_groups=False)
+    out = adv_lib.get_estimator(algo.estimator)(inp, cfg)
+    keep = np.ones(len(trajectories), dtype=bool)
+    if algo.dynamic_sampling:
+        keep = adv_lib.dynamic_sampling_mask(inp.group_ids, inp.outcomes, inp.turn_rewards, inp.failed)
+    if out.valid is not None:
+        keep &= out.valid
+    if not algo.adaptive_clip:
+        out.clip_scale = None
+    new_rae = out.rae_state.to_dict() if out.rae_state is not None else rae_state
+    return out, keep, new_rae
+
+
+def optimize(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rows: list[TrainRow],
+    config: TrainConfig,
+    pad_id: int,
+    reference: torch.nn.Module | None,
+) -> dict[str, float]:
+    """One optimizer step over ``rows``, accumulated over micro-batches; returns loss statistics."""
+    stats: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "grad_norm": 0.0, "policy_tokens": 0.0}
+    total_tokens = sum(r.num_policy_tokens for r in rows)
+    if total_tokens == 0:
+        return stats  # every group was uninformative: no update, and it is visible in the metrics
+    algo, optim = config.algo, config.optim
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    ordered = sorted(rows, key=lambda r: len(r.token_ids))  # similar lengths share a micro-batch
+    max_len = max(r.num_policy_tokens for r in rows)
+    for start in range(0, len(ordered), optim.micro_batch_size):
+        micro = ordered[start : start + optim.micro_batch_size]
+        batch = collate(micro, pad_id, device=next(model.parameters()).device)
+        logprobs = policy_token_logprobs(model, batch, optim.score_chunk_size)
+        share = len(micro) / len(rows)  # seq-mean aggregations average per micro-batch
+        loss, m = policy_loss(
+            logprobs,
+            batch.old_logprobs,
+            batch.advantages,
+            batch.loss_mask,
+            clip_low=algo.clip_low,
+            clip_high=algo.clip_high,
+            agg=algo.agg,
+            max_len=max_len,
+            turn_ids=batch.turn_ids,
+            clip_scale=batch.clip_scale,
+            turn_level_ratio=algo.turn_level_ratio,
+            denominator=total_tokens if algo.agg == "token-mean" else None,
+        )
+        if algo.agg != "token-mean":
+            loss = loss * share
+        if reference is not None:
+            with torch.no_grad():
+                ref_logprobs = policy_token_logprobs(reference, batch, optim.score_chunk_size)
+            kl = kl_loss(logprobs, ref_logprobs, batch.loss_mask, kind=algo.kl_kind, denominator=total_tokens)
+            loss = loss + algo.kl_coef * kl
+            stats["kl"] += float(kl.detach())
+        loss.backward()
+        tokens = float(batch.loss_mask.sum())
+        stats["loss"] += float(loss.detach())
+        stats["clip_frac"] += m["clip_frac"] * tokens / total_tokens
+        stats["approx_kl"] += m["approx_kl"] * tokens / total_tokens
+    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    stats["policy_tokens"] = float(total_tokens)
+    return stats
+
+
+def evaluate_policy(policy: Any, config: TrainConfig, episodes: int) -> dict[str, Any]:
+    """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed."""
+    per_env = max(1, episodes // len(config.envs))
+    tasks = [Task(e.id, config.eval.seed_offset + i) for e in config.envs for i in range(per_env)]
+    results = {}
+    for temperature in config.eval.temperatures:
+        mode = "greedy" if temperature == 0 else f"T={temperature:g}"
+        batch = collect(tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1))
+        results[mode] = episode_stats(batch.trajectories)
+    return results
+
+
+def episode_stats(trajectories: list[Trajectory]) -> dict[str, Any]:
+    """Outcome statistics with 95% intervals (Wilson for rates, normal for the mean)."""
+    ok = [t for t in trajectories if not t.failed]
+    n = len(ok)
+    outcomes = [float(t.outcome) for t in ok]
+
+    def rate(count: int) -> dict[str, float]:
+        low, high = wilson_interval(count, n)
+        return {"value": count / n if n else 0.0, "low": low, "high": high, "count": count}
+
+    mean, low, high = mean_interval(outcomes)
+    return {
+        "episodes": n,
+        "failed": len(trajectories) - n,
+        "success": rate(sum(o > 0 for o in outcomes)),
+        "loss": rate(sum(o < 0 for o in outcomes)),
+        "invalid": rate(sum(t.stop_reason == "invalid_action" for t in ok)),
+        "mean_outcome": {"value": mean, "low": low, "high": high},
+        "mean_turns": float(np.mean([len(t.turns) for t in ok])) if ok else 0.0,
+    }
+
+
+def rollout_summary(trajectories: list[Trajectory]) -> dict[str, float]:
+    stats = episode_stats(trajectories)
+    return {
+        "reward/mean_outcome": stats["mean_outcome"]["value"],
+        "reward/success_rate": stats["success"]["value"],
+        "reward/invalid_rate": stats["invalid"]["value"],
+        "reward/mean_turn_reward": float(np.mean([sum(t.turn_rewards) for t in trajectories if not t.failed] or [0.0])),
+        "episode/mean_turns": stats["mean_turns"],
+    }
+
+
+def build_policy(config: TrainConfig) -> Any:
+    """The rollout policy; its ``model`` is the module the optimizer trains (shared, no weight sync)."""
+    from turngym.agents.hf_policy import HFPolicy, load_policy
+
+    m = config.model
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[m.dtype]
+    if m.name in ("tiny-random", "tiny-char"):
+        if m.name == "tiny-char":
+            from turngym.agents.tiny import tiny_char_model as make
+        else:
+            from turngym.agents.models import tiny_random_model as make
+        model, tokenizer = make(config.seed, num_layers=m.tiny_layers, hidden_size=m.tiny_hidden)
+        return HFPolicy(model, tokenizer, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+    return load_policy(m.name, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+
+
+# ================================================================================================
+# PLUMBING: checkpoints, logging, summary, plots
+# ================================================================================================
+def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainerState) -> None:
+    """Write ``out/checkpoint`` atomically (a temp folder renamed over the old one)."""
+    tmp = out / f"{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "state.pt",
+    )
+    (tmp / "trainer_state.json").write_text(json.dumps(state.__dict__, indent=2))
+    final = out / CHECKPOINT
+    old = out / f"{CHECKPOINT}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainerState:
+    path = out / CHECKPOINT
+    if not (path / "state.pt").exists():
+        raise FileNotFoundError(f"no checkpoint to resume from in {path}; run without --resume to start fresh")
+    blob = torch.load(path / "state.pt", weights_only=False)
+    model.load_state_dict(blob["model"])
+    optimizer.load_state_dict(blob["optimizer"])
+    torch.set_rng_state(blob["torch_rng"])
+    np.random.set_state(blob["numpy_rng"])
+    random.setstate(blob["python_rng"])
+    state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
+    # metrics written after the checkpoint belong to steps that will be replayed: drop them
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():
+        kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["step"] <= state.step]
+        metrics.write_text("".join(line + "\n" for line in kept))
+    return state
+
+
+class MetricsLog:
+    """Appends one JSON line per step to ``metrics.jsonl`` and mirrors scalars to TensorBoard."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self.path = out / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:  # tensorboard is in the [train] extra; JSONL is always written
+                self.writer = None
+
+    def write(self, metrics: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.writer.add_scalar(key, value, metrics["step"])
+            self.writer.flush()
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _flat_eval(result: dict[str, Any]) -> dict[str, float]:
+    return {
+        "success": result["success"]["value"],
+        "invalid": result["invalid"]["value"],
+        "mean_outcome": result["mean_outcome"]["value"],
+    }
+
+
+def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "name": config.name,
+        "steps": state.step,
+        "train_seconds": state.train_seconds,
+        "evals": state.evals,
+        "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
+        "plot": str(out / "curves.png"),
+    }
+    before, after = state.evals.get("before"), state.evals.get("after")
+    if before and after:
+        comparison = {}
+        for mode in after:
+            b, a = before[mode], after[mode]
+            comparison[mode] = {
+                metric: {
+                    "before": b[metric]["value"],
+                    "after": a[metric]["value"],
+                    "intervals_overlap": not (a[metric]["low"] > b[metric]["high"] or b[metric]["low"] > a[metric]["high"]),
+                }
+                for metric in ("success", "invalid", "mean_outcome")
+            }
+        summary["comparison"] = comparison
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) -> None:
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key, title in (
+        (axes[0], "reward/mean_outcome", "mean outcome (training rollouts)"),
+        (axes[1], "reward/success_rate", "success / win rate (training rollouts)"),
+        (axes[2], "reward/invalid_rate", "invalid-action episodes (training rollouts)"),
+    ):
+        ax.plot(steps, [r[key] for r in rows], marker="o", ms=3, label="train")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        metric = {"reward/mean_outcome": "mean_outcome", "reward/success_rate": "success", "reward/invalid_rate": "invalid"}[key]
+        for when, x in (("before", 0), ("after", steps[-1])):
+            for mode, result in (evals.get(when) or {}).items():
+                v = result[metric]
+                ax.errorbar([x], [v["value"]], yerr=[[v["value"] - v["low"]], [v["high"] - v["value"]]], fmt="s", capsize=4,
+                            label=f"eval {when} ({mode})")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+
+
+def export_model(out: Path, policy: Any) -> None:
+    """Save the trained weights and tokenizer as a Hugging Face folder (agent spec ``hf:<out>/model``)."""
+    target = out / "model"
+    policy.model.save_pretrained(target)
+    policy.tokenizer.save_pretrained(target)
+
+
+class _Progress:
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), TextColumn("{task.description}"))
+            self.bar.start()
+            self.task = self.bar.add_task("", total=total, completed=done)
+
+    def update(self, step: int, metrics: dict[str, Any]) -> None:
+        if self.bar is not None:
+            desc = (f"outcome {metrics['reward/mean_outcome']:+.2f}  win {metrics['reward/success_rate']:.2f}  "
+                    f"invalid {metrics['reward/invalid_rate']:.2f}  {metrics['time/step_s']:.0f}s/step")
+            self.bar.update(self.task, completed=step, description=desc)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
