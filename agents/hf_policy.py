@@ -404,6 +404,50 @@ class HFPolicy(TokenizerPolicy):
 
 
 # ---------------------------------------------------------------------- specs
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import is_offline_mode
+
+        return bool(is_offline_mode())
+    except ImportError:  # older huggingface_hub
+        return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    """``from_pretrained`` a local directory, else a hub id from the HF cache, else from the hub."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load(**extra: Any) -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(target, **extra)
+        return AutoModelForCausalLM.from_pretrained(target, dtype=dtype, **extra), tokenizer
+
+    local = Path(target).expanduser()
+    if local.exists():
+        try:
+            model, tokenizer = load()
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise ValueError(
+                f"cannot load policy {spec!r}: the local directory {str(local)!r} is not a loadable "
+                f"transformers causal LM (it needs config.json, weights and tokenizer files): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return model, tokenizer
+    try:  # a hub id already in the local HF cache: no network needed
+        return load(local_files_only=True)
+    except Exception as cached_exc:  # noqa: BLE001
+        hint = (
+            f"{target!r} is not a local path, and as a Hugging Face hub id it is not in the local HF "
+            "cache. Hub ids need internet access (or a cache that already holds the model); offline, "
+            "pass hf:<local directory with config.json, weights and tokenizer files>, or use "
+            "'smollm2-135m', the embedded model"
+        )
+        if _hub_offline():
+            raise ValueError(f"cannot load policy {spec!r}: {hint} (HF_HUB_OFFLINE is set)") from cached_exc
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot load policy {spec!r}: {hint}: {type(exc).__name__}: {exc}") from exc
+
 EMBEDDED_SPECS = ("smollm2-135m", "smollm2-135m-instruct", "smollm2")
 
 
@@ -429,21 +473,7 @@ def load_policy(
         target = spec[3:]
         if not target:
             raise ValueError("empty model in spec 'hf:'; use hf:<local path> or hf:<hub id>")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(target)
-            model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or default_dtype(device))
-        except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
-            where = (
-                f"the local directory {target!r} could not be loaded"
-                if Path(target).exists()
-                else f"{target!r} is not a local path, and loading it as a Hugging Face hub id failed "
-                "(hub ids need internet access or an HF cache that already holds the model; offline, "
-                "pass a local directory with config.json, weights and tokenizer files, or use "
-                "'smollm2-135m', the embedded model)"
-            )
-            raise ValueError(f"cannot load policy {spec!r}: {where}: {type(exc).__name__}: {exc}") from exc
+        model, tokenizer = _load_hf(spec, target, dtype or default_dtype(device))
         return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
     raise ValueError(
         f"unknown policy spec {spec!r}; expected one of {', '.join(EMBEDDED_SPECS[:1])} (embedded) "

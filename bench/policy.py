@@ -22,7 +22,7 @@ both sides, since ``generate`` defaults to ``top_k=50``). Two stopping regimes:
     longest row ends, ``HFPolicy`` drops them from the batch. Tokens counted = generated tokens up
     to and including each row's first EOS ("useful tokens").
 ``fixed``
-    every row generates exactly 32 tokens (``ignore_eos=True`` vs ``min_new_tokens=32``): pure
+    every row generates exactly 32 tokens (``ignore_eos=True`` vs ``eos_token_id=[]``): pure
     per-step cost of the two loops, no early-exit advantage.
 
 Fairness: same model object, same prompts, same padding, fp32, ``torch.inference_mode`` vs
@@ -119,7 +119,7 @@ def _hf_generate(policy: Any, prompts: list[list[int]], greedy: bool, fixed: boo
     else:
         kwargs.update(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
     if fixed:
-        kwargs["min_new_tokens"] = MAX_NEW_TOKENS
+        kwargs["eos_token_id"] = []  # no EOS at all (cheaper than min_new_tokens' logits processor)
     torch.manual_seed(seed)
     started = time.perf_counter()
     with torch.no_grad():
@@ -193,6 +193,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from turngym.agents.hf_policy import HFPolicy
 
     started = time.time()
+    load_before = round(os.getloadavg()[0], 2)
     model, tok, model_name = _load()
     policy = HFPolicy(model, tok, device="cpu", dtype=torch.float32)
     rounds = 1 if quick else 3
@@ -225,6 +226,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "peak_rss_mib": round(peak, 1),
+            # other processes on the machine make absolute figures noisy; paired ratios less so
+            "load_avg_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
         },
         "wall_s": round(time.time() - started, 2),
     }

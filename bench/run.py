@@ -29,6 +29,10 @@ REPO_ROOT = BENCH_DIR.parent
 # suite name -> script path, relative to the repository root
 SUITES: dict[str, str] = {
     "games": "bench/games.py",
+    "policy": "bench/policy.py",
+    "rollout": "bench/rollout.py",
+    "grpo": "bench/grpo.py",
+    "tournament": "bench/tournament.py",
 }
 
 

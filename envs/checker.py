@@ -128,9 +128,14 @@ def _script_action(env: gymnasium.Env, rng: np.random.Generator) -> str:
     return action if action is not None else _PROBE_ACTIONS[int(rng.integers(len(_PROBE_ACTIONS)))]
 
 
+def _script_rng(seed: int) -> np.random.Generator:
+    """The action-script generator: a different stream from the env's own ``np_random`` for ``seed``."""
+    return np.random.default_rng([seed, 0x5C817])
+
+
 def _play(env: gymnasium.Env, seed: int, script_seed: int, max_steps: int = MAX_SCRIPT_STEPS) -> list[Any]:
     """Reset with ``seed`` and play a scripted episode; return a comparable transcript."""
-    rng = np.random.default_rng(script_seed)
+    rng = _script_rng(script_seed)
     obs, info = env.reset(seed=seed)
     transcript: list[Any] = [("reset", obs, _comparable_info(info))]
     for _ in range(max_steps):
@@ -203,7 +208,7 @@ def _turn_records(env_id: str, turn_spec: TurnSpec, seeds: tuple[int, ...]) -> s
     for seed in seeds:
         for invalid_every in (0, 3):  # clean scripts, then scripts salted with malformed replies
             env = _fresh(env_id)
-            rng = np.random.default_rng(seed)
+            rng = _script_rng(seed)
             env.reset(seed=seed)
             for t in range(MAX_SCRIPT_STEPS):
                 salted = invalid_every and t % invalid_every == invalid_every - 1
@@ -238,7 +243,7 @@ def _outcome_on_truncation(env_id: str, turn_spec: TurnSpec, seeds: tuple[int, .
     for limit in (1, 2):
         for seed in seeds:
             env = _fresh(env_id, max_turns=limit)
-            rng = np.random.default_rng(seed)
+            rng = _script_rng(seed)
             env.reset(seed=seed)
             for t in range(limit):
                 obs, reward, terminated, truncated, info = env.step(_script_action(env, rng))
@@ -296,7 +301,7 @@ def _fork(env_id: str, seeds: tuple[int, ...]) -> str:
     checked = 0
     for seed in seeds:
         env = _fresh(env_id, max_turns=None)
-        rng = np.random.default_rng(seed)
+        rng = _script_rng(seed)
         env.reset(seed=seed)
         base: TurnEnv = env.unwrapped
         done = False
@@ -312,8 +317,8 @@ def _fork(env_id: str, seeds: tuple[int, ...]) -> str:
         except ForkNotSupported:
             return "skipped: the env does not support fork()"
         _require(copy_env is not base, "fork() returned the same object")
-        original = _continue(base, np.random.default_rng(seed + 7))
-        forked = _continue(copy_env, np.random.default_rng(seed + 7))
+        original = _continue(base, _script_rng(seed + 7))
+        forked = _continue(copy_env, _script_rng(seed + 7))
         _require(original == forked, f"seed {seed}: fork diverged at {_first_difference(original, forked)}")
         checked += 1
     if checked == 0:

@@ -340,7 +340,7 @@ class VsOpponent(TurnEnv):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self.game.done:
             raise EpisodeOver("the game is over; call reset() to start a new one")
-        _, _, _, _, info = self.game.step(action)
+        game_obs, _, _, _, info = self.game.step(action)
         own: TurnRecord = info["turn"]
         if not self.game.done:
             self._opponents_move()
@@ -367,7 +367,9 @@ class VsOpponent(TurnEnv):
         }
         if self.game.done:
             out_info["outcomes"] = dict(self.game.outcomes or {})
-        obs = self.game.observe(self.agent_seat)
+        # An invalid move's explanation (what was wrong, the expected format) is in the game's reply
+        # to the agent's own seat; a valid move's consequences are in the agent's fresh observation.
+        obs = game_obs if not own.valid_action else self.game.observe(self.agent_seat)
         return obs, record.reward, record.terminated, record.truncated, out_info
 
     def stop(self, reason: StopReason) -> dict[int, float]:

@@ -39,16 +39,18 @@ class TrainRow:
         return int(sum(self.loss_mask))
 
 
-def make_row(trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_scale: np.ndarray | None) -> TrainRow:
-    """Broadcast per-turn advantages (and clip scales) to the tokens of each turn."""
-    flat = trajectory.flat()
+def make_rows(trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_scale: np.ndarray | None) -> list[TrainRow]:
+    """Broadcast per-turn advantages (and clip scales) to the tokens of each turn, per training sequence."""
     if len(turn_advantages) != len(trajectory.turns):
         raise ValueError(
             f"trajectory has {len(trajectory.turns)} turns but {len(turn_advantages)} turn advantages"
         )
-    adv = [float(turn_advantages[k]) if k >= 0 else 0.0 for k in flat.turn_ids]
-    scale = [float(turn_clip_scale[k]) if (k >= 0 and turn_clip_scale is not None) else 1.0 for k in flat.turn_ids]
-    return TrainRow(flat.token_ids, flat.loss_mask, flat.turn_ids, flat.old_logprobs, adv, scale)
+    rows = []
+    for flat in trajectory.sequences():
+        adv = [float(turn_advantages[k]) if k >= 0 else 0.0 for k in flat.turn_ids]
+        scale = [float(turn_clip_scale[k]) if (k >= 0 and turn_clip_scale is not None) else 1.0 for k in flat.turn_ids]
+        rows.append(TrainRow(flat.token_ids, flat.loss_mask, flat.turn_ids, flat.old_logprobs, adv, scale))
+    return rows
 
 
 @dataclass

@@ -34,9 +34,12 @@ class EnvMix(_Section):
     @field_validator("id")
     @classmethod
     def _known(cls, value: str) -> str:
-        from turngym.envs.registration import spec
+        from turngym.envs.registration import UnknownEnvironment, spec
 
-        spec(value)  # raises UnknownEnvironment with "did you mean"
+        try:
+            spec(value)
+        except UnknownEnvironment as exc:  # a KeyError; pydantic reports ValueErrors
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -62,6 +65,9 @@ class RolloutSection(_Section):
     self_play: bool = False
     opponent: str = "random"
     on_env_error: Literal["mask", "resample"] = "mask"
+    context: Literal["full", "turn"] = "full"
+    """``full``: one growing token sequence per episode; ``turn``: each turn sees only the system
+    prompt and the current observation (bounded history; for envs whose observation is the state)."""
     max_batch_size: int = Field(64, ge=1)
     """Rows per generate micro-batch."""
 

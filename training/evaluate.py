@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from turngym.envs.registration import make, spec
 from turngym.training.rollout import DirectAgent, EpisodeResult, play_episode
 from turngym.training.stats import mean_interval, wilson_interval
+from turngym.training.trajectory import Trajectory
 
 
 @dataclass
@@ -81,6 +83,46 @@ def evaluate(
         if on_episode is not None:
             on_episode(result)
     return summarize(env_id, agent_name, opponent_name, played), played
+
+
+def evaluate_model(
+    env_id: str,
+    policy: Any,
+    *,
+    episodes: int,
+    opponent: str = "random",
+    seed: int = 0,
+    temperature: float = 0.0,
+    max_new_tokens: int = 32,
+    context: str = "full",
+    agent_name: str = "model",
+) -> tuple[EvalSummary, list[Trajectory]]:
+    """Evaluate a model policy with the batched rollout engine: one episode per seed ``seed + i``.
+
+    In games the model plays seat ``(seed + i) % 2`` against ``opponent`` (seats alternate with the
+    seed); ``temperature=0`` is greedy decoding.
+    """
+    from turngym.training.rollout import RolloutConfig, Task, collect
+
+    config = RolloutConfig(
+        group_size=1, temperature=temperature, max_new_tokens=max_new_tokens,
+        max_episode_tokens=max(4096, max_new_tokens), opponent=opponent, context=context, seed=seed,
+    )
+    batch = collect([Task(env_id, seed + i) for i in range(episodes)], policy, config)
+    played = []
+    for t in batch.trajectories:
+        outcomes = {int(s): v for s, v in t.info.get("outcomes", {str(t.seat): t.outcome or 0.0}).items()}
+        result = EpisodeResult(
+            seed=t.seed,
+            outcomes=outcomes,
+            returns={t.seat: sum(turn.record.reward for turn in t.turns)},
+            turns={t.seat: len(t.turns)},
+            invalid_actions={t.seat: sum(not turn.record.valid_action for turn in t.turns)},
+            stop_reason=t.stop_reason,
+        )
+        played.append((t.seat, result))
+    opponent_name = opponent if spec(env_id).num_seats > 1 else None
+    return summarize(env_id, agent_name, opponent_name, played), batch.trajectories
 
 
 def summarize(

@@ -135,6 +135,8 @@ class RolloutConfig:
             ``"resample"`` replays the rollout up to ``max_resamples`` times, then masks it.
         seed: base of the sampling seeds (generation is reproducible for a fixed seed and batch).
         env_kwargs: constructor overrides per env id (e.g. ``{"turngym/TicTacToe-v0": {"valid_move_reward": 0.1}}``).
+        context: ``"full"`` — each seat's episode is one growing token sequence; ``"turn"`` — each turn's
+            prompt is the system prompt plus the current observation only (bounded history).
     """
 
     group_size: int = 8
@@ -150,8 +152,11 @@ class RolloutConfig:
     max_resamples: int = 2
     seed: int = 0
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    context: str = "full"
 
     def __post_init__(self) -> None:
+        if self.context not in ("full", "turn"):
+            raise ValueError(f"context must be 'full' or 'turn', got {self.context!r}")
         if self.group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {self.group_size!r}")
         if self.on_env_error not in ("mask", "resample"):
@@ -203,6 +208,7 @@ class _Episode:
 
         self.task, self.sample_index, self.attempt = task, sample_index, attempt
         self.chat = chat
+        self.context = config.context
         num_seats = env_spec(task.env_id).num_seats
         overrides: dict[str, Any] = dict(config.env_kwargs.get(task.env_id, {}))
         if config.max_turns is not None:
@@ -236,6 +242,7 @@ class _Episode:
                 sample_index=self.sample_index,
                 seat=seat,
                 info={k: v for k, v in self.info.items() if k in ("answer", "task_id")},
+                context=self.context,
             )
         return self.trajectories[seat]
 
@@ -254,6 +261,10 @@ class _Episode:
         """The full token context of the seat to act, with this turn's new prompt tokens appended last."""
         seat = self.seat_to_act
         obs = self.pending_obs.pop(seat)
+        if self.context == "turn":
+            self.sequences[seat] = []
+            self._new_prompt = self.chat.first_prompt(self.system_prompt, obs)
+            return list(self._new_prompt)
         if seat not in self.sequences:
             new = self.chat.first_prompt(self.system_prompt, obs)
             self.sequences[seat] = []
@@ -294,6 +305,7 @@ class _Episode:
         for seat, trajectory in self.trajectories.items():
             trajectory.outcome = float(outcomes.get(seat, 0.0))
             trajectory.stop_reason = stop_reason
+            trajectory.info["outcomes"] = {str(s): float(v) for s, v in outcomes.items()}
 
     def stop_for_tokens(self) -> None:
         from turngym.envs.types import StopReason

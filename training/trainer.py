@@ -35,7 +35,7 @@ import torch
 
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
-from turngym.training.batching import TrainRow, collate, make_row, policy_token_logprobs
+from turngym.training.batching import TrainRow, collate, make_rows, policy_token_logprobs
 from turngym.training.config import TrainConfig
 from turngym.training.losses import kl_loss, policy_loss
 from turngym.training.rewards import RolloutRewards, assemble
@@ -93,9 +93,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 3: gated rewards → per-turn advantages; keep groups that carry information --------
         advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state)
         rows = [
-            make_row(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i])
+            row
             for i, t in enumerate(batch.trajectories)
             if keep[i] and t.num_generated_tokens > 0
+            for row in make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i])
         ]
 
         # ALGO 4: one policy-gradient step over all kept policy tokens ----------------------------
@@ -109,7 +110,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             **rollout_summary(batch.trajectories),
             **{f"rollout/{k}": v for k, v in batch.metrics.to_dict().items()},
             **optim_stats,
-            "kept_trajectories": len(rows),
+            "kept_trajectories": int(sum(keep)),
+            "train_sequences": len(rows),
             "time/rollout_s": rollout_seconds,
             "time/step_s": time.perf_counter() - step_start,
             "time/train_total_s": state.train_seconds,
@@ -162,6 +164,7 @@ def rollout_config(config: TrainConfig, step: int, *, temperature: float | None 
         self_play=r.self_play,
         opponent=r.opponent,
         on_env_error=r.on_env_error,
+        context=r.context,
         seed=config.seed * 100_003 + step,
         env_kwargs={e.id: dict(e.kwargs) for e in config.envs},
     )

@@ -10,6 +10,11 @@ token-in/token-out::
 prompt and first observation for k = 0; the closing of the previous assistant message, the next
 observation and the generation prompt afterwards). ``completion_k`` holds exactly the ids the policy
 generated, never re-tokenized. :meth:`Trajectory.flat` gives the learner its aligned arrays.
+
+With ``context="turn"`` (bounded history, as verl-agent/GiGPO use for long-horizon tasks whose
+observation carries the state) every turn is its own sequence ``[prompt_k][completion_k]``, where
+``prompt_k`` is the system prompt and the current observation only; :meth:`Trajectory.sequences`
+returns one aligned sequence per turn, all sharing the trajectory's turn ids and advantages.
 Trajectories round-trip through JSONL (:meth:`to_dict` / :meth:`from_dict`).
 """
 
@@ -108,6 +113,7 @@ class Trajectory:
     failed: bool = False
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    context: str = "full"
 
     @property
     def turn_rewards(self) -> list[float]:
@@ -118,7 +124,27 @@ class Trajectory:
     def num_generated_tokens(self) -> int:
         return sum(len(t.completion_ids) for t in self.turns)
 
+    def sequences(self) -> list[FlatSequence]:
+        """The training sequences: ``[flat()]`` for full context, one per turn for ``context="turn"``."""
+        if self.context == "full":
+            return [self.flat()]
+        out = []
+        for k, turn in enumerate(self.turns):
+            n_prompt, n_gen = len(turn.prompt_ids), len(turn.completion_ids)
+            out.append(
+                FlatSequence(
+                    token_ids=list(turn.prompt_ids) + list(turn.completion_ids),
+                    loss_mask=[0] * n_prompt + [1] * n_gen,
+                    turn_ids=[-1] * n_prompt + [k] * n_gen,
+                    old_logprobs=[0.0] * n_prompt + list(turn.logprobs),
+                )
+            )
+        return out
+
     def flat(self) -> FlatSequence:
+        """The whole trajectory as one sequence (the exact token stream of ``context="full"``)."""
+        if self.context != "full":
+            raise ValueError("flat() is only defined for context='full'; use sequences()")
         ids: list[int] = []
         mask: list[int] = []
         turn_ids: list[int] = []
@@ -147,6 +173,7 @@ class Trajectory:
             "failed": self.failed,
             "error": self.error,
             "info": self.info,
+            "context": self.context,
         }
 
     @classmethod
@@ -163,6 +190,7 @@ class Trajectory:
             failed=bool(data.get("failed", False)),
             error=data.get("error"),
             info=dict(data.get("info", {})),
+            context=str(data.get("context", "full")),
         )
 
 

@@ -172,9 +172,10 @@ class OpenSpielGame(TurnGame):
     def _resolve_chance(self) -> None:
         while self.state.is_chance_node():
             outcomes = self.state.chance_outcomes()
-            probs = np.array([p for _, p in outcomes], dtype=np.float64)
-            pick = int(self.np_random.choice(len(outcomes), p=probs / probs.sum()))
-            self.state.apply_action(outcomes[pick][0])
+            # inverse-CDF draw: the same outcome ``Generator.choice(p=...)`` picks, a few µs cheaper
+            cdf = np.cumsum([p for _, p in outcomes])
+            pick = int(np.searchsorted(cdf / cdf[-1], self.np_random.random(), side="right"))
+            self.state.apply_action(outcomes[min(pick, len(outcomes) - 1)][0])
 
     def is_to_act(self, seat: int) -> bool:
         """Whether ``seat`` must move now (false once the game is over, also after a forfeit)."""

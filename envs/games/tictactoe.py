@@ -20,11 +20,10 @@ class TicTacToeEnv(OpenSpielGame):
     game_name = "tic_tac_toe"
     seat_names = ("X", "O")
     system_prompt = (
-        "You are playing tic-tac-toe against an opponent. Cells are numbered 1-9, left to right, "
-        "top to bottom. Get three of your marks in a row, column or diagonal to win. "
-        "Reply with the number of a free cell in brackets, e.g. [5]."
+        "Play tic-tac-toe: get three of your marks in a row, column or diagonal. "
+        "Cells are numbered 1-9, left to right, top to bottom."
     )
-    action_format = "Reply with the number of one free cell in brackets, e.g. [5]."
+    action_format = "Answer with one free cell number in brackets, like [5]."
 
     def move_label(self, action: int) -> str:
         return str(action + 1)
@@ -46,8 +45,8 @@ class TicTacToeEnv(OpenSpielGame):
             return f"{board}\n\nYou are {mark}."
         if not self.is_to_act(seat):
             return f"{board}\n\nYou are {mark}. Waiting for the opponent."
-        legal = " ".join(self._legal_moves())
-        return f"{board}\n\nYou are {mark}. Free cells: {legal}.\n{self.action_format}"
+        legal = " ".join(f"[{m}]" for m in self._legal_moves())
+        return f"{board}\n\nYou are {mark}. {self.action_format} Choose one of: {legal}"
 
     def _illegal_hint(self, candidates: list[str]) -> str | None:
         cells = self.board_cells()

@@ -23,9 +23,19 @@ from turngym.envs.types import Message  # noqa: E402
 TEXTS = [
     "Hello there, how are you today?",
     "Hi",
-    "The capital of France is a city named",
+    "The capital of France is a city named after",
     "One two three four five six seven eight nine ten eleven twelve",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny (or the test is about correctness): one intra-op thread is faster than
+    two on a shared CI machine, where OpenMP barriers wait on other processes' time slices."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +83,7 @@ def test_policy_protocol_and_tokenizer_helpers(policy):
     assert policy.eos_token_id == policy.tokenizer.eos_token_id == 2  # <|im_end|>
     assert policy.eos_token_id in policy.eos_token_ids
     ids = policy.encode_chat([Message("user", "hi")])
-    assert ids[-3:] == policy.tokenizer.encode("<|im_start|>assistant\n")
+    assert ids[-4:] == policy.tokenizer.encode("<|im_start|>assistant\n")
 
 
 def test_greedy_matches_model_generate_with_left_padding(policy, prompts):
@@ -258,12 +268,14 @@ def test_training_mode_is_restored(policy, prompts):
         policy.model.eval()
 
 
-def test_load_policy_errors(tmp_path):
+def test_load_policy_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown policy spec"):
         load_policy("gpt-5")
-    with pytest.raises(ValueError, match="internet access"):
+    # offline (as in CI): a hub id that is not in the HF cache fails fast and says why
+    monkeypatch.setattr("turngym.agents.hf_policy._hub_offline", lambda: True)
+    with pytest.raises(ValueError, match="internet access.*local directory"):
         load_policy("hf:definitely-not/a-local-model-xyz")
-    with pytest.raises(ValueError, match="local directory"):
+    with pytest.raises(ValueError, match="local directory .* is not a loadable"):
         load_policy(f"hf:{tmp_path}")
 
 

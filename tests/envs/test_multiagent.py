@@ -58,7 +58,7 @@ def test_invalid_move_forfeits_with_spiral_rewards():
     assert info["outcomes"] == {0: 0.5, 1: -1.5}
     assert info["turn"].stop_reason is StopReason.INVALID_ACTION and not info["turn"].valid_action
     assert "cell 5 is already taken by X" in obs
-    assert "Reply with the number of one free cell in brackets, e.g. [5]." in obs
+    assert "Answer with one free cell number in brackets, like [5]." in obs
 
 
 def test_error_allowance_lets_the_same_seat_retry():

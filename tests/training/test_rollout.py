@@ -23,8 +23,8 @@ def tokenizer():
 
 
 def lowest_free_cell(prompt: str) -> str:
-    free = re.findall(r"Free cells: ([\d ]+)\.", prompt)
-    return f"[{free[-1].split()[0]}]" if free else "[1]"
+    free = re.findall(r"Choose one of: ((?:\[\d\] ?)+)", prompt)
+    return free[-1].split()[0] if free else "[1]"
 
 
 def test_token_in_token_out_keeps_generated_ids_and_masks_env_tokens(tokenizer):
