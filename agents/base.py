@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-
 from turngym.envs.types import Message
 
 FinishReason = Literal["stop", "length"]
@@ -52,10 +51,12 @@ class SamplingParams:
         temperature: softmax temperature for sampling; ``0`` means greedy.
         top_p: nucleus sampling mass in ``(0, 1]``; ``1`` disables it.
         top_k: keep only the ``k`` most likely tokens; ``0`` disables it.
-        stop: strings that end a generation as soon as the generated text contains one.
-        stop_token_ids: token ids that end a generation (in addition to the tokenizer's EOS ids).
-        seed: seeds the sampler's own ``torch.Generator``; the same seed, prompts and batch give the
-            same samples. ``None`` draws a fresh seed.
+        stop: strings that end a generation as soon as its decoded text (special tokens skipped,
+            as in :attr:`Generation.text`) contains one; the token completing it is kept.
+        stop_token_ids: token ids that end a generation, kept as its last token (in addition to
+            the EOS ids).
+        seed: seeds the sampler's own ``torch.Generator`` (the global torch RNG is not used); the
+            same seed, prompts and batch give the same samples. ``None`` draws a fresh seed.
         greedy: always take the arg-max token (``temperature``, ``top_p``, ``top_k`` are ignored).
         ignore_eos: do not stop at the EOS ids (stop ids and strings still apply); for benchmarks.
     """
@@ -143,7 +144,9 @@ class Policy(Protocol):
     @property
     def eos_token_ids(self) -> tuple[int, ...]: ...
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Generation]:
         """One :class:`Generation` per prompt (same order). Prompts are token-id lists, non-empty."""
         ...
 
@@ -167,7 +170,10 @@ class TokenizerPolicy(abc.ABC):
     def __init__(self, tokenizer: Any, generation_config: Any = None):
         self.tokenizer = tokenizer
         ids: list[int] = []
-        for source in (getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)):
+        for source in (
+            getattr(tokenizer, "eos_token_id", None),
+            getattr(generation_config, "eos_token_id", None),
+        ):
             for i in [source] if isinstance(source, int) else list(source or []):
                 if i is not None and int(i) not in ids:
                     ids.append(int(i))
@@ -188,7 +194,9 @@ class TokenizerPolicy(abc.ABC):
         """Every id treated as end-of-sequence."""
         return self._eos_token_ids
 
-    def encode_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self, messages: Sequence[Message], add_generation_prompt: bool = True
+    ) -> list[int]:
         """Token ids of ``messages`` under the tokenizer's chat template."""
         dicts = [m.to_dict() if isinstance(m, Message) else dict(m) for m in messages]
         ids = self.tokenizer.apply_chat_template(
@@ -202,7 +210,9 @@ class TokenizerPolicy(abc.ABC):
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
 
     @abc.abstractmethod
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]: ...
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Generation]: ...
 
     def generate_chat(
         self, conversations: Sequence[Sequence[Message]], params: SamplingParams

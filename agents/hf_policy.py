@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy
 
 # Extra decoded tokens kept in front of the longest stop string when matching stop strings on the
@@ -146,7 +145,9 @@ class HFPolicy(TokenizerPolicy):
         self._head_checked: bool | None = None  # whether decoder+lm_head reproduces model logits
 
     # ------------------------------------------------------------------ generation
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[Generation]:
         """Generate one continuation per prompt (token ids in, :class:`Generation` out, same order).
 
         Rows are processed in micro-batches of ``max_batch_size`` in order; with a seed, the draws of
@@ -161,7 +162,9 @@ class HFPolicy(TokenizerPolicy):
             gen = None
             if not params.is_greedy:
                 gen = torch.Generator(device=self.device).manual_seed(seed + i)
-            out.extend(self._generate_batch(prompts[start : start + self.max_batch_size], params, gen))
+            out.extend(
+                self._generate_batch(prompts[start : start + self.max_batch_size], params, gen)
+            )
         return out
 
     def _check_prompt(self, index: int, prompt: Sequence[int]) -> list[int]:
@@ -300,7 +303,9 @@ class HFPolicy(TokenizerPolicy):
                 model.train()
         return [self._finish(t, lp, f) for t, lp, f in zip(tokens, logprobs, finish)]
 
-    def _finish(self, ids: list[int], lps: list[float], finish: tuple[str, str | int | None]) -> Generation:
+    def _finish(
+        self, ids: list[int], lps: list[float], finish: tuple[str, str | int | None]
+    ) -> Generation:
         reason, stop = finish
         return Generation(
             text=self.tokenizer.decode(ids, skip_special_tokens=True),
@@ -362,7 +367,9 @@ class HFPolicy(TokenizerPolicy):
         tgt = torch.tensor(targets, device=self.device)
         if self._uses_split_head():
             body = self.model.get_decoder()
-            hidden = body(input_ids=input_ids, attention_mask=mask, position_ids=positions).last_hidden_state
+            hidden = body(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions
+            ).last_hidden_state
             lp = chunked_target_logprobs(
                 hidden[bi, pi],
                 self.model.get_output_embeddings(),
@@ -371,7 +378,9 @@ class HFPolicy(TokenizerPolicy):
                 softcap=getattr(self.model.config, "final_logit_softcapping", None),
             )
         else:  # a model whose head is more than a projection: full logits, then gather
-            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+            logits = self.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions
+            ).logits
             picked = logits[bi, pi].float()
             lp = picked.gather(1, tgt[:, None]).squeeze(1) - torch.logsumexp(picked, dim=-1)
         flat = lp.float().cpu().numpy()
@@ -425,7 +434,7 @@ def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
     if local.exists():
         try:
             model, tokenizer = load()
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
+        except Exception as exc:
             raise ValueError(
                 f"cannot load policy {spec!r}: the local directory {str(local)!r} is not a loadable "
                 f"transformers causal LM (it needs config.json, weights and tokenizer files): "
@@ -434,7 +443,7 @@ def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
         return model, tokenizer
     try:  # a hub id already in the local HF cache: no network needed
         return load(local_files_only=True)
-    except Exception as cached_exc:  # noqa: BLE001
+    except Exception as cached_exc:
         hint = (
             f"{target!r} is not a local path, and as a Hugging Face hub id it is not in the local HF "
             "cache. Hub ids need internet access (or a cache that already holds the model); offline, "
@@ -442,17 +451,26 @@ def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
             "'smollm2-135m', the embedded model"
         )
         if _hub_offline():
-            raise ValueError(f"cannot load policy {spec!r}: {hint} (HF_HUB_OFFLINE is set)") from cached_exc
+            raise ValueError(
+                f"cannot load policy {spec!r}: {hint} (HF_HUB_OFFLINE is set)"
+            ) from cached_exc
     try:
         return load()
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"cannot load policy {spec!r}: {hint}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise ValueError(
+            f"cannot load policy {spec!r}: {hint}: {type(exc).__name__}: {exc}"
+        ) from exc
+
 
 EMBEDDED_SPECS = ("smollm2-135m", "smollm2-135m-instruct", "smollm2")
 
 
 def load_policy(
-    spec: str, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, **kwargs: Any
+    spec: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    **kwargs: Any,
 ) -> HFPolicy:
     """Build an :class:`HFPolicy` from a spec string.
 

@@ -70,8 +70,12 @@ def find_smollm2_gguf(package: str = PACKAGE) -> Path:
         candidate = Path(location) / GGUF_NAME
         if candidate.is_file():
             return candidate
-    where = f"package {package!r} is not installed" if spec is None else (
-        f"package {package!r} is installed but has no {GGUF_NAME} (looked in {', '.join(locations) or 'nowhere'})"
+    where = (
+        f"package {package!r} is not installed"
+        if spec is None
+        else (
+            f"package {package!r} is installed but has no {GGUF_NAME} (looked in {', '.join(locations) or 'nowhere'})"
+        )
     )
     raise EmbeddedModelMissing(
         f"The embedded model SmolLM2-135M-Instruct is not available: {where}. "
@@ -151,7 +155,9 @@ def _gguf_kwargs(gguf: Path) -> dict[str, Any]:
     import torch
 
     if importlib.util.find_spec("gguf") is None:
-        raise ImportError("reading the GGUF needs the 'gguf' package: pip install gguf (or 'turngym[train]')")
+        raise ImportError(
+            "reading the GGUF needs the 'gguf' package: pip install gguf (or 'turngym[train]')"
+        )
     kwargs: dict[str, Any] = {"gguf_file": gguf.name, "dtype": torch.float32}
     try:  # transformers >= 5: without dequantize=True the loaded model refuses save_pretrained
         from transformers import GgufConfig
@@ -373,7 +379,9 @@ def models_prepare_main(argv: Sequence[str] | None = None) -> int:
         "float32 transformers checkpoint in the cache, once; later loads take well under a second.",
     )
     parser.add_argument("--cache-dir", help=f"target directory (default: {default_cache_dir()})")
-    parser.add_argument("--force", action="store_true", help="convert again even if the cache is current")
+    parser.add_argument(
+        "--force", action="store_true", help="convert again even if the cache is current"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
@@ -422,8 +430,8 @@ def models_prepare_main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "EmbeddedModelMissing",
     "INSTALL_COMMAND",
+    "EmbeddedModelMissing",
     "cache_root",
     "cache_status",
     "default_cache_dir",

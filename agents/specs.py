@@ -1,9 +1,11 @@
 """Agent specs on the command line → agents.
 
-Accepted now: the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
-valid per game), and ``random`` for any single-agent environment (it plays
-``env.sample_valid_action``). Model-backed specs (``hf:…``, ``openai:…``, ``smollm2-135m``) arrive
-with the rollout engine.
+Accepted: the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
+valid per game); ``random`` for any single-agent environment (it plays ``env.sample_valid_action``);
+and, in games, model specs — ``smollm2-135m`` or ``hf:<path>`` (e.g. a trained run's
+``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
+(``hf:runs/q/model@0.7``; greedy by default). Model agents answer from the system prompt and the
+current observation only, one reply per call; batched evaluation of a model uses ``turngym eval``.
 """
 
 from __future__ import annotations
@@ -36,9 +38,50 @@ class SampleValidAgent:
         return action
 
 
+class ModelAgent:
+    """A direct agent backed by a model policy: replies to the current seat's observation."""
+
+    def __init__(self, policy, name: str, temperature: float = 0.0, max_new_tokens: int = 16, seed: int | None = None):
+        self.policy, self.name = policy, name
+        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, env) -> str:
+        from turngym.agents.base import SamplingParams
+
+        observation = env.observe(env.current_seat)
+        messages = ([{"role": "system", "content": env.system_prompt}] if env.system_prompt else []) + [
+            {"role": "user", "content": observation}
+        ]
+        ids = self.policy.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        params = SamplingParams(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=int(self.rng.integers(2**31))
+        )
+        return self.policy.generate([list(ids)], params)[0].text
+
+
+_POLICIES: dict[str, object] = {}
+
+
+def _model_agent(agent_spec: str, seed: int | None) -> ModelAgent:
+    model, _, temperature = agent_spec.partition("@")
+    if model not in _POLICIES:  # one copy of the weights per process, however many agents use them
+        from turngym.agents.hf_policy import load_policy
+
+        _POLICIES[model] = load_policy(model)
+    return ModelAgent(_POLICIES[model], agent_spec, float(temperature or 0.0), seed=seed)
+
+
 def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
     """Build the agent named by ``agent_spec`` for ``env_id``; errors list the valid names."""
     turn_spec = env_spec(env_id)
+    if agent_spec.startswith(("hf:", "smollm2")):
+        if turn_spec.num_seats == 1:
+            raise ValueError(f"model agents play games; for {env_id!r} use `turngym eval --agent {agent_spec}`")
+        return _model_agent(agent_spec, seed)
     if turn_spec.num_seats == 1:
         if agent_spec == "random":
             return SampleValidAgent(seed)

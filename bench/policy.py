@@ -86,12 +86,19 @@ def _prompts(policy: Any, batch: int) -> list[list[int]]:
     ]
 
 
-def _ours(policy: Any, prompts: list[list[int]], greedy: bool, fixed: bool, seed: int) -> tuple[float, int, list[list[int]]]:
+def _ours(
+    policy: Any, prompts: list[list[int]], greedy: bool, fixed: bool, seed: int
+) -> tuple[float, int, list[list[int]]]:
     from turngym.agents.base import SamplingParams
 
     params = SamplingParams(
-        max_new_tokens=MAX_NEW_TOKENS, greedy=greedy, temperature=1.0, top_k=0, top_p=1.0,
-        seed=seed, ignore_eos=fixed,
+        max_new_tokens=MAX_NEW_TOKENS,
+        greedy=greedy,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        seed=seed,
+        ignore_eos=fixed,
     )
     started = time.perf_counter()
     gens = policy.generate(prompts, params)
@@ -99,7 +106,9 @@ def _ours(policy: Any, prompts: list[list[int]], greedy: bool, fixed: bool, seed
     return wall, sum(len(g.token_ids) for g in gens), [g.token_ids for g in gens]
 
 
-def _hf_generate(policy: Any, prompts: list[list[int]], greedy: bool, fixed: bool, seed: int) -> tuple[float, int, list[list[int]]]:
+def _hf_generate(
+    policy: Any, prompts: list[list[int]], greedy: bool, fixed: bool, seed: int
+) -> tuple[float, int, list[list[int]]]:
     import torch
 
     model = policy.model
@@ -107,8 +116,8 @@ def _hf_generate(policy: Any, prompts: list[list[int]], greedy: bool, fixed: boo
     ids = torch.full((len(prompts), width), policy.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for b, p in enumerate(prompts):
-        ids[b, width - len(p):] = torch.tensor(p)
-        mask[b, width - len(p):] = 1
+        ids[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
     kwargs: dict[str, Any] = {
         "max_new_tokens": MAX_NEW_TOKENS,
         "pad_token_id": policy.pad_token_id,
@@ -133,7 +142,9 @@ def _hf_generate(policy: Any, prompts: list[list[int]], greedy: bool, fixed: boo
     return wall, sum(len(r) for r in rows), rows
 
 
-def bench_cell(policy: Any, batch: int, greedy: bool, fixed: bool, rounds: int, seed: int = 0) -> dict[str, Any]:
+def bench_cell(
+    policy: Any, batch: int, greedy: bool, fixed: bool, rounds: int, seed: int = 0
+) -> dict[str, Any]:
     prompts = _prompts(policy, batch)
     impls = {"ours": _ours, "generate": _hf_generate}
     for fn in impls.values():  # warm-up, untimed
@@ -184,12 +195,11 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import os
 
     import torch
-
     from turngym.agents.hf_policy import HFPolicy
 
     started = time.time()
@@ -198,12 +208,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     policy = HFPolicy(model, tok, device="cpu", dtype=torch.float32)
     rounds = 1 if quick else 3
     regimes = (False,) if quick else (False, True)
-    cells = [
-        bench_cell(policy, batch, greedy, fixed, rounds)
-        for fixed in regimes
-        for batch in BATCH_SIZES
-        for greedy in (True, False)
-    ]
+    cells = []
+    for fixed in regimes:
+        for batch in BATCH_SIZES:
+            for greedy in (True, False):
+                cells.append(bench_cell(policy, batch, greedy, fixed, rounds))
+                if progress:
+                    print(_cell_line(cells[-1]), file=sys.stderr, flush=True)
     verdicts = [c["pass"] for c in cells]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -211,8 +222,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "quick": quick,
         "model": model_name,
         "representative": model_name != "tiny-random",
-        "note": None if model_name != "tiny-random" else
-        "SmolLM2 is not prepared (run `turngym models prepare`); a tiny random model was used, "
+        "note": None
+        if model_name != "tiny-random"
+        else "SmolLM2 is not prepared (run `turngym models prepare`); a tiny random model was used, "
         "so these ratios mostly measure Python overhead",
         "metric": "generated tokens per second (higher is better); ratio = ours / model.generate",
         "method": f"max_new_tokens={MAX_NEW_TOKENS}; median over {rounds} interleaved round(s) after "
@@ -233,25 +245,32 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def _cell_line(c: dict[str, Any]) -> str:
+    t = c["tok_per_s"]
+    same = "" if c["same_tokens"] is None else f"  same_tokens={c['same_tokens']}"
+    verdict = "PASS" if c["pass"] else "FAIL"
+    return (
+        f"batch {c['batch']:>2} {c['decoding']:7} {c['stopping']:7}: ours {t['ours']:7.1f} tok/s, "
+        f"generate {t['generate']:7.1f} tok/s, ratio {c['ratio']:.3f} (>= {TARGET_MIN_RATIO}) "
+        f"{verdict}{same}"
+    )
+
+
 def summary(result: dict[str, Any]) -> str:
-    lines = [f"model: {result['model']}" + ("" if result["representative"] else " (NOT representative)")]
-    for c in result["cells"]:
-        t = c["tok_per_s"]
-        same = "" if c["same_tokens"] is None else f"  same_tokens={c['same_tokens']}"
-        verdict = "PASS" if c["pass"] else "FAIL"
-        lines.append(
-            f"batch {c['batch']:>2} {c['decoding']:7} {c['stopping']:7}: ours {t['ours']:7.1f} tok/s, "
-            f"generate {t['generate']:7.1f} tok/s, ratio {c['ratio']:.3f} (>= {TARGET_MIN_RATIO}) {verdict}{same}"
-        )
-    return "\n".join(lines)
+    head = f"model: {result['model']}" + (
+        "" if result["representative"] else " (NOT representative)"
+    )
+    return "\n".join([head] + [_cell_line(c) for c in result["cells"]])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument("--quick", action="store_true", help="one round, natural stopping only (smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round, natural stopping only (smoke run)"
+    )
     args = parser.parse_args(argv)
-    result = run(quick=args.quick)
+    result = run(quick=args.quick, progress=True)
     text = json.dumps(result, indent=2)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

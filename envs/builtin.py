@@ -80,6 +80,16 @@ def register_builtin_envs() -> None:
         gate_threshold=None,
         num_seats=1,
     )
+    register(
+        "turngym/Arithmetic-v0",
+        "turngym.envs.toy:ArithmeticEnv",
+        family="toy",
+        description="One turn: 'What is a+b?'; 1 for the right sum. The single-turn GRPO benchmark task.",
+        max_turns=1,
+        reward_bounds=(0.0, 1.0),
+        gate_threshold=None,
+        num_seats=1,
+    )
     for name, entry_point, description, bounds, tags, kwargs, gate in GAMES:
         register(
             f"turngym/{name}",

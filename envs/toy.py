@@ -76,3 +76,51 @@ class VowelsEnv(TurnEnv):
         if self._over:
             return None
         return "".join(_VOWELS[int(i)] for i in rng.integers(0, len(_VOWELS), size=int(rng.integers(1, 6))))
+
+
+class ArithmeticEnv(TurnEnv):
+    """``turngym/Arithmetic-v0``: one turn, "What is a+b?"; outcome 1 for the right number, else 0.
+
+    The single-turn setting every GRPO trainer supports, used to compare our step time with TRL's
+    ``GRPOTrainer`` on identical prompts (``bench/grpo.py``). The answer counts if the reply contains
+    the sum as a standalone integer. ``a, b`` are drawn from the seed in ``[2, 60]``.
+    """
+
+    system_prompt = ""
+    action_format = "Answer with just the number."
+
+    def __init__(self, render_mode: str | None = None):
+        super().__init__(render_mode=render_mode)
+        self._over = True
+        self._a = self._b = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._a, self._b = (int(x) for x in self.np_random.integers(2, 61, size=2))
+        self._over = False
+        return f"What is {self._a}+{self._b}? {self.action_format}", {"system_prompt": self.system_prompt, "seat": 0, "answer": str(self._a + self._b)}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        import re
+
+        if self._over:
+            raise EpisodeOver("the episode is over; call reset()")
+        text, problem = action_text(action)
+        correct = problem is None and re.search(rf"(?<!\d){self._a + self._b}(?!\d)", text[:10_000]) is not None
+        outcome = 1.0 if correct else 0.0
+        self._over = True
+        record = TurnRecord(turn=0, seat=0, reward=outcome, outcome=outcome, terminated=True,
+                            stop_reason=StopReason.SOLVED if correct else StopReason.FAILED, valid_action=problem is None)
+        obs = "Correct." if correct else f"The answer was {self._a + self._b}."
+        if problem:
+            obs = f"{problem}. {self.action_format}\n{obs}"
+        return obs, outcome, True, False, {"turn": record, "seat": 0}
+
+    def stop(self, reason: StopReason) -> dict[int, float]:
+        if self._over:
+            raise EpisodeOver("the episode is already over")
+        self._over = True
+        return {0: 0.0}
+
+    def sample_valid_action(self, rng: np.random.Generator) -> str | None:
+        return None if self._over else str(int(rng.integers(4, 121)))

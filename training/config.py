@@ -43,12 +43,23 @@ class EnvMix(_Section):
         return value
 
 
+class LoraSection(_Section):
+    """Low-rank adapters through ``peft`` (only the adapters train; the export merges them)."""
+
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
 class ModelSection(_Section):
     name: str = "smollm2-135m"
     """Policy spec: ``smollm2-135m`` (embedded), ``hf:<path>``, ``tiny-char`` (random Llama over a
     character-level vocabulary; CI) or ``tiny-random`` (random Llama with the SmolLM2 tokenizer)."""
     device: str = "cpu"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    lora: LoraSection | None = None
+    """``{r: 16, alpha: 32}`` to train LoRA adapters instead of every weight (needs ``peft``)."""
     tiny_layers: int = Field(2, ge=1)
     tiny_hidden: int = Field(64, ge=8)
 
@@ -91,6 +102,10 @@ class AlgoSection(_Section):
     kl_kind: Literal["k1", "k2", "k3"] = "k3"
     dynamic_sampling: bool = True
     """Drop groups whose reward sequences are identical (no gradient)."""
+    info_gain: bool = False
+    """Add IGPO information gain (teacher-forced log-prob of the gold answer, per turn) to the dense
+    turn rewards; needs environments that expose ``info["answer"]`` and ``rollout.context: full``."""
+    info_gain_weight: float = Field(1.0, ge=0)
 
     @field_validator("estimator")
     @classmethod

@@ -37,6 +37,7 @@ from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import TrainRow, collate, make_rows, policy_token_logprobs
 from turngym.training.config import TrainConfig
+from turngym.training.info_gain import information_gain_rewards
 from turngym.training.losses import kl_loss, policy_loss
 from turngym.training.rewards import RolloutRewards, assemble
 from turngym.training.rollout import RolloutConfig, Task, collect
@@ -67,7 +68,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     policy = build_policy(config)
     model = policy.model
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        weight_decay=config.optim.weight_decay,
     )
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     state = TrainerState()
@@ -90,8 +94,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         batch = collect(tasks, policy, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
 
-        # ALGO 3: gated rewards → per-turn advantages; keep groups that carry information --------
-        advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state)
+        # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
+        gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
+        advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state, gains)
         rows = [
             row
             for i, t in enumerate(batch.trajectories)
@@ -171,21 +176,32 @@ def rollout_config(config: TrainConfig, step: int, *, temperature: float | None 
 
 
 def compute_advantages(
-    config: TrainConfig, trajectories: list[Trajectory], rae_state: dict[str, Any] | None
+    config: TrainConfig,
+    trajectories: list[Trajectory],
+    rae_state: dict[str, Any] | None,
+    information_gains: list[np.ndarray] | None = None,
 ) -> tuple[adv_lib.Advantages, np.ndarray, dict[str, Any] | None]:
-    """G-RA assembly, then the configured estimator; returns advantages, keep mask, RAE state."""
+    """G-RA assembly, then the configured estimator; returns advantages, keep mask, RAE state.
+
+    ``information_gains`` (per trajectory, per turn; ``nan`` = none) are added to the env's dense
+    turn rewards with weight ``algo.info_gain_weight`` before gating.
+    """
     algo = config.algo
-    rollouts = [
-        RolloutRewards(
-            group_id=f"{t.group_id}/seat{t.seat}" if config.rollout.self_play else t.group_id,
-            outcome=math.nan if t.failed or t.outcome is None else float(t.outcome),
-            turn_rewards=t.turn_rewards,
-            seat=t.seat,
-            env_id=t.env_id,
-            failed=t.failed or t.outcome is None,
+    rollouts = []
+    for i, t in enumerate(trajectories):
+        dense = np.asarray(t.turn_rewards, dtype=np.float64)
+        if information_gains is not None:
+            dense = dense + algo.info_gain_weight * np.nan_to_num(information_gains[i], nan=0.0)
+        rollouts.append(
+            RolloutRewards(
+                group_id=f"{t.group_id}/seat{t.seat}" if config.rollout.self_play else t.group_id,
+                outcome=math.nan if t.failed or t.outcome is None else float(t.outcome),
+                turn_rewards=list(dense),
+                seat=t.seat,
+                env_id=t.env_id,
+                failed=t.failed or t.outcome is None,
+            )
         )
-        for t in trajectories
-    ]
     if algo.gate_threshold == "spec":
         delta: Any = {e.id: env_spec(e.id).gate_threshold for e in config.envs}
     else:
@@ -321,8 +337,19 @@ def build_policy(config: TrainConfig) -> Any:
         else:
             from turngym.agents.models import tiny_random_model as make
         model, tokenizer = make(config.seed, num_layers=m.tiny_layers, hidden_size=m.tiny_hidden)
-        return HFPolicy(model, tokenizer, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
-    return load_policy(m.name, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+        policy = HFPolicy(model, tokenizer, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+    else:
+        policy = load_policy(m.name, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+    if m.lora is not None:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as exc:
+            raise ImportError("model.lora needs peft: pip install peft") from exc
+        lora = LoraConfig(r=m.lora.r, lora_alpha=m.lora.alpha, lora_dropout=m.lora.dropout,
+                          target_modules=list(m.lora.target_modules), task_type="CAUSAL_LM")
+        policy.model = get_peft_model(policy.model, lora)
+        policy.model.eval()
+    return policy
 
 
 # ================================================================================================
@@ -473,7 +500,10 @@ def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) ->
 def export_model(out: Path, policy: Any) -> None:
     """Save the trained weights and tokenizer as a Hugging Face folder (agent spec ``hf:<out>/model``)."""
     target = out / "model"
-    policy.model.save_pretrained(target)
+    model = policy.model
+    if hasattr(model, "merge_and_unload"):  # LoRA: export merged weights, a plain HF model
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(target)
     policy.tokenizer.save_pretrained(target)
 
 

@@ -10,15 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from turngym.agents.base import Generation, Policy, SamplingParams  # noqa: E402
-from turngym.agents.hf_policy import HFPolicy, chunked_target_logprobs, load_policy  # noqa: E402
-from turngym.agents.models import (  # noqa: E402
+from turngym.agents.base import Generation, Policy, SamplingParams
+from turngym.agents.hf_policy import HFPolicy, chunked_target_logprobs, load_policy
+from turngym.agents.models import (
     EmbeddedModelMissing,
     cache_status,
     find_smollm2_gguf,
     tiny_random_model,
 )
-from turngym.envs.types import Message  # noqa: E402
+from turngym.envs.types import Message
 
 TEXTS = [
     "Hello there, how are you today?",
@@ -57,7 +57,9 @@ def prompts(policy) -> list[list[int]]:
     return [policy.tokenizer.encode(t) for t in TEXTS]
 
 
-def hf_generate_greedy(policy: HFPolicy, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+def hf_generate_greedy(
+    policy: HFPolicy, prompts: list[list[int]], max_new_tokens: int
+) -> list[list[int]]:
     """``model.generate(do_sample=False)`` on the same left-padded batch; rows cut after their first EOS."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), policy.pad_token_id)
@@ -67,8 +69,12 @@ def hf_generate_greedy(policy: HFPolicy, prompts: list[list[int]], max_new_token
         mask[b, width - len(p) :] = 1
     with torch.no_grad():
         out = policy.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=policy.pad_token_id, eos_token_id=policy.eos_token_id,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=policy.pad_token_id,
+            eos_token_id=policy.eos_token_id,
         )
     rows = []
     for row in out[:, width:].tolist():
@@ -94,7 +100,10 @@ def test_greedy_matches_model_generate_with_left_padding(policy, prompts):
 
 
 def test_token_in_token_out_and_score_reproduces_logprobs(policy, prompts):
-    for params in (SamplingParams(max_new_tokens=12, greedy=True), SamplingParams(max_new_tokens=12, seed=7)):
+    for params in (
+        SamplingParams(max_new_tokens=12, greedy=True),
+        SamplingParams(max_new_tokens=12, seed=7),
+    ):
         gens = policy.generate(prompts, params)
         for g in gens:
             assert g.logprobs.dtype == np.float32 and g.logprobs.shape == (len(g.token_ids),)
@@ -104,15 +113,22 @@ def test_token_in_token_out_and_score_reproduces_logprobs(policy, prompts):
         for g, s in zip(gens, scored):
             np.testing.assert_allclose(s, g.logprobs, atol=1e-4, rtol=0)
         # token-in/token-out: re-feeding prompt + generated ids continues from exactly those ids
-        more = policy.generate([p + g.token_ids for p, g in zip(prompts, gens)], SamplingParams(max_new_tokens=1, greedy=True))
+        more = policy.generate(
+            [p + g.token_ids for p, g in zip(prompts, gens)],
+            SamplingParams(max_new_tokens=1, greedy=True),
+        )
         whole = policy.score(prompts, [g.token_ids + m.token_ids for g, m in zip(gens, more)])
         for g, m, s in zip(gens, more, whole):
-            np.testing.assert_allclose(s, np.concatenate([g.logprobs, m.logprobs]), atol=1e-4, rtol=0)
+            np.testing.assert_allclose(
+                s, np.concatenate([g.logprobs, m.logprobs]), atol=1e-4, rtol=0
+            )
 
 
 def test_logprobs_are_raw_temperature_one(policy, prompts):
     """Sampling at T=0.5 with top-k still reports log p under the untempered, untruncated model."""
-    gens = policy.generate(prompts, SamplingParams(max_new_tokens=6, temperature=0.5, top_k=5, top_p=0.9, seed=1))
+    gens = policy.generate(
+        prompts, SamplingParams(max_new_tokens=6, temperature=0.5, top_k=5, top_p=0.9, seed=1)
+    )
     scored = policy.score(prompts, [g.token_ids for g in gens])
     for g, s in zip(gens, scored):
         np.testing.assert_allclose(g.logprobs, s, atol=1e-4, rtol=0)
@@ -129,8 +145,14 @@ def test_score_edge_cases_and_chunking(policy, prompts):
     seq = prompts[0] + conts[0]
     with torch.no_grad():
         logits = policy.model(torch.tensor([seq])).logits[0].float()
-    ref = torch.log_softmax(logits, -1)[len(prompts[0]) - 1 : -1].gather(1, torch.tensor(conts[0])[:, None]).squeeze(1)
-    np.testing.assert_allclose(policy.score(prompts[:1], conts[:1])[0], ref.numpy(), atol=1e-5, rtol=0)
+    ref = (
+        torch.log_softmax(logits, -1)[len(prompts[0]) - 1 : -1]
+        .gather(1, torch.tensor(conts[0])[:, None])
+        .squeeze(1)
+    )
+    np.testing.assert_allclose(
+        policy.score(prompts[:1], conts[:1])[0], ref.numpy(), atol=1e-5, rtol=0
+    )
     with pytest.raises(ValueError, match="prompts but"):
         policy.score(prompts, conts[:1])
 
@@ -147,18 +169,36 @@ def test_chunked_target_logprobs_is_differentiable():
     assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
 
 
+def test_top_k_top_p_filter():
+    from turngym.agents.hf_policy import _filter_top_k_top_p
+
+    scores = torch.tensor([[0.05, 0.5, 0.15, 0.3]]).log()
+    kept = lambda k, p: torch.isfinite(_filter_top_k_top_p(scores, k, p))[0].tolist()
+    assert kept(0, 1.0) == [True, True, True, True]
+    assert kept(1, 1.0) == [False, True, False, False]
+    assert kept(0, 0.7) == [False, True, False, True]  # 0.5 + 0.3 is the smallest set >= 0.7
+    assert kept(0, 0.5) == [False, True, False, False]
+    assert kept(0, 0.01) == [False, True, False, False]  # the best token always survives
+    assert kept(3, 0.9) == [False, True, True, True]
+
+
 def test_stop_token_ids_and_length(policy, prompts):
     ref = policy.generate(prompts, SamplingParams(max_new_tokens=10, greedy=True))
     # stop at the 4th token of row 0: that row ends there (stop token included), others unaffected
     stop_tok = ref[0].token_ids[3]
-    gens = policy.generate(prompts, SamplingParams(max_new_tokens=10, greedy=True, stop_token_ids=[stop_tok]))
+    gens = policy.generate(
+        prompts, SamplingParams(max_new_tokens=10, greedy=True, stop_token_ids=[stop_tok])
+    )
     first = ref[0].token_ids.index(stop_tok)
     assert gens[0].token_ids == ref[0].token_ids[: first + 1]
     assert gens[0].finish_reason == "stop" and gens[0].stop == stop_tok
     np.testing.assert_allclose(gens[0].logprobs, ref[0].logprobs[: first + 1], atol=1e-5)
     for g, r in zip(gens[1:], ref[1:]):
         if stop_tok in r.token_ids:
-            assert g.finish_reason == "stop" and g.token_ids == r.token_ids[: r.token_ids.index(stop_tok) + 1]
+            assert (
+                g.finish_reason == "stop"
+                and g.token_ids == r.token_ids[: r.token_ids.index(stop_tok) + 1]
+            )
         else:
             assert g.finish_reason == "length" and g.stop is None and g.token_ids == r.token_ids
     short = policy.generate(prompts[:1], SamplingParams(max_new_tokens=3, greedy=True))[0]
@@ -176,8 +216,14 @@ def test_eos_stops_unless_ignored(policy, prompts):
     assert alt.eos_token_id == target and 2 in alt.eos_token_ids  # generation_config's EOS kept too
     g = alt.generate(prompts[1:2], SamplingParams(max_new_tokens=8, greedy=True))[0]
     first = ref[1].token_ids.index(target)
-    assert g.token_ids == ref[1].token_ids[: first + 1] and g.finish_reason == "stop" and g.stop == target
-    g = alt.generate(prompts[1:2], SamplingParams(max_new_tokens=8, greedy=True, ignore_eos=True))[0]
+    assert (
+        g.token_ids == ref[1].token_ids[: first + 1]
+        and g.finish_reason == "stop"
+        and g.stop == target
+    )
+    g = alt.generate(prompts[1:2], SamplingParams(max_new_tokens=8, greedy=True, ignore_eos=True))[
+        0
+    ]
     assert g.token_ids == ref[1].token_ids and g.finish_reason == "length"
 
 
@@ -192,11 +238,15 @@ def test_stop_strings(policy, prompts):
                 break
         else:
             continue
-        g = policy.generate([prompt], SamplingParams(max_new_tokens=10, greedy=True, stop=["never-there", piece]))[0]
+        g = policy.generate(
+            [prompt], SamplingParams(max_new_tokens=10, greedy=True, stop=["never-there", piece])
+        )[0]
         assert g.token_ids == row.token_ids[: k + 1]
         assert g.finish_reason == "stop" and g.stop == piece and piece in g.text
         np.testing.assert_allclose(g.logprobs, row.logprobs[: k + 1], atol=1e-5)
-        g = policy.generate([prompt], SamplingParams(max_new_tokens=10, greedy=True, stop="never-there"))[0]
+        g = policy.generate(
+            [prompt], SamplingParams(max_new_tokens=10, greedy=True, stop="never-there")
+        )[0]
         assert g.token_ids == row.token_ids and g.finish_reason == "length"
         return
     pytest.fail("no usable stop string in the greedy outputs")
@@ -218,7 +268,9 @@ def test_batch_composition_does_not_change_greedy_outputs(policy, prompts):
     alone = [policy.generate([p], params)[0] for p in prompts]
     reordered = policy.generate(prompts[::-1], params)[::-1]
     micro = HFPolicy(policy.model, policy.tokenizer, max_batch_size=3).generate(prompts, params)
-    no_prune = HFPolicy(policy.model, policy.tokenizer, prune_finished=False).generate(prompts, params)
+    no_prune = HFPolicy(policy.model, policy.tokenizer, prune_finished=False).generate(
+        prompts, params
+    )
     for variant in (alone, reordered, micro, no_prune):
         assert [g.token_ids for g in variant] == [g.token_ids for g in together]
         for g, t in zip(variant, together):
@@ -286,7 +338,10 @@ def test_load_policy_hf_local_dir(tiny, tmp_path):
     pol = load_policy(f"hf:{tmp_path}")
     p = [tok.encode("Hello")]
     params = SamplingParams(max_new_tokens=5, greedy=True)
-    assert pol.generate(p, params)[0].token_ids == HFPolicy(model, tok).generate(p, params)[0].token_ids
+    assert (
+        pol.generate(p, params)[0].token_ids
+        == HFPolicy(model, tok).generate(p, params)[0].token_ids
+    )
 
 
 @pytest.mark.slow
@@ -300,7 +355,10 @@ def test_smollm2_end_to_end():
     policy = load_policy("smollm2-135m")
     convos = [
         [Message("user", "What is the capital of France?")],
-        [Message("system", "Answer with one word."), Message("user", "What color is the sky on a clear day?")],
+        [
+            Message("system", "Answer with one word."),
+            Message("user", "What color is the sky on a clear day?"),
+        ],
     ]
     prompts = [policy.encode_chat(c) for c in convos]
     gens = policy.generate(prompts, SamplingParams(max_new_tokens=24, greedy=True))

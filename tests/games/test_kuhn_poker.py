@@ -212,7 +212,7 @@ def test_outcomes(seed, moves, outcomes):
 
 
 def test_outcomes_within_registered_bounds():
-    (low, high) = next(bounds for name, _, _, bounds, _ in GAMES if name == "KuhnPoker-v0")
+    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "KuhnPoker-v0")
     rng = np.random.default_rng(0)
     env = KuhnPokerEnv()
     for seed in range(60):

@@ -200,7 +200,7 @@ def test_outcomes(seed, moves, outcomes):
 
 
 def test_reveal_matches_openspiel_result():
-    (low, high) = next(bounds for name, _, _, bounds, _ in GAMES if name == "LiarsDice-v0")
+    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "LiarsDice-v0")
     rng = np.random.default_rng(0)
     env = LiarsDiceEnv()
     for seed in range(80):

@@ -33,6 +33,13 @@ def test_a_tiny_random_model_learns_the_toy_task(tmp_path):
     assert (tmp_path / "model" / "config.json").exists()
     assert (tmp_path / "checkpoint" / "state.pt").exists()
 
+    # the exported model is an agent spec: it plays a (tiny) tournament against a scripted anchor
+    from turngym.training.tournament import run_tournament
+
+    result = run_tournament("turngym/TicTacToe-v0", [f"hf:{tmp_path / 'model'}", "random"], 4, tmp_path / "tour", plots=False)
+    games = (tmp_path / "tour" / "games.jsonl").read_text().splitlines()
+    assert len(games) == 4 and result is not None
+
 
 def test_resume_after_sigkill_continues_with_identical_metrics(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
@@ -82,3 +89,37 @@ def test_resume_without_a_checkpoint_says_what_to_do(tmp_path):
 def test_quickstart_preset_is_valid():
     config = load_preset("quickstart")
     assert config.model.name == "smollm2-135m" and config.eval.episodes >= 200
+
+
+def test_lora_trains_only_adapters_and_exports_a_merged_model(tmp_path):
+    pytest.importorskip("peft")
+    config = load_preset("ci-tiny", [f"out_dir={tmp_path}", "steps=2", "model.lora={r: 4, alpha: 8}"])
+    train(config, show_progress=False)
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_information_gain_is_the_change_in_gold_answer_logprob(tmp_path):
+    import numpy as np
+
+    from turngym.agents.hf_policy import HFPolicy
+    from turngym.agents.tiny import tiny_char_model
+    from turngym.envs.types import TurnRecord
+    from turngym.training.info_gain import information_gain_rewards, turn_contexts
+    from turngym.training.trajectory import Trajectory, Turn
+
+    policy = HFPolicy(*tiny_char_model(0))
+    tok = policy.tokenizer
+    enc = lambda s: list(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    turns = [
+        Turn(enc(f"<q{k}>"), enc(f"a{k}"), [0.0] * len(enc(f"a{k}")), f"a{k}", "stop", TurnRecord(turn=k, seat=0, reward=0.0))
+        for k in range(3)
+    ]
+    traj = Trajectory("turngym/Arithmetic-v0", 0, "g", 0, 0, turns=turns, outcome=1.0, info={"answer": "42"})
+    gains = information_gain_rewards(policy, [traj])[0]
+    ells = [float(np.mean(s)) for s in policy.score(turn_contexts(traj), [enc("42")] * 3)]
+    assert np.allclose(gains[:2], np.diff(ells)) and np.isnan(gains[2])
+    no_answer = Trajectory("x/Y-v0", 0, "g", 0, 0, turns=turns, outcome=0.0)
+    assert np.isnan(information_gain_rewards(policy, [no_answer])[0]).all()

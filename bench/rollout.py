@@ -1,0 +1,367 @@
+"""Multi-turn rollout throughput on CPU: our batched lock-step engine vs one game at a time, in one run.
+
+Run as a script::
+
+    python bench/rollout.py --json out.json     # full run: 32 games, 3 rounds per context
+    python bench/rollout.py --quick             # smoke run: 8 games, 1 round, prints the JSON
+
+or import it by path and call :func:`run` (``bench/`` is a folder of scripts, not a package; see
+``bench/run.py``).
+
+**Workload.** ``turngym/TicTacToe-v0`` (default rules: an invalid move forfeits the game), the
+embedded SmolLM2-135M-Instruct (fp32, CPU) against the ``random`` opponent, sampling at temperature
+1.0 (no top-k/top-p), ``max_new_tokens=8`` per turn, game ``i`` reset with seed ``SEED + i`` (so the
+model plays X in even games and O in odd ones; the opponent's dice depend on the seed only). Two
+context modes of :class:`~turngym.training.rollout.RolloutConfig`: ``turn`` (each turn's prompt is
+the system prompt plus the current board) and ``full`` (the whole game so far, re-prefilled every
+turn — there is no KV cache reuse across turns).
+
+**Implementations** (the same engine, :func:`turngym.training.rollout.collect`, the same policy
+object):
+
+``batched``
+    one ``collect`` call over all games (one task per seed, ``group_size=1``): every round, ONE
+    batched ``generate`` over all games still running (finished games leave the batch).
+``sequential``
+    one ``collect`` call per game, looped (batch size 1) — what an env-at-a-time loop costs.
+
+Because the games are sampled, the two implementations play different games (different lengths and
+invalid-move rates); throughput is therefore measured in tokens per second, not per game:
+
+* ``useful_tok_per_s`` — generated tokens (up to and including EOS; nothing after it is generated)
+  per second of ``collect`` wall time (env stepping, tokenisation and generation all included).
+  This is the headline figure and the one the targets apply to.
+* ``processed_tok_per_s`` — prompt tokens fed to ``generate`` (real tokens, padding excluded) plus
+  generated tokens, per second. With replies of at most 8 tokens and prompts of ~100-300 tokens,
+  **prefill dominates the work** (``prompt_share`` says by how much), so this figure is the better
+  measure of how much model work the engine gets through.
+* ``useful_tok_per_s_in_generate`` — generated tokens per second inside ``generate`` only.
+
+Counting is done by a thin wrapper around the policy's ``generate`` (calls, rows, prompt tokens,
+padded prompt slots, generated tokens). Fairness: one untimed warm-up of each implementation per
+context; ``rounds`` repetitions with the order alternating; figures are medians over rounds; the
+ratio is the median of per-round paired ratios ``batched / sequential``. Absolute figures on a
+shared machine are noise; the ratio is the figure.
+
+Targets (from the issue), for each context mode: ``batched / sequential >= 4`` in useful tokens/s,
+and batched ``>= 100`` useful tokens/s absolute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+ENV_ID = "turngym/TicTacToe-v0"
+MODEL = "smollm2-135m"
+SEED = 0
+SAMPLING_SEED = 1234
+MAX_NEW_TOKENS = 8
+TEMPERATURE = 1.0
+CONTEXTS = ("turn", "full")
+IMPLEMENTATIONS = ("batched", "sequential")
+FULL_GAMES, QUICK_GAMES = 32, 8
+FULL_ROUNDS, QUICK_ROUNDS = 3, 1
+
+TARGETS: dict[str, dict[str, Any]] = {
+    "batched/sequential": {
+        "min": 4.0,
+        "description": "useful tokens/s, batched >= 4x one game at a time",
+    },
+    "batched_useful_tok_per_s": {
+        "min": 100.0,
+        "description": "batched useful tokens/s >= 100 on 2 cores",
+    },
+}
+
+
+class CountingPolicy:
+    """Delegates to a policy; counts what every ``generate`` call was given and returned."""
+
+    def __init__(self, policy: Any):
+        self._policy = policy
+        self.reset()
+
+    def __getattr__(self, name: str) -> Any:  # tokenizer, eos_token_ids, ... come from the policy
+        return getattr(self._policy, name)
+
+    def reset(self) -> None:
+        self.calls = self.rows = self.prompt_tokens = self.padded_prompt_slots = (
+            self.generated_tokens
+        ) = 0
+        self.seconds = 0.0
+
+    def generate(self, prompts: Any, params: Any) -> Any:
+        t0 = time.perf_counter()
+        generations = self._policy.generate(prompts, params)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        self.rows += len(prompts)
+        self.prompt_tokens += sum(len(p) for p in prompts)
+        self.padded_prompt_slots += len(prompts) * max(len(p) for p in prompts)
+        self.generated_tokens += sum(len(g.token_ids) for g in generations)
+        return generations
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "generate_calls": self.calls,
+            "generate_rows": self.rows,
+            "prompt_tokens": self.prompt_tokens,
+            "padded_prompt_slots": self.padded_prompt_slots,
+            "useful_generated_tokens": self.generated_tokens,
+            "generate_s": self.seconds,
+        }
+
+
+def _config(context: str, seed: int) -> Any:
+    from turngym.training.rollout import RolloutConfig
+
+    return RolloutConfig(
+        group_size=1,
+        max_new_tokens=MAX_NEW_TOKENS,
+        temperature=TEMPERATURE,
+        top_p=1.0,
+        top_k=0,
+        opponent="random",
+        context=context,
+        seed=seed,
+    )
+
+
+def play(
+    impl: str, policy: CountingPolicy, seeds: list[int], context: str, sampling_seed: int
+) -> dict[str, Any]:
+    """Play the games of ``seeds`` with one implementation; returns counts and timings."""
+    from turngym.training.rollout import Task, collect
+
+    policy.reset()
+    trajectories = []
+    started = time.perf_counter()
+    if impl == "batched":
+        trajectories += collect(
+            [Task(ENV_ID, s) for s in seeds], policy, _config(context, sampling_seed)
+        ).trajectories
+    else:
+        for i, s in enumerate(seeds):
+            trajectories += collect(
+                [Task(ENV_ID, s)], policy, _config(context, sampling_seed + i)
+            ).trajectories
+    wall = time.perf_counter() - started
+    counts = policy.counts()
+    turns = [len(t.turns) for t in trajectories]
+    processed = counts["prompt_tokens"] + counts["useful_generated_tokens"]
+    return {
+        **counts,
+        "wall_s": wall,
+        "games": len(trajectories),
+        "failed": sum(t.failed for t in trajectories),
+        "model_turns": sum(turns),
+        "turns_per_game": Counter(turns),
+        "stop_reasons": Counter(str(t.stop_reason) for t in trajectories),
+        "useful_tok_per_s": counts["useful_generated_tokens"] / wall,
+        "useful_tok_per_s_in_generate": counts["useful_generated_tokens"] / counts["generate_s"]
+        if counts["generate_s"]
+        else None,
+        "processed_tok_per_s": processed / wall,
+        "mean_batch_rows": counts["generate_rows"] / counts["generate_calls"]
+        if counts["generate_calls"]
+        else None,
+        "prompt_share": counts["prompt_tokens"] / processed if processed else None,
+        "padding_share": 1 - counts["prompt_tokens"] / counts["padded_prompt_slots"]
+        if counts["padded_prompt_slots"]
+        else None,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def bench_context(policy: CountingPolicy, context: str, games: int, rounds: int) -> dict[str, Any]:
+    seeds = list(range(SEED, SEED + games))
+    for impl in IMPLEMENTATIONS:  # warm-up, untimed (allocator, kernels, tokenizer caches)
+        play(impl, policy, seeds[:2], context, SAMPLING_SEED - 1)
+    samples: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPLEMENTATIONS}
+    for r in range(rounds):
+        order = list(IMPLEMENTATIONS) if r % 2 == 0 else list(reversed(IMPLEMENTATIONS))
+        for impl in order:
+            samples[impl].append(play(impl, policy, seeds, context, SAMPLING_SEED + 1000 * r))
+
+    def med(impl: str, key: str) -> float | None:
+        return _median([s[key] for s in samples[impl] if s[key] is not None])
+
+    figures = {
+        impl: {
+            key: med(impl, key)
+            for key in (
+                "useful_tok_per_s",
+                "processed_tok_per_s",
+                "useful_tok_per_s_in_generate",
+                "prompt_share",
+                "padding_share",
+                "mean_batch_rows",
+                "wall_s",
+            )
+        }
+        for impl in IMPLEMENTATIONS
+    }
+    paired = [
+        b["useful_tok_per_s"] / s["useful_tok_per_s"]
+        for b, s in zip(samples["batched"], samples["sequential"])
+    ]
+    paired_processed = [
+        b["processed_tok_per_s"] / s["processed_tok_per_s"]
+        for b, s in zip(samples["batched"], samples["sequential"])
+    ]
+    ratio = _median(paired)
+    absolute = figures["batched"]["useful_tok_per_s"]
+    return {
+        "context": context,
+        "games": games,
+        "rounds": rounds,
+        "seeds": [seeds[0], seeds[-1]],
+        "figures": figures,
+        "ratio_useful": ratio,
+        "ratio_processed": _median(paired_processed),
+        "targets": {
+            "batched/sequential": {
+                **TARGETS["batched/sequential"],
+                "value": ratio,
+                "pass": None
+                if ratio is None
+                else bool(ratio >= TARGETS["batched/sequential"]["min"]),
+            },
+            "batched_useful_tok_per_s": {
+                **TARGETS["batched_useful_tok_per_s"],
+                "value": absolute,
+                "pass": None
+                if absolute is None
+                else bool(absolute >= TARGETS["batched_useful_tok_per_s"]["min"]),
+            },
+        },
+        "samples": samples,
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    import importlib.metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("turngym", "torch", "transformers"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run the suite and return its JSON-able result (see the module docstring)."""
+    import torch
+
+    from turngym.agents.hf_policy import load_policy
+
+    started = time.time()
+    load_before = round(os.getloadavg()[0], 2)
+    games = QUICK_GAMES if quick else FULL_GAMES
+    rounds = QUICK_ROUNDS if quick else FULL_ROUNDS
+    policy = CountingPolicy(load_policy(MODEL, device="cpu", dtype=torch.float32))
+    contexts = {ctx: bench_context(policy, ctx, games, rounds) for ctx in CONTEXTS}
+    verdicts = [t["pass"] for c in contexts.values() for t in c["targets"].values()]
+    return {
+        "suite": "rollout",
+        "quick": quick,
+        "metric": "useful generated tokens per second of collect() wall time (higher is better); "
+        "ratio = batched / sequential",
+        "note": "replies are at most 8 tokens and prompts ~100-300 tokens, so prefill dominates the work: "
+        "see prompt_share and processed_tok_per_s (prompt + generated tokens per second)",
+        "method": f"{games} games per implementation, game i seeded {SEED}+i; {rounds} round(s), order alternating, "
+        "after an untimed warm-up; medians over rounds; ratio = median of per-round paired ratios",
+        "workload": {
+            "env": ENV_ID,
+            "opponent": "random",
+            "model": "SmolLM2-135M-Instruct (embedded), float32, CPU",
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "temperature": TEMPERATURE,
+            "contexts": list(CONTEXTS),
+        },
+        "targets": TARGETS,
+        "contexts": contexts,
+        "pass": False
+        if False in verdicts
+        else (True if all(v is True for v in verdicts) else None),
+        "environment": {
+            **_versions(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            # other processes on the machine make absolute figures noisy; paired ratios less so
+            "load_avg_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
+        },
+        "wall_s": round(time.time() - started, 2),
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = []
+    for ctx, res in result["contexts"].items():
+        f = res["figures"]
+        lines.append(f"context={ctx} ({res['games']} games):")
+        for impl in IMPLEMENTATIONS:
+            x = f[impl]
+            lines.append(
+                f"  {impl:10} useful {x['useful_tok_per_s']:6.1f} tok/s, prompt+generated {x['processed_tok_per_s']:7.1f} tok/s "
+                f"(prompt share {x['prompt_share']:.0%}), mean batch {x['mean_batch_rows']:.1f} rows, wall {x['wall_s']:.1f} s"
+            )
+        for name, t in res["targets"].items():
+            verdict = {True: "PASS", False: "FAIL", None: "n/a"}[t["pass"]]
+            value = "n/a" if t["value"] is None else f"{t['value']:.2f}"
+            lines.append(f"  {name} = {value} (target >= {t['min']}) {verdict}")
+    warning = busy_warning(result["environment"])
+    if warning:
+        lines.append(warning)
+    return "\n".join(lines)
+
+
+def busy_warning(environment: dict[str, Any]) -> str | None:
+    """A line for the summary when other processes were using the CPU as the run started."""
+    load = environment["load_avg_1m_before_after"][0]
+    if load < 1.0:
+        return None
+    return (
+        f"warning: 1-min load average {load} before the run: other processes shared the CPU; with more torch "
+        f"threads than free cores timings can be several times slower (OMP_NUM_THREADS=1 helps on a shared machine)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_GAMES} games, {QUICK_ROUNDS} round (smoke run)",
+    )
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    else:
+        print(text)
+    print(summary(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
