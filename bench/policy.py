@@ -31,7 +31,14 @@ order of the two implementations alternating; the figure is the **median** over 
 the median of per-round paired ratios ``ours_tok_s / generate_tok_s``. For greedy ``natural``
 runs the tokens of both are compared (``same_tokens``).
 
-Target (from the issue): HFPolicy's overhead ≤ 10 %, i.e. ``ours / generate ≥ 0.9`` in every cell.
+Target (from the issue): HFPolicy's overhead ≤ 10 %, i.e. ``ours / generate ≥ 0.9`` in every cell,
+judged on SmolLM2 only (on the tiny model ``pass`` is ``null``: there, the exact per-token
+log-probs — one ``logsumexp`` over the 49k vocabulary per step, which ``generate`` does not
+compute — are a visible share of a toy forward pass; greedy ratio ≈ 0.92 measured).
+
+Threads: on a 2-core machine shared with other busy processes, torch's default 2 intra-op threads
+can collapse (measured: 2.5 tok/s with 2 threads vs 110 tok/s with 1, same moment); pass
+``--threads 1`` there. Figures from different thread settings are not comparable.
 """
 
 from __future__ import annotations
@@ -136,7 +143,7 @@ def _hf_generate(
     wall = time.perf_counter() - started
     rows = []
     for row in out[:, width:].tolist():
-        if policy.eos_token_id in row:
+        if not fixed and policy.eos_token_id in row:  # useful tokens: up to the first EOS
             row = row[: row.index(policy.eos_token_id) + 1]
         rows.append(row)
     return wall, sum(len(r) for r in rows), rows
@@ -195,8 +202,13 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Run the suite and return its JSON-able result (see the module docstring)."""
+def run(quick: bool = False, progress: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Run the suite and return its JSON-able result (see the module docstring).
+
+    ``threads`` sets ``torch.set_num_threads`` for the run (default: torch's own choice). On a
+    machine shared with other busy processes, ``threads=1`` gives far steadier figures: OpenMP
+    barriers across 2+ threads stall whenever one thread is descheduled.
+    """
     import os
 
     import torch
@@ -204,6 +216,8 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
 
     started = time.time()
     load_before = round(os.getloadavg()[0], 2)
+    if threads is not None:
+        torch.set_num_threads(threads)
     model, tok, model_name = _load()
     policy = HFPolicy(model, tok, device="cpu", dtype=torch.float32)
     rounds = 1 if quick else 3
@@ -214,7 +228,11 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
             for greedy in (True, False):
                 cells.append(bench_cell(policy, batch, greedy, fixed, rounds))
                 if progress:
-                    print(_cell_line(cells[-1]), file=sys.stderr, flush=True)
+                    print(
+                        _cell_line(cells[-1], model_name != "tiny-random"),
+                        file=sys.stderr,
+                        flush=True,
+                    )
     verdicts = [c["pass"] for c in cells]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -231,7 +249,8 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
         "one warm-up; ratio = median of per-round paired ratios",
         "targets": {"ours / generate": {"min": TARGET_MIN_RATIO}},
         "cells": cells,
-        "pass": all(verdicts),
+        # the target is judged on the real model only; the tiny model's ratios are reported as-is
+        "pass": all(verdicts) if model_name != "tiny-random" else None,
         "environment": {
             **_versions(),
             "platform": platform.platform(),
@@ -245,10 +264,11 @@ def run(quick: bool = False, progress: bool = False) -> dict[str, Any]:
     }
 
 
-def _cell_line(c: dict[str, Any]) -> str:
+def _cell_line(c: dict[str, Any], representative: bool = True) -> str:
     t = c["tok_per_s"]
     same = "" if c["same_tokens"] is None else f"  same_tokens={c['same_tokens']}"
     verdict = "PASS" if c["pass"] else "FAIL"
+    verdict += "" if representative else " (tiny model: not judged)"
     return (
         f"batch {c['batch']:>2} {c['decoding']:7} {c['stopping']:7}: ours {t['ours']:7.1f} tok/s, "
         f"generate {t['generate']:7.1f} tok/s, ratio {c['ratio']:.3f} (>= {TARGET_MIN_RATIO}) "
@@ -260,17 +280,20 @@ def summary(result: dict[str, Any]) -> str:
     head = f"model: {result['model']}" + (
         "" if result["representative"] else " (NOT representative)"
     )
-    return "\n".join([head] + [_cell_line(c) for c in result["cells"]])
+    return "\n".join([head] + [_cell_line(c, result["representative"]) for c in result["cells"]])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
     parser.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: torch's); 1 on a busy machine"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="one round, natural stopping only (smoke run)"
     )
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, progress=True)
+    result = run(quick=args.quick, progress=True, threads=args.threads)
     text = json.dumps(result, indent=2)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
