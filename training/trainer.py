@@ -489,7 +489,8 @@ def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) ->
         for when, x in (("before", 0), ("after", steps[-1])):
             for mode, result in (evals.get(when) or {}).items():
                 v = result[metric]
-                ax.errorbar([x], [v["value"]], yerr=[[v["value"] - v["low"]], [v["high"] - v["value"]]], fmt="s", capsize=4,
+                below, above = max(0.0, v["value"] - v["low"]), max(0.0, v["high"] - v["value"])  # round-off
+                ax.errorbar([x], [v["value"]], yerr=[[below], [above]], fmt="s", capsize=4,
                             label=f"eval {when} ({mode})")
         ax.legend(fontsize=7)
     fig.tight_layout()
