@@ -58,6 +58,9 @@ class ModelSection(_Section):
     character-level vocabulary; CI) or ``tiny-random`` (random Llama with the SmolLM2 tokenizer)."""
     device: str = "cpu"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    """torch intra-op threads (default: torch's choice). On a CPU shared with other busy processes,
+    1 thread avoids OpenMP stalls that can slow a 2-thread run tenfold."""
     lora: LoraSection | None = None
     """``{r: 16, alpha: 32}`` to train LoRA adapters instead of every weight (needs ``peft``)."""
     tiny_layers: int = Field(2, ge=1)

@@ -65,6 +65,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     config.dump(out / "config.yaml")
     torch.manual_seed(config.seed)
+    if config.model.threads:
+        torch.set_num_threads(config.model.threads)
     policy = build_policy(config)
     model = policy.model
     optimizer = torch.optim.AdamW(
