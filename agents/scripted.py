@@ -122,7 +122,7 @@ class ScriptedAgent:
 
     def choose(self, game: Any) -> int:
         """The OpenSpiel action id to play for ``game.current_seat``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement choose(game) -> action id")
 
     def __call__(self, game: Any) -> str:
         self._check(game)
