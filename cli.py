@@ -350,11 +350,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write results to FILE")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     p.set_defaults(func=cmd_bench)
+
+    for name, (entry, help_text) in _FAMILY_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, add_help=False, description=f"Run `turngym {name} --help` for its commands.")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(entry))
     return parser
 
 
-# Commands whose options are parsed by their own module (argparse's REMAINDER cannot pass a leading --help).
-_DELEGATED = {"tournament": cmd_tournament, "models": cmd_models}
+def _delegate(entry_point: str):
+    """A command whose options its own module parses: ``module:main(argv) -> exit status``."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module_name, _, attr = entry_point.partition(":")
+        return int(getattr(importlib.import_module(module_name), attr)(args.rest) or 0)
+
+    return run
+
+
+# Commands whose options are parsed by their own module (argparse's REMAINDER cannot pass a leading --help):
+# name -> (handler, one-line help).
+_FAMILY_COMMANDS = {
+    "sandbox": ("turngym.sandbox.cli:main", "sandboxes: build-image, doctor, serve"),
+    "search": ("turngym.envs.search_qa.cli:main", "search QA: build the corpus, eval retrieval, serve the index"),
+    "household": ("turngym.envs.household.cli:main", "household tasks: generate problems"),
+    "swe": ("turngym.envs.swe.cli:main", "code/SWE tasks: build and verify task sets"),
+}
+_DELEGATED = {
+    "tournament": cmd_tournament,
+    "models": cmd_models,
+    **{name: _delegate(entry) for name, (entry, _) in _FAMILY_COMMANDS.items()},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

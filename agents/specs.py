@@ -1,6 +1,7 @@
 """Agent specs on the command line → agents.
 
-Accepted: the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
+Accepted: the env's own scripted agents (``TurnSpec.agents``, e.g. a search oracle or a household
+planner expert); the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
 valid per game); ``random`` for any single-agent environment (it plays ``env.sample_valid_action``);
 and, in games, model specs — ``smollm2-135m`` or ``hf:<path>`` (e.g. a trained run's
 ``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
@@ -9,6 +10,8 @@ current observation only, one reply per call; batched evaluation of a model uses
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 
@@ -75,9 +78,17 @@ def _model_agent(agent_spec: str, seed: int | None) -> ModelAgent:
     return ModelAgent(_POLICIES[model], agent_spec, float(temperature or 0.0), seed=seed)
 
 
+def _load_entry_point(entry_point: str):
+    module_name, _, attr = entry_point.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
 def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
     """Build the agent named by ``agent_spec`` for ``env_id``; errors list the valid names."""
     turn_spec = env_spec(env_id)
+    if agent_spec in turn_spec.agents:
+        return _load_entry_point(turn_spec.agents[agent_spec])(seed=seed)
     if agent_spec.startswith(("hf:", "smollm2")):
         if turn_spec.num_seats == 1:
             raise ValueError(f"model agents play games; for {env_id!r} use `turngym eval --agent {agent_spec}`")
@@ -85,9 +96,8 @@ def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
     if turn_spec.num_seats == 1:
         if agent_spec == "random":
             return SampleValidAgent(seed)
-        raise ValueError(
-            f"unknown agent {agent_spec!r} for single-agent env {env_id!r}; available: random"
-        )
+        names = ", ".join(["random", *sorted(turn_spec.agents)])
+        raise ValueError(f"unknown agent {agent_spec!r} for single-agent env {env_id!r}; available: {names}")
     from turngym.agents.scripted import make_agent
 
     return make_agent(agent_spec, env_id, seed=seed)

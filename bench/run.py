@@ -33,6 +33,10 @@ SUITES: dict[str, str] = {
     "rollout": "bench/rollout.py",
     "grpo": "bench/grpo.py",
     "tournament": "bench/tournament.py",
+    "sandbox": "bench/sandbox.py",
+    "search": "bench/search.py",
+    "household": "bench/household.py",
+    "swe": "bench/swe.py",
 }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from turngym.envs.household.ids import register_ids as register_household_ids
 from turngym.envs.registration import register
+from turngym.envs.search_qa.ids import register_ids as register_search_qa_ids
+from turngym.envs.swe.ids import register_ids as register_swe_ids
 
 # SPIRAL's defaults: invalid move ⇒ offender −1.5, other +0.5; 50 turns then a draw.
 _GAME_TURN_LIMIT = 50
@@ -103,3 +106,6 @@ def register_builtin_envs() -> None:
             num_seats=2,
             tags=tags,
         )
+    register_search_qa_ids()
+    register_household_ids()
+    register_swe_ids()

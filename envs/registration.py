@@ -61,6 +61,9 @@ class TurnSpec:
         gate_threshold: default G-RA gate δ on the outcome for gated reward accumulation.
         num_seats: seats in the game (1 for single-agent tasks).
         tags: free-form labels (``"openspiel"``, ``"imperfect-information"``…).
+        agents: env-specific scripted agents for ``turngym eval --agent NAME``: name →
+            ``"module:factory"``, where ``factory(seed=...)`` returns a direct agent (a callable
+            ``agent(env.unwrapped) -> str``, optionally with ``reset(seed)``). Imported lazily.
     """
 
     id: str
@@ -74,6 +77,7 @@ class TurnSpec:
     gate_threshold: float | None = None
     num_seats: int = 1
     tags: tuple[str, ...] = ()
+    agents: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +92,7 @@ class TurnSpec:
             "gate_threshold": self.gate_threshold,
             "num_seats": self.num_seats,
             "tags": list(self.tags),
+            "agents": dict(self.agents),
         }
 
 
@@ -109,6 +114,7 @@ def register(
     gate_threshold: float | None = None,
     num_seats: int = 1,
     tags: tuple[str, ...] = (),
+    agents: dict[str, str] | None = None,
 ) -> TurnSpec:
     """Register ``id`` with turngym and with Gymnasium's registry. Re-registering an id replaces it."""
     if "/" not in id or "-v" not in id:
@@ -130,6 +136,7 @@ def register(
         gate_threshold=gate_threshold,
         num_seats=num_seats,
         tags=tuple(tags),
+        agents=dict(agents or {}),
     )
     if id in gymnasium.envs.registry:
         del gymnasium.envs.registry[id]

@@ -1,1 +1,1 @@
-"""sandbox package."""
+"""Sandboxes for model-written code: Docker and bubblewrap backends, warm pool, offline images, remote service."""

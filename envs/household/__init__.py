@@ -1,0 +1,1 @@
+"""Household tasks on the ALFWorld engine with generated PDDL problems."""

@@ -1,0 +1,1 @@
+"""Search QA: offline multi-hop corpus, BM25 retrieval, Search-R1 tag protocol."""
