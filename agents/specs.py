@@ -69,6 +69,11 @@ class ModelAgent:
 _POLICIES: dict[str, object] = {}
 
 
+def release_model(agent_spec: str) -> None:
+    """Forget the cached weights of a model agent (e.g. a self-play snapshot evicted from the pool)."""
+    _POLICIES.pop(agent_spec.partition("@")[0], None)
+
+
 def _model_agent(agent_spec: str, seed: int | None) -> ModelAgent:
     model, _, temperature = agent_spec.partition("@")
     if model not in _POLICIES:  # one copy of the weights per process, however many agents use them

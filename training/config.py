@@ -86,6 +86,44 @@ class RolloutSection(_Section):
     """Rows per generate micro-batch."""
 
 
+class SelfPlaySection(_Section):
+    """Opponent pool for ``rollout.self_play`` runs (see :mod:`turngym.training.selfplay`)."""
+
+    opponents: list[str] = Field(default_factory=list)
+    """Fixed pool entries besides self-play: scripted specs (``random``, ``heuristic``…) or ``hf:<path>``."""
+    self_share: float = Field(1.0, ge=0, le=1)
+    """Share of game tasks played as pure self-play (the rest meet a pool entry drawn by PFSP)."""
+    snapshot_every: int = Field(0, ge=0)
+    """Add a frozen snapshot of the learner to the pool every N steps (0: never)."""
+    max_snapshots: int = Field(3, ge=1)
+    pfsp: Literal["hard", "even", "uniform"] = "hard"
+    """PFSP weighting: toward opponents we lose to (``hard``), of similar strength (``even``), or uniform."""
+    pfsp_power: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_pool(self) -> SelfPlaySection:
+        if self.self_share < 1.0 and not self.opponents and not self.snapshot_every:
+            raise ValueError(
+                f"selfplay.self_share is {self.self_share} but the pool is empty: "
+                "list selfplay.opponents or set selfplay.snapshot_every"
+            )
+        return self
+
+
+class RatingSection(_Section):
+    """Periodic Elo against fixed anchors (two-player games only)."""
+
+    every: int = Field(0, ge=0)
+    """Rate the policy every N steps, and before the first step (0: never)."""
+    anchors: list[str] = Field(default_factory=lambda: ["random", "heuristic"])
+    games: int = Field(32, ge=2)
+    """Games per anchor and game, seats alternating."""
+    anchor_games: int = Field(40, ge=2)
+    """Games per anchor pair in the anchors' own round robin (played once)."""
+    temperature: float = Field(0.0, ge=0)
+    """Decoding temperature of the rating games (0: greedy)."""
+
+
 class AlgoSection(_Section):
     estimator: str = "grpo"
     """Advantage estimator: see ``turngym.training.advantages.ESTIMATORS``."""
@@ -162,6 +200,8 @@ class TrainConfig(_Section):
     algo: AlgoSection = Field(default_factory=AlgoSection)
     optim: OptimSection = Field(default_factory=OptimSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    selfplay: SelfPlaySection = Field(default_factory=SelfPlaySection)
+    ratings: RatingSection = Field(default_factory=RatingSection)
     tensorboard: bool = True
 
     @model_validator(mode="after")
@@ -173,6 +213,15 @@ class TrainConfig(_Section):
                 f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be <= "
                 f"rollout.max_episode_tokens ({self.rollout.max_episode_tokens})"
             )
+        pool = self.selfplay.opponents or self.selfplay.snapshot_every
+        if pool and not self.rollout.self_play:
+            raise ValueError("selfplay.opponents / selfplay.snapshot_every need rollout.self_play: true")
+        if self.ratings.every:
+            from turngym.envs.registration import spec
+
+            single = [e.id for e in self.envs if spec(e.id).num_seats != 2]
+            if single:
+                raise ValueError(f"ratings.every needs two-player games only; these are not: {single}")
         if self.algo.adaptive_clip and self.algo.estimator != "turn_group":
             raise ValueError(f"algo.adaptive_clip needs estimator 'turn_group', got {self.algo.estimator!r}")
         return self

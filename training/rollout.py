@@ -107,10 +107,16 @@ def play_episode(
 
 @dataclass(frozen=True)
 class Task:
-    """One GRPO group's task: an environment id and the reset seed every rollout of the group shares."""
+    """One GRPO group's task: an environment id and the reset seed every rollout of the group shares.
+
+    ``opponent`` (games only) overrides :attr:`RolloutConfig.opponent` / ``self_play`` for this task:
+    ``"self"`` — the policy plays every seat; an agent spec — the policy plays seat ``seed % 2``
+    against it (scripted names or a frozen checkpoint ``hf:<path>``).
+    """
 
     env_id: str
     seed: int
+    opponent: str | None = None
 
     @property
     def group_id(self) -> str:
@@ -213,12 +219,13 @@ class _Episode:
         overrides: dict[str, Any] = dict(config.env_kwargs.get(task.env_id, {}))
         if config.max_turns is not None:
             overrides["max_turns"] = config.max_turns
-        if num_seats > 1 and not config.self_play:
+        opponent_spec = task.opponent or ("self" if config.self_play else config.opponent)
+        if num_seats > 1 and opponent_spec != "self":
             from turngym.agents.specs import resolve_agent
 
             # Seeded by the task only: every rollout of a group meets the same opponent dice, so the
             # group starts identically and differences in outcome come from the policy's choices.
-            opponent = resolve_agent(config.opponent, task.env_id, seed=task.seed * 7919 + 1)
+            opponent = resolve_agent(opponent_spec, task.env_id, seed=task.seed * 7919 + 1)
             opponent.reset(task.seed * 7919 + 1)
             overrides["opponent"] = opponent
         self.env = make(task.env_id, **overrides)
@@ -241,7 +248,10 @@ class _Episode:
                 group_id=self.task.group_id,
                 sample_index=self.sample_index,
                 seat=seat,
-                info={k: v for k, v in self.info.items() if k in ("answer", "task_id")},
+                info={
+                    **{k: v for k, v in self.info.items() if k in ("answer", "task_id")},
+                    **({"opponent": self.task.opponent} if self.task.opponent else {}),
+                },
                 context=self.context,
             )
         return self.trajectories[seat]

@@ -26,7 +26,7 @@ import random
 import resource
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,14 @@ from turngym.training.info_gain import information_gain_rewards
 from turngym.training.losses import kl_loss, policy_loss
 from turngym.training.rewards import RolloutRewards, assemble
 from turngym.training.rollout import RolloutConfig, Task, collect
+from turngym.training.selfplay import (
+    SELF,
+    AnchorRater,
+    OpponentPool,
+    assign_opponents,
+    plot_ratings,
+    score_of_seat,
+)
 from turngym.training.stats import mean_interval, wilson_interval
 from turngym.training.trajectory import Trajectory
 
@@ -55,6 +63,10 @@ class TrainerState:
     rae_state: dict[str, Any] | None = None
     train_seconds: float = 0.0
     evals: dict[str, Any] = field(default_factory=dict)
+    pool: dict[str, Any] | None = None
+    """The self-play opponent pool (:class:`~turngym.training.selfplay.OpponentPool`), with its PFSP stats."""
+    ratings: list[dict[str, Any]] = field(default_factory=list)
+    """Every anchor rating so far (:class:`~turngym.training.selfplay.AnchorRating` as dicts)."""
 
 
 # ================================================================================================
@@ -82,19 +94,25 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
     log = MetricsLog(out, tensorboard=config.tensorboard)
+    pool = build_pool(config, state)
+    rater = build_rater(config)
 
-    # ALGO: evaluate before training ---------------------------------------------------------------
+    # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if state.step == 0 and config.eval.episodes and "before" not in state.evals:
         state.evals["before"] = evaluate_policy(policy, config, config.eval.episodes)
+    if rater is not None and state.step == 0 and not state.ratings:
+        rate_policy(rater, policy, config, state, out)
 
     progress = _Progress(config.steps, state.step, enabled=show_progress)
     for step in range(state.step, config.steps):
         step_start = time.perf_counter()
 
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
-        tasks = sample_tasks(config, step)
+        tasks = sample_tasks(config, step, pool)
         batch = collect(tasks, policy, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
+        if pool is not None:
+            update_pool(pool, batch.trajectories)
 
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
@@ -127,6 +145,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
             periodic = evaluate_policy(policy, config, config.eval.every_episodes)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
+        if rater is not None and (state.step % config.ratings.every == 0 or state.step == config.steps):
+            metrics.update(rate_policy(rater, policy, config, state, out))
+        if pool is not None:
+            metrics.update(pool_metrics(pool))
+            if config.selfplay.snapshot_every and state.step % config.selfplay.snapshot_every == 0:
+                add_snapshot(pool, policy, out, state.step)
+            state.pool = pool.to_dict()
         log.write(metrics)
         progress.update(state.step, metrics)
         out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
@@ -150,13 +175,76 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 # ================================================================================================
 # ALGO helpers
 # ================================================================================================
-def sample_tasks(config: TrainConfig, step: int) -> list[Task]:
-    """``tasks_per_step`` tasks: env by weight, seed uniform below the eval seeds; a function of (seed, step)."""
+def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = None) -> list[Task]:
+    """``tasks_per_step`` tasks: env by weight, seed uniform below the eval seeds; a function of (seed, step).
+
+    With a self-play ``pool``, each game task also gets its opponent (``"self"`` or a PFSP draw).
+    """
     rng = np.random.default_rng([config.seed, step, 17])
     weights = np.array([e.weight for e in config.envs], dtype=np.float64)
     picks = rng.choice(len(config.envs), size=config.rollout.tasks_per_step, p=weights / weights.sum())
     seeds = rng.integers(0, config.eval.seed_offset, size=config.rollout.tasks_per_step)
-    return [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+    tasks = [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+    if pool is not None:
+        tasks = assign_opponents(tasks, pool, np.random.default_rng([config.seed, step, 23]),
+                                 is_game=lambda env_id: env_spec(env_id).num_seats > 1)
+    return tasks
+
+
+def build_pool(config: TrainConfig, state: TrainerState) -> OpponentPool | None:
+    """The self-play opponent pool (restored from the checkpoint when resuming), or ``None``."""
+    sp = config.selfplay
+    if not config.rollout.self_play or not (sp.opponents or sp.snapshot_every):
+        return None
+    if state.pool is not None:
+        return OpponentPool.from_dict(state.pool)
+    return OpponentPool.from_specs(sp.opponents, self_share=sp.self_share, weighting=sp.pfsp,
+                                   power=sp.pfsp_power, max_snapshots=sp.max_snapshots)
+
+
+def update_pool(pool: OpponentPool, trajectories: list[Trajectory]) -> None:
+    """Count the learner's results against each pool opponent (PFSP statistics)."""
+    for t in trajectories:
+        opponent = t.info.get("opponent")
+        if opponent and opponent != SELF and not t.failed:
+            pool.record(opponent, score_of_seat(t.info.get("outcomes", {}), t.seat))
+
+
+def pool_metrics(pool: OpponentPool) -> dict[str, float]:
+    out: dict[str, float] = {"selfplay/pool_size": float(len(pool.entries))}
+    for e in pool.entries:
+        name = e.spec if e.snapshot_step is None else f"snapshot{e.snapshot_step}"
+        out[f"selfplay/vs_{name}/score"] = e.win_rate(prior_games=0.0) if e.games else math.nan
+        out[f"selfplay/vs_{name}/games"] = e.games
+    return out
+
+
+def add_snapshot(pool: OpponentPool, policy: Any, out: Path, step: int) -> None:
+    """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool."""
+    from turngym.agents.specs import release_model
+
+    path = out / "snapshots" / f"step-{step}"
+    policy.model.save_pretrained(path)
+    policy.tokenizer.save_pretrained(path)
+    evicted = pool.add_snapshot(f"hf:{path}", step)
+    if evicted is not None:
+        release_model(evicted.spec)
+        shutil.rmtree(evicted.spec[3:], ignore_errors=True)
+
+
+def build_rater(config: TrainConfig) -> AnchorRater | None:
+    r = config.ratings
+    if not r.every:
+        return None
+    return AnchorRater([e.id for e in config.envs], r.anchors, games=r.games, anchor_games=r.anchor_games, seed=config.seed)
+
+
+def rate_policy(rater: AnchorRater, policy: Any, config: TrainConfig, state: TrainerState, out: Path) -> dict[str, float]:
+    """Rate the policy against the anchors now; record it in the state, redraw ``ratings.png``."""
+    ratings = rater.rate(policy, state.step, rollout_config(config, state.step, temperature=config.ratings.temperature))
+    state.ratings.extend(asdict(r) for r in ratings)
+    plot_ratings(state.ratings, out / "ratings.png")
+    return {k: v for r in ratings for k, v in r.to_metrics().items()}
 
 
 def rollout_config(config: TrainConfig, step: int, *, temperature: float | None = None, group_size: int | None = None) -> RolloutConfig:
@@ -196,7 +284,7 @@ def compute_advantages(
             dense = dense + algo.info_gain_weight * np.nan_to_num(information_gains[i], nan=0.0)
         rollouts.append(
             RolloutRewards(
-                group_id=f"{t.group_id}/seat{t.seat}" if config.rollout.self_play else t.group_id,
+                group_id=f"{t.group_id}/seat{t.seat}",  # seats of one game are different tasks
                 outcome=math.nan if t.failed or t.outcome is None else float(t.outcome),
                 turn_rewards=list(dense),
                 seat=t.seat,
@@ -451,6 +539,18 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
         "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
         "plot": str(out / "curves.png"),
     }
+    if state.ratings:
+        first = {r["env_id"]: r for r in state.ratings if r["step"] == state.ratings[0]["step"]}
+        last = {r["env_id"]: r for r in state.ratings if r["step"] == state.ratings[-1]["step"]}
+        summary["ratings"] = {
+            env_id: {
+                "before": {"step": first[env_id]["step"], "elo": first[env_id]["elo"], "interval": [first[env_id]["low"], first[env_id]["high"]]},
+                "after": {"step": last[env_id]["step"], "elo": last[env_id]["elo"], "interval": [last[env_id]["low"], last[env_id]["high"]]},
+                "anchors": last[env_id]["anchors"],
+            }
+            for env_id in last
+        }
+        summary["ratings_plot"] = str(out / "ratings.png")
     before, after = state.evals.get("before"), state.evals.get("after")
     if before and after:
         comparison = {}

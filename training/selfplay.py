@@ -1,0 +1,308 @@
+"""Self-play: an opponent pool with prioritized fictitious self-play, and ratings against anchors.
+
+Two pieces the trainer uses when ``rollout.self_play`` is on (see ``SelfPlaySection`` and
+``RatingSection`` in :mod:`turngym.training.config`):
+
+:class:`OpponentPool`
+    Who the learner meets, per task. ``"self"`` means the policy plays every seat (one trajectory per
+    seat, role-conditioned advantages with ``rae``); any other entry is an agent spec — a scripted
+    agent (``random``, ``heuristic``, ``minimax``…) or a frozen checkpoint of the learner itself
+    (``hf:runs/x/snapshots/step-10``). Non-self opponents are drawn by **prioritized fictitious
+    self-play** (AlphaStar's PFSP): opponent ``o`` has weight ``f(p_o)`` where ``p_o`` is the
+    learner's (prior-smoothed) score against it, ``f(p) = (1 - p)^power`` ("hard": weight toward
+    opponents we lose to), ``p(1 - p)`` ("even": toward opponents of similar strength) or 1
+    ("uniform"). Snapshots join every ``snapshot_every`` steps; past ``max_snapshots`` the oldest
+    snapshot leaves (fixed entries never do). The pool is a plain record, saved in checkpoints.
+
+:class:`AnchorRater`
+    Every ``ratings.every`` steps the current policy plays ``games`` games per anchor and env
+    (seats alternating, greedy by default) against fixed anchors; a Bradley–Terry fit over those
+    games plus a round robin among the anchors themselves (played once, scripted, cheap) puts the
+    policy on a stable Elo scale with bootstrap intervals. Self-play win rates sit near 50% by
+    construction; the anchor rating is what shows progress.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turngym.training.ratings import GameResult, bootstrap_intervals, bradley_terry, score_from_outcomes
+from turngym.training.rollout import RolloutConfig, Task, collect, play_episode
+
+SELF = "self"
+PFSP_WEIGHTINGS = ("hard", "even", "uniform")
+
+
+# ================================================================================================
+# Opponent pool with PFSP
+# ================================================================================================
+@dataclass
+class OpponentRecord:
+    """One pool entry and the learner's results against it (score 1/0.5/0 per game)."""
+
+    spec: str
+    snapshot_step: int | None = None
+    """Training step of a frozen learner snapshot; ``None`` for a fixed entry."""
+    games: float = 0.0
+    score: float = 0.0
+
+    def win_rate(self, prior_games: float = 2.0) -> float:
+        """The learner's score against this entry, shrunk toward 0.5 by ``prior_games`` pseudo-games."""
+        return (self.score + 0.5 * prior_games) / (self.games + prior_games)
+
+
+def pfsp_weights(win_rates: Sequence[float], weighting: str = "hard", power: float = 2.0) -> np.ndarray:
+    """Normalized PFSP sampling weights from the learner's win rates against each opponent.
+
+    ``hard``: ``(1 - p)^power``; ``even``: ``p (1 - p)``; ``uniform``: 1. A floor of 1e-3 keeps every
+    opponent reachable (an opponent we always beat is still visited now and then).
+    """
+    if weighting not in PFSP_WEIGHTINGS:
+        raise ValueError(f"unknown PFSP weighting {weighting!r}; choose one of {PFSP_WEIGHTINGS}")
+    p = np.clip(np.asarray(win_rates, dtype=np.float64), 0.0, 1.0)
+    if p.size == 0:
+        raise ValueError("pfsp_weights needs at least one opponent")
+    if weighting == "hard":
+        w = (1.0 - p) ** power
+    elif weighting == "even":
+        w = p * (1.0 - p)
+    else:
+        w = np.ones_like(p)
+    w = np.maximum(w, 1e-3)
+    return w / w.sum()
+
+
+@dataclass
+class OpponentPool:
+    """Fixed opponents + learner snapshots, sampled per task. See the module docstring.
+
+    Attributes:
+        entries: the pool (``"self"`` is not an entry; it is chosen with probability ``self_share``).
+        self_share: probability that a task is pure self-play.
+        weighting, power: PFSP weighting of the non-self entries.
+        max_snapshots: snapshots kept; the oldest leaves first.
+    """
+
+    entries: list[OpponentRecord] = field(default_factory=list)
+    self_share: float = 1.0
+    weighting: str = "hard"
+    power: float = 2.0
+    max_snapshots: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.self_share <= 1.0:
+            raise ValueError(f"self_share must be in [0, 1], got {self.self_share!r}")
+        if self.self_share < 1.0 and not self.entries:
+            raise ValueError("an opponent pool with self_share < 1 needs at least one opponent")
+        if self.weighting not in PFSP_WEIGHTINGS:
+            raise ValueError(f"unknown PFSP weighting {self.weighting!r}; choose one of {PFSP_WEIGHTINGS}")
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[str], **kwargs: Any) -> OpponentPool:
+        return cls(entries=[OpponentRecord(s) for s in specs], **kwargs)
+
+    def sample(self, rng: np.random.Generator) -> str:
+        """``"self"`` or an entry's spec."""
+        if not self.entries or rng.random() < self.self_share:
+            return SELF
+        weights = pfsp_weights([e.win_rate() for e in self.entries], self.weighting, self.power)
+        return self.entries[int(rng.choice(len(self.entries), p=weights))].spec
+
+    def record(self, spec: str, score: float) -> None:
+        """Count one game of the learner against ``spec`` (``score`` 1 win, 0.5 draw, 0 loss)."""
+        for entry in self.entries:
+            if entry.spec == spec:
+                entry.games += 1
+                entry.score += score
+                return
+
+    def add_snapshot(self, spec: str, step: int) -> OpponentRecord | None:
+        """Add a frozen learner snapshot; returns the snapshot evicted to respect the cap, if any."""
+        self.entries.append(OpponentRecord(spec, snapshot_step=step))
+        snapshots = [e for e in self.entries if e.snapshot_step is not None]
+        if len(snapshots) <= self.max_snapshots:
+            return None
+        oldest = min(snapshots, key=lambda e: e.snapshot_step or 0)
+        self.entries.remove(oldest)
+        return oldest
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "entries": [asdict(e) for e in self.entries]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OpponentPool:
+        data = dict(data)
+        entries = [OpponentRecord(**e) for e in data.pop("entries", [])]
+        return cls(entries=entries, **data)
+
+
+def score_of_seat(outcomes: dict[str, float], seat: int) -> float:
+    """1 / 0.5 / 0 for ``seat`` from an episode's per-seat outcomes (keys are seat strings)."""
+    mine = float(outcomes.get(str(seat), 0.0))
+    others = [float(v) for s, v in outcomes.items() if s != str(seat)]
+    return score_from_outcomes(mine, max(others) if others else 0.0)
+
+
+# ================================================================================================
+# Ratings against fixed anchors
+# ================================================================================================
+@dataclass(frozen=True)
+class AnchorRating:
+    """The learner's rating at one step, for one game.
+
+    Attributes:
+        step: training step rated.
+        env_id: the game.
+        elo, low, high: Bradley–Terry Elo and its bootstrap 95% interval (anchors share the scale).
+        anchors: every anchor's Elo (fitted together with the learner).
+        per_anchor: per anchor, the learner's ``score`` (mean of 1/0.5/0), ``win_seat0`` and
+            ``win_seat1`` (win rates by the learner's seat), and ``games``.
+    """
+
+    step: int
+    env_id: str
+    elo: float
+    low: float
+    high: float
+    anchors: dict[str, float]
+    per_anchor: dict[str, dict[str, float]]
+
+    def to_metrics(self) -> dict[str, float]:
+        name = self.env_id.split("/")[-1]
+        out = {f"rating/{name}/elo": self.elo, f"rating/{name}/elo_low": self.low, f"rating/{name}/elo_high": self.high}
+        for anchor, stats in self.per_anchor.items():
+            for key, value in stats.items():
+                out[f"rating/{name}/vs_{anchor}/{key}"] = value
+        return out
+
+
+class AnchorRater:
+    """Rates a policy against fixed scripted anchors on each game (see the module docstring).
+
+    Args:
+        env_ids: the games to rate on (two-seat ids).
+        anchors: scripted agent specs valid for every game in ``env_ids``.
+        games: games per (anchor, env) for the learner; seats alternate (even counts recommended).
+        anchor_games: games per anchor pair in the anchors' own round robin.
+        seed: seeds the rating games (the same games every time, so ratings are comparable).
+        n_boot: bootstrap resamples for the interval.
+    """
+
+    PLAYER = "policy"
+
+    def __init__(self, env_ids: Sequence[str], anchors: Sequence[str], games: int = 32, anchor_games: int = 40,
+                 seed: int = 0, n_boot: int = 300):
+        from turngym.agents.specs import resolve_agent
+        from turngym.envs.registration import spec
+
+        if len(anchors) < 1:
+            raise ValueError("ratings need at least one anchor agent (e.g. ['random', 'heuristic'])")
+        if games < 2:
+            raise ValueError(f"ratings.games must be >= 2 (seats alternate), got {games!r}")
+        for env_id in env_ids:
+            if spec(env_id).num_seats != 2:
+                raise ValueError(f"anchor ratings need two-player games; {env_id!r} has {spec(env_id).num_seats} seat(s)")
+            for anchor in anchors:
+                resolve_agent(anchor, env_id, seed=0)  # raises, listing valid names, if it does not play
+        self.env_ids, self.anchors = list(env_ids), list(anchors)
+        self.games, self.anchor_games, self.seed, self.n_boot = games, anchor_games, seed, n_boot
+        self.anchor_results = {env_id: self._anchor_round_robin(env_id) for env_id in self.env_ids}
+        self.history: list[AnchorRating] = []
+
+    def _anchor_round_robin(self, env_id: str) -> list[GameResult]:
+        from turngym.agents.specs import resolve_agent
+        from turngym.envs.registration import make
+
+        env = make(env_id)
+        results = []
+        for a, b in itertools.combinations(self.anchors, 2):
+            for k in range(self.anchor_games):
+                seed = self.seed * 7_919 + 100_000 + k // 2
+                seat_a = k % 2
+                agents = {seat_a: resolve_agent(a, env_id, seed=seed), 1 - seat_a: resolve_agent(b, env_id, seed=seed + 1)}
+                episode = play_episode(env, agents, seed=seed)
+                oa, ob = episode.outcomes[seat_a], episode.outcomes[1 - seat_a]
+                results.append(GameResult(a, b, score_from_outcomes(oa, ob), env_id, seed, seat_a, k, oa, ob))
+        return results
+
+    def rate(self, policy: Any, step: int, rollout: RolloutConfig) -> list[AnchorRating]:
+        """Play the rating games with ``policy`` (batched through :func:`collect`) and fit ratings.
+
+        ``rollout`` supplies token budgets, context and env kwargs; its temperature is used as given
+        (the trainer passes ``ratings.temperature``, greedy by default).
+        """
+        ratings = []
+        for env_id in self.env_ids:
+            games: list[GameResult] = []
+            per_anchor: dict[str, dict[str, float]] = {}
+            for anchor in self.anchors:
+                # task seed s puts the learner in seat s % 2: consecutive seeds alternate seats
+                tasks = [Task(env_id, self.seed * 7_919 + k, opponent=anchor) for k in range(self.games)]
+                config = RolloutConfig(**{**rollout.__dict__, "group_size": 1, "self_play": False})
+                batch = collect(tasks, policy, config)
+                wins = {0: [], 1: []}
+                for t in batch.trajectories:
+                    if t.failed:
+                        continue
+                    score = score_of_seat(t.info.get("outcomes", {str(t.seat): t.outcome or 0.0}), t.seat)
+                    wins[t.seat].append(score == 1.0)
+                    games.append(GameResult(self.PLAYER, anchor, score, env_id, t.seed, t.seat))
+                scores = [g.score_a for g in games if g.player_b == anchor]
+                per_anchor[anchor] = {
+                    "score": float(np.mean(scores)) if scores else math.nan,
+                    "win_seat0": float(np.mean(wins[0])) if wins[0] else math.nan,
+                    "win_seat1": float(np.mean(wins[1])) if wins[1] else math.nan,
+                    "games": float(len(scores)),
+                }
+            all_games = self.anchor_results[env_id] + games
+            elo = bradley_terry(all_games)
+            intervals = bootstrap_intervals(all_games, n_boot=self.n_boot, seed=self.seed + step)
+            low, high = intervals.get(self.PLAYER, (math.nan, math.nan))
+            ratings.append(
+                AnchorRating(step, env_id, elo.get(self.PLAYER, math.nan), low, high,
+                             {a: elo[a] for a in self.anchors if a in elo}, per_anchor)
+            )
+        self.history.extend(ratings)
+        return ratings
+
+
+def plot_ratings(history: Sequence[AnchorRating | dict[str, Any]], path: str | Path) -> None:
+    """``ratings.png``: the learner's Elo per game over steps (band = 95% interval), anchors dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r if isinstance(r, AnchorRating) else AnchorRating(**r) for r in history]
+    env_ids = sorted({r.env_id for r in records})
+    if not env_ids:
+        return
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(6 * len(env_ids), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], env_ids):
+        rows = sorted((r for r in records if r.env_id == env_id), key=lambda r: r.step)
+        steps = [r.step for r in rows]
+        ax.plot(steps, [r.elo for r in rows], marker="o", label="policy")
+        ax.fill_between(steps, [r.low for r in rows], [r.high for r in rows], alpha=0.25)
+        for anchor, value in rows[-1].anchors.items():
+            ax.axhline(value, linestyle="--", linewidth=1, color="gray")
+            ax.annotate(anchor, (steps[0], value), fontsize=8, va="bottom")
+        ax.set_title(f"{env_id}: Elo vs fixed anchors")
+        ax.set_xlabel("step")
+        ax.set_ylabel("Bradley–Terry Elo")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def assign_opponents(tasks: list[Task], pool: OpponentPool, rng: np.random.Generator,
+                     is_game: Callable[[str], bool]) -> list[Task]:
+    """Give each game task an opponent drawn from ``pool`` (``"self"`` or an agent spec)."""
+    return [Task(t.env_id, t.seed, opponent=pool.sample(rng)) if is_game(t.env_id) else t for t in tasks]
