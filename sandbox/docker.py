@@ -1,0 +1,569 @@
+"""Docker backend: one hardened, long-lived container per sandbox; ``exec`` per command.
+
+Container (created by :class:`DockerSandbox`): ``network_mode="none"`` (unless
+``limits.network``), ``cap_drop=ALL``, ``no-new-privileges``, read-only root, the work dir and
+``/tmp`` are tmpfs capped in size (``disk_mb``) and inodes (``inodes``), ``pids_limit``,
+``mem_limit == memswap_limit`` (no swap), ``nano_cpus``, ``init=True`` (docker-init reaps
+zombies), no stdin, no TTY, labelled ``turngym.sandbox=1`` plus run/owner/creation labels.
+The container's keeper process (``sleep infinity``) runs as root *without capabilities*; every
+exec runs as the unprivileged ``sandbox`` user (uid 10001), which therefore cannot signal the
+keeper or PID 1: ``kill -9 -1`` inside only kills the code's own processes.
+
+Exec contract: each command runs under a wrapper
+``kill -9 -1; timeout -s KILL T cmd; rc=$?; kill -9 -1; exit $rc`` as uid 10001, so when an
+exec returns no process of it survives — double-forked ``setsid`` children included
+(processes never outlive their exec). The host reads the multiplexed stream itself with a
+deadline (``T + grace``), caps each stream head+tail, and kills the code (a second exec
+``kill -9 -1``) when the deadline passes or output exceeds ``OUTPUT_KILL_FACTOR × cap``, then
+drains the stream to EOF (which avoids the engine's 10 s kill hang on an unread stream).
+Exit 137 is classified as a timeout (the wall time reached ``T``) or an OOM kill (the
+container's cgroup ``oom_kill`` counter grew). An exec after which the container is no longer
+running raises :class:`SandboxClosed` ("sandbox died"); engine failures are retried a bounded
+number of times, then raise :class:`SandboxError`.
+
+Leaked containers are reaped by label: at the first sandbox start in a process (containers
+whose owner process on this host is gone, or older than ``max_age_s``), at exit (this process's
+containers), and on demand (:func:`reap`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import re
+import select
+import socket
+import struct
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from turngym.sandbox.base import (
+    Command,
+    EpisodeTimeExceeded,
+    ExecResult,
+    SandboxClosed,
+    SandboxError,
+    SandboxLimits,
+    SandboxUnavailable,
+)
+from turngym.sandbox.files import check_rel_path, files_to_tar, tar_to_files
+from turngym.sandbox.output import OutputCapture
+
+LABEL = "turngym.sandbox"
+RUN_ID = uuid.uuid4().hex[:12]
+HOSTNAME = socket.gethostname()
+SANDBOX_USER = "10001:10001"
+OUTPUT_KILL_FACTOR = 16
+EXEC_GRACE_S = 3.0
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+WRAPPER = 'kill -9 -1 2>/dev/null; timeout -s KILL "$0" "$@"; rc=$?; kill -9 -1 2>/dev/null; exit $rc'
+KILL_ALL = "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; exit 0"
+
+T = TypeVar("T")
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def docker_client(base_url: str | None = None, *, pool_size: int = 128, timeout: float = 60.0):
+    """A cached ``docker.DockerClient`` (``$DOCKER_HOST`` or the local socket) whose HTTP
+    connection pool (``pool_size``) exceeds any concurrency we drive."""
+    import docker
+
+    key = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = docker.DockerClient(base_url=key, timeout=timeout, max_pool_size=pool_size)
+            _clients[key] = client
+        return client
+
+
+def engine_problem(client=None) -> str | None:
+    """``None`` if a Docker engine answers ``ping``, else a one-line reason."""
+    try:
+        cli = client or docker_client()
+        cli.api.ping()
+        return None
+    except Exception as exc:  # docker.errors.DockerException, requests errors, missing package
+        return f"no Docker engine answers at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}: {exc}"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import docker.errors
+    import requests
+
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)):
+        return True
+    if isinstance(exc, docker.errors.APIError) and exc.status_code is not None and exc.status_code >= 500:
+        text = str(exc)
+        return "is not running" not in text and "No such" not in text
+    return isinstance(exc, docker.errors.DockerException) and not isinstance(exc, docker.errors.APIError)
+
+
+def _with_retries(what: str, fn: Callable[[], T], retries: int = 3) -> T:
+    """Call ``fn``; retry transient engine errors with backoff, then raise :class:`SandboxError`."""
+    import docker.errors
+
+    delay = 0.2
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except docker.errors.NotFound as exc:
+            raise SandboxClosed(f"{what}: the container is gone ({exc.explanation or exc})") from exc
+        except Exception as exc:
+            if not _is_transient(exc) or attempt == retries:
+                raise SandboxError(f"{what} failed after {attempt + 1} attempt(s): {exc}") from exc
+            time.sleep(delay)
+            delay *= 2.5
+    raise AssertionError("unreachable")
+
+
+def labels_for(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    labels = {
+        LABEL: "1",
+        f"{LABEL}.run_id": RUN_ID,
+        f"{LABEL}.owner_pid": str(os.getpid()),
+        f"{LABEL}.owner_host": HOSTNAME,
+        f"{LABEL}.created_at": f"{time.time():.0f}",
+    }
+    labels.update(extra or {})
+    return labels
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(client=None, *, max_age_s: float | None = 6 * 3600, run_id: str | None = None,
+         dead_owners: bool = True) -> list[str]:
+    """Remove labelled sandbox containers: those of ``run_id`` (if given), those whose owner
+    process on this host is dead (``dead_owners``), and those older than ``max_age_s``.
+    Returns the removed container names. Never touches containers without our label."""
+    cli = client or docker_client()
+    removed = []
+    try:
+        found = cli.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+    except Exception:
+        return removed
+    now = time.time()
+    for info in found:
+        lab = info.get("Labels") or {}
+        doomed = run_id is not None and lab.get(f"{LABEL}.run_id") == run_id
+        if dead_owners and lab.get(f"{LABEL}.owner_host") == HOSTNAME:
+            try:
+                owner = int(lab.get(f"{LABEL}.owner_pid", "0"))
+            except ValueError:
+                owner = 0
+            if owner and owner != os.getpid() and not _pid_alive(owner):
+                doomed = True
+        try:
+            created = float(lab.get(f"{LABEL}.created_at", info.get("Created", now)))
+        except ValueError:
+            created = now
+        if max_age_s is not None and now - created > max_age_s:
+            doomed = True
+        if doomed:
+            try:
+                cli.api.remove_container(info["Id"], force=True, v=True)
+                removed.append((info.get("Names") or [info["Id"][:12]])[0].lstrip("/"))
+            except Exception:
+                pass
+    return removed
+
+
+_startup_reaped = False
+_live: dict[str, "DockerSandbox"] = {}
+_live_lock = threading.Lock()
+
+
+def _startup_reap(client) -> None:
+    global _startup_reaped
+    if _startup_reaped:
+        return
+    _startup_reaped = True
+    reap(client)
+    atexit.register(_atexit_cleanup)
+
+
+def _atexit_cleanup() -> None:
+    with _live_lock:
+        live = list(_live.values())
+    for sb in live:
+        try:
+            sb.close()
+        except Exception:
+            pass
+
+
+class _RawExec:
+    """What the low-level exec loop produced."""
+
+    def __init__(self, cap: int) -> None:
+        self.stdout = OutputCapture(cap)
+        self.stderr = OutputCapture(cap)
+        self.exit_code: int | None = None
+        self.deadline_hit = False
+        self.output_killed = False
+        self.duration = 0.0
+
+
+class DockerSandbox:
+    """A sandbox backed by one hardened container. See the module docstring for the contract."""
+
+    backend = "docker"
+
+    def __init__(self, *, image: str | None = None, limits: SandboxLimits | None = None, client=None,
+                 labels: Mapping[str, str] | None = None, retries: int = 3) -> None:
+        self.limits = limits or SandboxLimits()
+        self.client = client or docker_client()
+        self.retries = retries
+        self._lock = threading.RLock()
+        self._closed = False
+        self._dead_reason: str | None = None
+        self._exec_time = 0.0
+        self._oom_count = 0
+        _startup_reap(self.client)
+        if image is None:
+            from turngym.sandbox.image import ensure_image
+
+            image = ensure_image(client=self.client)
+        self.image = image
+        self.name = f"turngym-sbx-{uuid.uuid4().hex[:12]}"
+        self.id = self._create(labels)
+        with _live_lock:
+            _live[self.id] = self
+        try:
+            self._oom_count = self._read_oom_count()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _create(self, labels: Mapping[str, str] | None) -> str:
+        lim = self.limits
+        tmpfs_opts = f"rw,nosuid,nodev,size={lim.disk_mb}m,nr_inodes={lim.inodes}"
+        host_config = self.client.api.create_host_config(
+            init=True,
+            network_mode="bridge" if lim.network else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={
+                lim.workdir: f"{tmpfs_opts},uid=10001,gid=10001,mode=0755",
+                "/tmp": f"{tmpfs_opts},mode=1777",
+            },
+            pids_limit=lim.pids,
+            mem_limit=f"{lim.memory_mb}m",
+            memswap_limit=f"{lim.memory_mb}m",
+            nano_cpus=int(lim.cpus * 1e9),
+            ulimits=[{"Name": "nofile", "Soft": 1024, "Hard": 1024}],
+        )
+
+        def create() -> str:
+            import docker.errors
+
+            try:
+                res = self.client.api.create_container(
+                    self.image, ["sleep", "infinity"], name=self.name, user="0:0", detach=True,
+                    stdin_open=False, tty=False, network_disabled=not lim.network, hostname="sandbox",
+                    working_dir=lim.workdir, labels=labels_for(labels), host_config=host_config,
+                    environment={"PATH": PATH},
+                )
+            except docker.errors.ImageNotFound as exc:
+                raise SandboxUnavailable(
+                    f"sandbox image {self.image!r} is missing; run `turngym sandbox build-image`") from exc
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # a previous attempt created it: reuse (idempotent)
+                    return self.client.api.inspect_container(self.name)["Id"]
+                raise
+            return res["Id"]
+
+        cid = _with_retries(f"creating sandbox container {self.name}", create, self.retries)
+        try:
+            _with_retries(f"starting sandbox container {self.name}", lambda: self.client.api.start(cid), self.retries)
+        except BaseException:
+            try:
+                self.client.api.remove_container(cid, force=True)
+            except Exception:
+                pass
+            raise
+        return cid
+
+    def close(self) -> None:
+        """Remove the container (idempotent; errors are swallowed: the reaper is the backstop)."""
+        with _live_lock:
+            _live.pop(getattr(self, "id", ""), None)
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.client.api.remove_container(self.id, force=True, v=True)
+        except Exception:
+            pass
+
+    def __enter__(self) -> "DockerSandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SandboxClosed(f"sandbox {self.name} is closed")
+        if self._dead_reason:
+            raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}")
+
+    def alive(self) -> bool:
+        """Whether the container is still running (one engine round trip)."""
+        if self._closed or self._dead_reason:
+            return False
+        try:
+            state = self.client.api.inspect_container(self.id)["State"]
+        except Exception:
+            return False
+        return bool(state.get("Running"))
+
+    # -- exec ----------------------------------------------------------------------------------
+    def exec(self, command: Command, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
+             workdir: str | None = None) -> ExecResult:
+        self._check_usable()
+        lim = self.limits
+        remaining = lim.episode_timeout_s - self._exec_time
+        if remaining <= 0:
+            raise EpisodeTimeExceeded(
+                f"sandbox {self.name} spent its episode exec budget ({lim.episode_timeout_s:g} s)")
+        t = min(float(timeout if timeout is not None else lim.exec_timeout_s), remaining)
+        if t <= 0:
+            raise ValueError(f"exec timeout must be > 0, got {timeout!r}")
+        inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+        if not inner:
+            raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
+        argv = ["/bin/sh", "-c", WRAPPER, f"{t:.3f}", *inner]
+        environment = {"PATH": PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        environment.update(env or {})
+        with self._lock:
+            raw = self._run(argv, environment, workdir or lim.workdir, deadline_s=t + EXEC_GRACE_S,
+                            cap=lim.output_bytes)
+            self._exec_time += raw.duration
+            code = raw.exit_code if raw.exit_code is not None else 137
+            timed_out = raw.deadline_hit or (code == 137 and raw.duration >= t - 0.05 and not raw.output_killed)
+            oom = False
+            if code == 137 or code >= 128 or raw.exit_code is None:
+                if not self.alive():
+                    self._dead_reason = f"the container stopped during `{_short(command)}` (exit {code})"
+                    raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}")
+                if code == 137 and not timed_out:
+                    count = self._read_oom_count()
+                    oom = count > self._oom_count
+                    self._oom_count = count
+        return ExecResult(
+            exit_code=code, stdout=raw.stdout.text(), stderr=raw.stderr.text(), timed_out=timed_out,
+            oom_killed=oom, output_truncated=raw.stdout.truncated or raw.stderr.truncated or raw.output_killed,
+            duration=raw.duration,
+        )
+
+    def _read_oom_count(self) -> int:
+        raw = self._run(["/bin/sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events"
+                         " 2>/dev/null; true"], {"PATH": PATH}, "/", deadline_s=10, cap=8192)
+        match = re.search(r"oom_kill (\d+)", raw.stdout.text())
+        return int(match.group(1)) if match else 0
+
+    def _kill_all(self) -> None:
+        """Kill every process of the sandbox user (from a second exec)."""
+        def run() -> None:
+            eid = self.client.api.exec_create(self.id, ["/bin/sh", "-c", KILL_ALL], user=SANDBOX_USER,
+                                              stdout=False, stderr=False, stdin=False)["Id"]
+            self.client.api.exec_start(eid, detach=True)
+        try:
+            _with_retries("killing sandbox processes", run, 1)
+        except SandboxError:
+            pass
+
+    def _open_exec(self, argv: Sequence[str], environment: Mapping[str, str], workdir: str, stdin: bool):
+        def create() -> str:
+            return self.client.api.exec_create(self.id, list(argv), stdout=True, stderr=True, stdin=stdin,
+                                               tty=False, environment=dict(environment), workdir=workdir,
+                                               user=SANDBOX_USER)["Id"]
+
+        eid = _with_retries(f"exec in sandbox {self.name}", create, self.retries)
+        resp_sock = _with_retries(f"starting exec in sandbox {self.name}",
+                                  lambda: self.client.api.exec_start(eid, socket=True), 0)
+        sock = getattr(resp_sock, "_sock", resp_sock)
+        return eid, resp_sock, sock
+
+    def _run(self, argv: Sequence[str], environment: Mapping[str, str], workdir: str, *, deadline_s: float,
+             cap: int, stdin_data: bytes | None = None, kill_factor: int = OUTPUT_KILL_FACTOR) -> _RawExec:
+        """Run one exec to completion; never leaves its stream unread."""
+        out = _RawExec(cap)
+        start = time.monotonic()
+        eid, resp_sock, sock = self._open_exec(argv, environment, workdir, stdin_data is not None)
+        try:
+            if stdin_data is not None:
+                sock.settimeout(max(5.0, deadline_s))
+                try:
+                    sock.sendall(stdin_data)
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError as exc:
+                    raise SandboxError(f"sending files into sandbox {self.name} failed: {exc}") from exc
+            sock.setblocking(False)
+            deadline = start + deadline_s
+            killed = False
+            buf = bytearray()
+            kill_limit = cap * kill_factor
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    if killed:  # the kill did not end the stream: the sandbox is wedged
+                        self._dead_reason = "an exec could not be stopped"
+                        try:
+                            self.client.api.kill(self.id)
+                        except Exception:
+                            pass
+                        break
+                    out.deadline_hit = True
+                    killed = True
+                    self._kill_all()
+                    deadline = time.monotonic() + 10.0
+                    continue
+                ready, _, _ = select.select([sock], [], [], min(deadline - now, 1.0))
+                if not ready:
+                    continue
+                try:
+                    chunk = sock.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    raise SandboxError(f"the exec stream of sandbox {self.name} broke: {exc}") from exc
+                if not chunk:
+                    break
+                buf += chunk
+                while len(buf) >= 8:
+                    kind, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+                    if len(buf) < 8 + size:
+                        break
+                    payload = bytes(buf[8:8 + size])
+                    del buf[:8 + size]
+                    (out.stderr if kind == 2 else out.stdout).add(payload)
+                if not killed and out.stdout.total + out.stderr.total > kill_limit:
+                    out.output_killed = True
+                    killed = True
+                    self._kill_all()
+                    deadline = time.monotonic() + 10.0
+        finally:
+            try:
+                resp_sock.close()
+            except Exception:
+                pass
+        out.duration = time.monotonic() - start
+        for _ in range(50):
+            try:
+                info = self.client.api.exec_inspect(eid)
+            except Exception as exc:
+                if self._dead_reason:
+                    break
+                if not self.alive():
+                    self._dead_reason = f"the container stopped ({exc})"
+                    raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}") from exc
+                raise SandboxError(f"inspecting an exec in sandbox {self.name} failed: {exc}") from exc
+            if not info.get("Running"):
+                out.exit_code = info.get("ExitCode")
+                break
+            time.sleep(0.02)
+        return out
+
+    # -- files ---------------------------------------------------------------------------------
+    def put_files(self, files: Mapping[str, bytes]) -> None:
+        self._check_usable()
+        self._put_tar(files_to_tar(files, uid=10001))
+
+    def _put_tar(self, data: bytes) -> None:
+        with self._lock:
+            raw = self._run(["tar", "-x", "-p", "-m", "-f", "-", "-C", self.limits.workdir], {"PATH": PATH},
+                            self.limits.workdir, deadline_s=60, cap=8192, stdin_data=data)
+        if raw.exit_code != 0:
+            raise SandboxError(f"writing files into sandbox {self.name} failed (tar exit {raw.exit_code}): "
+                               f"{raw.stderr.text()[-500:]} — is the work dir full (disk_mb={self.limits.disk_mb})?")
+
+    def _get_tar(self, rel_paths: Sequence[str]) -> bytes:
+        cap = (self.limits.disk_mb * 2 + 16) << 20
+        with self._lock:
+            raw = self._run(["tar", "-c", "-f", "-", "--ignore-failed-read", "-C", self.limits.workdir, "--",
+                             *rel_paths], {"PATH": PATH}, self.limits.workdir, deadline_s=60, cap=cap, kill_factor=1)
+        if raw.stdout.truncated:
+            raise SandboxError(f"reading files from sandbox {self.name}: archive exceeds {cap} bytes")
+        return bytes(raw.stdout.head + raw.stdout.tail)
+
+    def get_files(self, paths: Sequence[str]) -> dict[str, bytes]:
+        self._check_usable()
+        rel = [check_rel_path(p) for p in paths]
+        if not rel:
+            return {}
+        with self._lock:
+            # tar fails on every missing path; ask only for those that exist (as the sandbox user)
+            probe = self._run(["/bin/sh", "-c", 'for p do [ -e "$p" ] || [ -L "$p" ] && printf "%s\\0" "$p"; done; true',
+                               "probe", *rel], {"PATH": PATH}, self.limits.workdir, deadline_s=30, cap=1 << 20)
+            present = [p for p in (bytes(probe.stdout.head + probe.stdout.tail).decode(errors="replace")).split("\0") if p]
+            if not present:
+                return {}
+            data = self._get_tar(present)
+        return tar_to_files(data)
+
+    # -- fork / reset --------------------------------------------------------------------------
+    def fork(self, n: int = 1) -> list["DockerSandbox"]:
+        self._check_usable()
+        if n < 1:
+            raise ValueError(f"fork(n) needs n >= 1, got {n!r}")
+        data = self._get_tar(["."])
+        out: list[DockerSandbox] = []
+        try:
+            for _ in range(n):
+                child = DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)
+                out.append(child)
+                child._put_tar(data)
+        except BaseException:
+            for child in out:
+                child.close()
+            raise
+        return out
+
+    def reset(self) -> None:
+        """Wipe the work dir and ``/tmp``, kill all processes, restore the episode budget."""
+        self._check_usable()
+        with self._lock:
+            raw = self._run(["/bin/sh", "-c", f"kill -9 -1 2>/dev/null; find {self.limits.workdir} /tmp -mindepth 1 "
+                             "-delete 2>/dev/null; true"], {"PATH": PATH}, "/", deadline_s=30, cap=8192)
+        if raw.exit_code != 0 or not self.alive():
+            raise SandboxError(f"resetting sandbox {self.name} failed (exit {raw.exit_code})")
+        self._exec_time = 0.0
+
+    def with_limits(self, **changes: Any) -> SandboxLimits:
+        return replace(self.limits, **changes)
+
+
+def _short(command: Command) -> str:
+    text = command if isinstance(command, str) else " ".join(map(str, command))
+    return text if len(text) <= 60 else text[:57] + "..."
