@@ -15,6 +15,8 @@ Contract (every backend — Docker, bubblewrap, the remote client — honours it
   never make the host read or write outside the returned mapping.
 - ``fork(n)`` returns ``n`` new sandboxes holding a copy of this one's work-dir state.
 - ``close()`` is idempotent and releases everything; sandboxes are context managers.
+- Processes never outlive the ``exec`` that started them (background and ``setsid`` children are
+  killed when it returns), so one exec's leftovers cannot interfere with the next step.
 """
 
 from __future__ import annotations
@@ -136,6 +138,15 @@ class Sandbox(Protocol):
 
     def fork(self, n: int = 1) -> list["Sandbox"]:
         """``n`` new sandboxes with a copy of this one's work dir."""
+        ...
+
+    def reset(self) -> None:
+        """Wipe the work dir and ``/tmp``, kill leftover processes and restore the episode budget
+        (used by the pool to recycle a sandbox between episodes)."""
+        ...
+
+    def alive(self) -> bool:
+        """Whether the sandbox can still run commands (cheap health check)."""
         ...
 
     def close(self) -> None:

@@ -29,13 +29,11 @@ containers), and on demand (:func:`reap`).
 from __future__ import annotations
 
 import atexit
-import io
 import os
 import re
 import select
 import socket
 import struct
-import tarfile
 import threading
 import time
 import uuid
@@ -52,16 +50,13 @@ from turngym.sandbox.base import (
     SandboxLimits,
     SandboxUnavailable,
 )
-from turngym.sandbox.files import check_rel_path, files_to_tar, tar_to_files
-from turngym.sandbox.output import OutputCapture
+from turngym.sandbox.common import OUTPUT_KILL_FACTOR, PATH, RawExec, TarFilesMixin, base_env
 
 LABEL = "turngym.sandbox"
 RUN_ID = uuid.uuid4().hex[:12]
 HOSTNAME = socket.gethostname()
 SANDBOX_USER = "10001:10001"
-OUTPUT_KILL_FACTOR = 16
 EXEC_GRACE_S = 3.0
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WRAPPER = 'kill -9 -1 2>/dev/null; timeout -s KILL "$0" "$@"; rc=$?; kill -9 -1 2>/dev/null; exit $rc'
 KILL_ALL = "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; exit 0"
 
@@ -208,19 +203,7 @@ def _atexit_cleanup() -> None:
             pass
 
 
-class _RawExec:
-    """What the low-level exec loop produced."""
-
-    def __init__(self, cap: int) -> None:
-        self.stdout = OutputCapture(cap)
-        self.stderr = OutputCapture(cap)
-        self.exit_code: int | None = None
-        self.deadline_hit = False
-        self.output_killed = False
-        self.duration = 0.0
-
-
-class DockerSandbox:
+class DockerSandbox(TarFilesMixin):
     """A sandbox backed by one hardened container. See the module docstring for the contract."""
 
     backend = "docker"
@@ -363,8 +346,7 @@ class DockerSandbox:
         if not inner:
             raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
         argv = ["/bin/sh", "-c", WRAPPER, f"{t:.3f}", *inner]
-        environment = {"PATH": PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
-        environment.update(env or {})
+        environment = base_env(env)
         with self._lock:
             raw = self._run(argv, environment, workdir or lim.workdir, deadline_s=t + EXEC_GRACE_S,
                             cap=lim.output_bytes)
@@ -416,9 +398,9 @@ class DockerSandbox:
         return eid, resp_sock, sock
 
     def _run(self, argv: Sequence[str], environment: Mapping[str, str], workdir: str, *, deadline_s: float,
-             cap: int, stdin_data: bytes | None = None, kill_factor: int = OUTPUT_KILL_FACTOR) -> _RawExec:
+             cap: int, stdin_data: bytes | None = None, kill_factor: int = OUTPUT_KILL_FACTOR) -> RawExec:
         """Run one exec to completion; never leaves its stream unread."""
-        out = _RawExec(cap)
+        out = RawExec(cap)
         start = time.monotonic()
         eid, resp_sock, sock = self._open_exec(argv, environment, workdir, stdin_data is not None)
         try:
@@ -495,70 +477,14 @@ class DockerSandbox:
             time.sleep(0.02)
         return out
 
-    # -- files ---------------------------------------------------------------------------------
-    def put_files(self, files: Mapping[str, bytes]) -> None:
-        self._check_usable()
-        self._put_tar(files_to_tar(files, uid=10001))
+    # -- files / fork / reset: TarFilesMixin ------------------------------------------------------
+    def _run_internal(self, argv: Sequence[str], *, deadline_s: float, cap: int, stdin_data: bytes | None = None,
+                      kill_factor: int = OUTPUT_KILL_FACTOR) -> RawExec:
+        return self._run(argv, {"PATH": PATH}, self.limits.workdir, deadline_s=deadline_s, cap=cap,
+                         stdin_data=stdin_data, kill_factor=kill_factor)
 
-    def _put_tar(self, data: bytes) -> None:
-        with self._lock:
-            raw = self._run(["tar", "-x", "-p", "-m", "-f", "-", "-C", self.limits.workdir], {"PATH": PATH},
-                            self.limits.workdir, deadline_s=60, cap=8192, stdin_data=data)
-        if raw.exit_code != 0:
-            raise SandboxError(f"writing files into sandbox {self.name} failed (tar exit {raw.exit_code}): "
-                               f"{raw.stderr.text()[-500:]} — is the work dir full (disk_mb={self.limits.disk_mb})?")
-
-    def _get_tar(self, rel_paths: Sequence[str]) -> bytes:
-        cap = (self.limits.disk_mb * 2 + 16) << 20
-        with self._lock:
-            raw = self._run(["tar", "-c", "-f", "-", "--ignore-failed-read", "-C", self.limits.workdir, "--",
-                             *rel_paths], {"PATH": PATH}, self.limits.workdir, deadline_s=60, cap=cap, kill_factor=1)
-        if raw.stdout.truncated:
-            raise SandboxError(f"reading files from sandbox {self.name}: archive exceeds {cap} bytes")
-        return bytes(raw.stdout.head + raw.stdout.tail)
-
-    def get_files(self, paths: Sequence[str]) -> dict[str, bytes]:
-        self._check_usable()
-        rel = [check_rel_path(p) for p in paths]
-        if not rel:
-            return {}
-        with self._lock:
-            # tar fails on every missing path; ask only for those that exist (as the sandbox user)
-            probe = self._run(["/bin/sh", "-c", 'for p do [ -e "$p" ] || [ -L "$p" ] && printf "%s\\0" "$p"; done; true',
-                               "probe", *rel], {"PATH": PATH}, self.limits.workdir, deadline_s=30, cap=1 << 20)
-            present = [p for p in (bytes(probe.stdout.head + probe.stdout.tail).decode(errors="replace")).split("\0") if p]
-            if not present:
-                return {}
-            data = self._get_tar(present)
-        return tar_to_files(data)
-
-    # -- fork / reset --------------------------------------------------------------------------
-    def fork(self, n: int = 1) -> list["DockerSandbox"]:
-        self._check_usable()
-        if n < 1:
-            raise ValueError(f"fork(n) needs n >= 1, got {n!r}")
-        data = self._get_tar(["."])
-        out: list[DockerSandbox] = []
-        try:
-            for _ in range(n):
-                child = DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)
-                out.append(child)
-                child._put_tar(data)
-        except BaseException:
-            for child in out:
-                child.close()
-            raise
-        return out
-
-    def reset(self) -> None:
-        """Wipe the work dir and ``/tmp``, kill all processes, restore the episode budget."""
-        self._check_usable()
-        with self._lock:
-            raw = self._run(["/bin/sh", "-c", f"kill -9 -1 2>/dev/null; find {self.limits.workdir} /tmp -mindepth 1 "
-                             "-delete 2>/dev/null; true"], {"PATH": PATH}, "/", deadline_s=30, cap=8192)
-        if raw.exit_code != 0 or not self.alive():
-            raise SandboxError(f"resetting sandbox {self.name} failed (exit {raw.exit_code})")
-        self._exec_time = 0.0
+    def _spawn_like(self) -> "DockerSandbox":
+        return DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)
 
     def with_limits(self, **changes: Any) -> SandboxLimits:
         return replace(self.limits, **changes)
