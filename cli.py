@@ -151,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _is_model_spec(agent: str) -> bool:
-    return agent.startswith(("hf:", "smollm2")) or agent in ("tiny-char",)
+    return agent.startswith(("hf:", "smollm2", "openai:")) or agent in ("tiny-char",)
 
 
 def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
@@ -164,6 +164,11 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
         from turngym.agents.tiny import tiny_char_model
 
         policy = HFPolicy(*tiny_char_model(args.seed))
+    elif args.agent.startswith("openai:"):
+        from turngym.agents.openai_policy import OpenAIPolicy, parse_openai_spec, tokenizer_for
+
+        model, url = parse_openai_spec(args.agent)
+        policy = OpenAIPolicy(model, url, tokenizer_for(model, args.tokenizer))
     else:
         from turngym.agents.hf_policy import load_policy
 
@@ -307,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate --agent for N episodes (alternating seats against --opponent in games) and report win/draw/loss "
                                    "or success, mean return, mean turns and invalid-action rate, each with a 95%% interval. "
                                    "Agents: random, first, minimax (TicTacToe), heuristic, alphabeta (ConnectFour), nash (KuhnPoker), "
-                                   "and models: smollm2-135m (embedded), hf:<path-or-id> (e.g. a trained run's hf:runs/quickstart/model).")
+                                   "env-specific agents (see `turngym list --json`), "
+                                   "and models: smollm2-135m (embedded), hf:<path-or-id> (e.g. a trained run's hf:runs/quickstart/model), "
+                                   "openai:<model>@<base_url> (any OpenAI-compatible server, e.g. `turngym serve`).")
     p.add_argument("env_id")
     p.add_argument("--agent", required=True, help="the agent to evaluate")
     p.add_argument("--opponent", help="the opponent in two-player games")
@@ -319,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32, help="model agents: tokens per reply (default 32)")
     p.add_argument("--context", choices=("full", "turn"), default="full",
                    help="model agents: full conversation history, or the current observation only (default full)")
+    p.add_argument("--tokenizer", help="openai: agents: the served model's tokenizer (hf:<path-or-id> or smollm2-135m); "
+                                       "default: the model name when it is smollm2-135m or a local folder")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="train a model with multi-turn GRPO",
@@ -377,6 +386,7 @@ _FAMILY_COMMANDS = {
     "search": ("turngym.envs.search_qa.cli:main", "search QA: build the corpus, eval retrieval, serve the index"),
     "household": ("turngym.envs.household.cli:main", "household tasks: generate problems"),
     "swe": ("turngym.envs.swe.cli:main", "code/SWE tasks: build and verify task sets"),
+    "serve": ("turngym.agents.serve:serve_main", "serve a model over an OpenAI-compatible HTTP API"),
 }
 _DELEGATED = {
     "tournament": cmd_tournament,

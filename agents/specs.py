@@ -5,7 +5,9 @@ planner expert); the scripted names of :mod:`turngym.agents.scripted` (``random`
 valid per game); ``random`` for any single-agent environment (it plays ``env.sample_valid_action``);
 and, in games, model specs — ``smollm2-135m`` or ``hf:<path>`` (e.g. a trained run's
 ``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
-(``hf:runs/q/model@0.7``; greedy by default). Model agents answer from the system prompt and the
+(``hf:runs/q/model@0.7``; greedy by default), and ``openai:<model>@<base_url>`` — any
+OpenAI-compatible chat endpoint (``turngym serve``, vLLM, llama.cpp, a hosted API; key from
+``OPENAI_API_KEY``). Model agents answer from the system prompt and the
 current observation only, one reply per call; batched evaluation of a model uses ``turngym eval``.
 """
 
@@ -94,6 +96,13 @@ def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
     turn_spec = env_spec(env_id)
     if agent_spec in turn_spec.agents:
         return _load_entry_point(turn_spec.agents[agent_spec])(seed=seed)
+    if agent_spec.startswith("openai:"):
+        if turn_spec.num_seats == 1:
+            raise ValueError(f"endpoint agents play games directly; for {env_id!r} use `turngym eval --agent {agent_spec}`")
+        from turngym.agents.openai_policy import ChatAgent, OpenAIPolicy, parse_openai_spec
+
+        model, url = parse_openai_spec(agent_spec)
+        return ChatAgent(OpenAIPolicy(model, url), agent_spec, seed=seed)
     if agent_spec.startswith(("hf:", "smollm2")):
         if turn_spec.num_seats == 1:
             raise ValueError(f"model agents play games; for {env_id!r} use `turngym eval --agent {agent_spec}`")
