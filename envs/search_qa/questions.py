@@ -218,4 +218,4 @@ def generate_questions(kb: KnowledgeBase, per_shape: int = 750, seed: int = 0, m
             split = "dev" if rank < n_dev else "test" if rank < n_dev + n_test else "train"
             q = items[int(idx)]
             out.append(Question(q.id, q.text, q.answers, q.shape, q.hops, split))
-    return out
+    return [out[int(i)] for i in rng.permutation(len(out))]  # shapes interleaved: seed % n mixes them
