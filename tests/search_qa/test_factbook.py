@@ -1,0 +1,37 @@
+"""The real Factbook build (cached after the first run; a few seconds cold)."""
+
+import pytest
+
+from turngym.envs.search_qa import dataset
+from turngym.envs.search_qa.corpus import build_factbook_kb
+from turngym.envs.search_qa.env import PROMPT
+from turngym.envs.search_qa.evaluation import hop_recall
+from turngym.envs.search_qa.questions import verify
+from turngym.envs.search_qa.records import SHAPES
+from turngym.envs.search_qa.scoring import contains_answer
+
+
+@pytest.fixture(scope="session")
+def factbook():
+    return dataset.load("factbook")
+
+
+def test_factbook_build_has_verified_questions_of_every_shape(factbook):
+    kb = build_factbook_kb()
+    assert len(factbook.corpus) > 30_000 and len(factbook.questions) >= 1000
+    assert {q.shape for q in factbook.questions} == set(SHAPES)
+    assert len(factbook.select("dev")) >= 200
+    assert all(verify(q, kb) is None for q in factbook.questions)
+    france = kb.entities["fr"]
+    assert france.name == "France" and france.facts["capital"].value == "Paris"
+    assert france.borders["sp"] == 646.0  # "Spain 646 km" in France's land boundaries
+
+
+def test_factbook_dev_recall_at_5_per_hop(factbook):
+    report = hop_recall(factbook.retriever, factbook.select("dev"), k=5)
+    assert all(r["recall"] >= 0.9 for r in report["per_hop"].values()), report["per_hop"]
+
+
+def test_factbook_prompts_never_state_the_gold(factbook):
+    for q in factbook.select("dev"):
+        assert not contains_answer(PROMPT.format(k=3, turns=4, question=q.text), q.answers), q
