@@ -144,24 +144,27 @@ class FieldedBM25:
         fields = [_Field(bm25s.BM25.load(directory / name, mmap=False)) for name in ("title", "text")]
         return cls(corpus, *fields, title_weight=meta["title_weight"])
 
-    def scores(self, queries: Sequence[str]) -> np.ndarray:
-        """Dense ``[len(queries), num_docs]`` float32 scores."""
+    def scores(self, queries: Sequence[str]):
+        """``[len(queries), num_docs]`` scores as a SciPy CSR matrix (only matching documents stored)."""
         tokens = [tokenize(q[:MAX_QUERY_CHARS]) for q in queries]
         s = (self.title.query_matrix(tokens) @ self.title.matrix) * self.title_weight
-        s = s + self.text.query_matrix(tokens) @ self.text.matrix
-        return np.asarray(s.toarray(), dtype=np.float32)
+        return (s + self.text.query_matrix(tokens) @ self.text.matrix).tocsr()
 
-    def search(self, queries: Sequence[str], k: int, chunk: int = 128) -> list[list[Hit]]:
+    def search(self, queries: Sequence[str], k: int, chunk: int = 256) -> list[list[Hit]]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
-        n = len(self.corpus)
-        k_eff = min(k, n)
+        passages = self.corpus.passages
         out: list[list[Hit]] = []
         for start in range(0, len(queries), chunk):
-            scores = self.scores(queries[start : start + chunk])
-            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(scores), 1))
-            for row, idx in zip(scores, top):
-                vals = row[idx]
-                order = np.lexsort((idx, -vals))  # best first; ties by corpus position (deterministic)
-                out.append([Hit(self.corpus.passages[int(idx[o])], float(vals[o])) for o in order if vals[o] > 0])
+            s = self.scores(queries[start : start + chunk])
+            for row in range(s.shape[0]):  # partial sort over the matching documents only
+                lo, hi = s.indptr[row], s.indptr[row + 1]
+                vals, idx = s.data[lo:hi], s.indices[lo:hi]
+                keep = vals > 0
+                vals, idx = vals[keep], idx[keep]
+                if len(vals) > k:
+                    part = np.argpartition(-vals, k - 1)[:k]
+                    vals, idx = vals[part], idx[part]
+                order = np.lexsort((idx, -vals))  # best first; ties by corpus position
+                out.append([Hit(passages[int(idx[o])], float(vals[o])) for o in order])
         return out
