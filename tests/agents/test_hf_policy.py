@@ -371,3 +371,27 @@ def test_smollm2_end_to_end():
     sampled = policy.generate(prompts, SamplingParams(max_new_tokens=16, seed=0))
     for g, s in zip(sampled, policy.score(prompts, [g.token_ids for g in sampled])):
         np.testing.assert_allclose(s, g.logprobs, atol=1e-4, rtol=0)
+
+
+def test_shared_prefix_prefill_equals_plain_prefill(tiny):
+    """A prefix common to the whole batch (a system prompt) is prefilled once; results do not change."""
+    from turngym.agents.hf_policy import common_prefix_length
+
+    model, tok = tiny
+    system = tok.encode("You are playing tic-tac-toe. Answer with one free cell number in brackets, like [5]. " * 2)
+    rows = [system + tok.encode(t) for t in TEXTS]
+    assert common_prefix_length(rows) == len(system)
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # every row keeps one token to prefill
+    plain = HFPolicy(model, tok, share_prefix=False)
+    shared = HFPolicy(model, tok, share_prefix=True, min_shared_prefix=8)
+    for params in (SamplingParams(max_new_tokens=12, temperature=0), SamplingParams(max_new_tokens=12, seed=5)):
+        want, got = plain.generate(rows, params), shared.generate(rows, params)
+        assert [g.token_ids for g in got] == [w.token_ids for w in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.logprobs, w.logprobs, atol=1e-4)
+    assert shared.shared_prefix_tokens == 2 * len(system) * (len(rows) - 1)
+    assert plain.shared_prefix_tokens == 0
+    # and the greedy rows still equal model.generate on the full prompts
+    assert [g.token_ids for g in shared.generate(rows, SamplingParams(max_new_tokens=8, temperature=0))] == hf_generate_greedy(
+        plain, rows, 8
+    )
