@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -92,3 +93,17 @@ class InvalidActionLimit(gymnasium.Wrapper):
             if self._invalid > self.allowance and not (terminated or truncated):
                 return _truncate(self.env, result, StopReason.INVALID_ACTION)
         return result
+
+
+def fork_env(env: gymnasium.Env) -> gymnasium.Env:
+    """An independent copy of a (wrapped) environment that continues exactly like ``env``.
+
+    The innermost env's :meth:`~turngym.envs.core.TurnEnv.fork` copies the state; every wrapper
+    around it is copied shallowly (its counters are plain values) and re-pointed at the copy below it.
+    Raises :class:`~turngym.envs.core.ForkNotSupported` when the env cannot fork.
+    """
+    if isinstance(env, gymnasium.Wrapper):
+        clone = copy.copy(env)
+        clone.env = fork_env(env.env)
+        return clone
+    return env.fork()

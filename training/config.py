@@ -84,6 +84,9 @@ class RolloutSection(_Section):
     prompt and the current observation (bounded history; for envs whose observation is the state)."""
     max_batch_size: int = Field(64, ge=1)
     """Rows per generate micro-batch."""
+    branch_turn: int | None = Field(None, ge=1)
+    """Fork-based branching: one trunk episode per task plays this many policy turns, then forks into
+    the group (envs must implement ``fork``); ``None``: independent rollouts."""
 
 
 class SelfPlaySection(_Section):

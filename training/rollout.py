@@ -143,6 +143,12 @@ class RolloutConfig:
         env_kwargs: constructor overrides per env id (e.g. ``{"turngym/TicTacToe-v0": {"valid_move_reward": 0.1}}``).
         context: ``"full"`` — each seat's episode is one growing token sequence; ``"turn"`` — each turn's
             prompt is the system prompt plus the current observation only (bounded history).
+        branch_turn: fork-based branching. ``None``: the ``group_size`` rollouts of a task are
+            independent episodes. ``k``: ONE trunk episode per task plays ``k`` policy turns, then its
+            environment is forked (``env.fork()``, wrappers included) into ``group_size`` branches that
+            continue independently; every branch's trajectory holds the shared trunk turns followed by
+            its own. (A trunk that ends before turn ``k`` yields ``group_size`` copies.) The envs must
+            implement ``fork``. Re-sampled failures replay from the start, without branching.
     """
 
     group_size: int = 8
@@ -159,8 +165,11 @@ class RolloutConfig:
     seed: int = 0
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     context: str = "full"
+    branch_turn: int | None = None
 
     def __post_init__(self) -> None:
+        if self.branch_turn is not None and self.branch_turn < 1:
+            raise ValueError(f"branch_turn must be >= 1 (or None for independent rollouts), got {self.branch_turn!r}")
         if self.context not in ("full", "turn"):
             raise ValueError(f"context must be 'full' or 'turn', got {self.context!r}")
         if self.group_size < 1:
@@ -181,6 +190,8 @@ class RolloutMetrics:
     trajectories: int = 0
     failed: int = 0
     resampled: int = 0
+    branched: int = 0
+    """Rollouts forked from a running trunk episode (``branch_turn``)."""
     turns: int = 0
     invalid_actions: int = 0
     truncated: int = 0
@@ -237,6 +248,29 @@ class _Episode:
         self.seat_to_act = 0
         self.done = False
         self.info: dict[str, Any] = {}
+        self.policy_turns = 0
+
+    def branch(self, sample_index: int) -> _Episode:
+        """An independent copy of this running episode (env forked, records copied) for rollout ``sample_index``."""
+        import copy
+
+        from turngym.envs.core import ForkNotSupported
+        from turngym.envs.wrappers import fork_env
+
+        clone = copy.copy(self)
+        try:
+            clone.env = self.env if self.done else fork_env(self.env)  # a finished env is never stepped again
+        except ForkNotSupported as exc:
+            raise ValueError(f"branch_turn needs environments that can fork; {self.task.env_id!r} cannot ({exc})") from None
+        clone.sample_index = sample_index
+        clone.trajectories = copy.deepcopy(self.trajectories)
+        for trajectory in clone.trajectories.values():
+            trajectory.sample_index = sample_index
+        clone.sequences = {seat: list(ids) for seat, ids in self.sequences.items()}
+        clone.pending_obs = dict(self.pending_obs)
+        clone.ended_with_eos = dict(self.ended_with_eos)
+        clone.info = dict(self.info)
+        return clone
 
     def trajectory(self, seat: int) -> Any:
         from turngym.training.trajectory import Trajectory
@@ -290,6 +324,7 @@ class _Episode:
         seat = self.seat_to_act
         obs, _, terminated, truncated, info = self.env.step(generation.text)
         record = info["turn"]
+        self.policy_turns += 1
         ids = list(generation.token_ids)
         self.sequences[seat] += self._new_prompt + ids
         self.ended_with_eos[seat] = bool(ids) and ids[-1] in eos_token_ids
@@ -353,18 +388,16 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
     chat = ChatTokens(policy.tokenizer)
     eos = tuple(policy.eos_token_ids)
     metrics = RolloutMetrics()
-    queue = [(task, k, 0) for task in tasks for k in range(config.group_size)]
     finished: list[_Episode] = []
-    round_index = 0
-    while queue:
-        episodes = [_Episode(task, k, attempt, config, chat) for task, k, attempt in queue]
-        queue = []
-        for ep in episodes:
-            _guard(ep, ep.reset)
+    rounds = [0]
+
+    def play(episodes: list[_Episode], until_turn: int | None = None) -> None:
+        """Advance ``episodes`` in lock-step (one batched generate per round) until they end, or
+        until each has taken ``until_turn`` policy turns."""
         while True:
-            active = [ep for ep in episodes if not ep.done]
+            active = [ep for ep in episodes if not ep.done and (until_turn is None or ep.policy_turns < until_turn)]
             if not active:
-                break
+                return
             prompts, asking = [], []
             for ep in active:
                 prompt = ep.prompt_for_turn()
@@ -380,9 +413,9 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
                 temperature=config.temperature,
                 top_p=config.top_p,
                 top_k=config.top_k,
-                seed=config.seed * 1_000_003 + round_index,
+                seed=config.seed * 1_000_003 + rounds[0],
             )
-            round_index += 1
+            rounds[0] += 1
             t0 = time.perf_counter()
             generations = policy.generate(prompts, params)
             metrics.generate_seconds += time.perf_counter() - t0
@@ -390,13 +423,28 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
                 metrics.generated_tokens += len(generation.token_ids)
                 metrics.length_finishes += generation.finish_reason == "length"
                 _guard(ep, lambda ep=ep, g=generation: ep.apply(g, eos))
+
+    queue: list[tuple[Task, int, int]] = []
+    if config.branch_turn is None:
+        queue = [(task, k, 0) for task in tasks for k in range(config.group_size)]
+    else:  # fork-based branching: one trunk per task, forked into the group at the branch turn
+        trunks = [_Episode(task, 0, 0, config, chat) for task in tasks]
+        for ep in trunks:
+            _guard(ep, ep.reset)
+        play(trunks, until_turn=config.branch_turn)
+        branches = [trunk.branch(k) for trunk in trunks for k in range(config.group_size)]
+        metrics.branched += sum(not b.done for b in branches)
+        play(branches)
+        for ep in branches:
+            _collect_or_retry(ep, config, queue, finished, metrics)
+    while queue:
+        episodes = [_Episode(task, k, attempt, config, chat) for task, k, attempt in queue]
+        queue = []
         for ep in episodes:
-            failed = any(t.failed for t in ep.trajectories.values())
-            if failed and config.on_env_error == "resample" and ep.attempt < config.max_resamples:
-                metrics.resampled += 1
-                queue.append((ep.task, ep.sample_index, ep.attempt + 1))
-            else:
-                finished.append(ep)
+            _guard(ep, ep.reset)
+        play(episodes)
+        for ep in episodes:
+            _collect_or_retry(ep, config, queue, finished, metrics)
     trajectories = []
     for ep in sorted(finished, key=lambda e: (e.task.env_id, e.task.seed, e.sample_index)):
         metrics.episodes += 1
@@ -412,6 +460,16 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
             metrics.truncated += t.stop_reason in ("turn_limit", "token_limit")
     metrics.wall_seconds = time.perf_counter() - started
     return RolloutBatch(trajectories, metrics)
+
+
+def _collect_or_retry(ep: _Episode, config: RolloutConfig, queue: list, finished: list, metrics: RolloutMetrics) -> None:
+    """A finished episode is kept, or queued for a replay when it failed and re-sampling is on."""
+    failed = any(t.failed for t in ep.trajectories.values())
+    if failed and config.on_env_error == "resample" and ep.attempt < config.max_resamples:
+        metrics.resampled += 1
+        queue.append((ep.task, ep.sample_index, ep.attempt + 1))
+    else:
+        finished.append(ep)
 
 
 def _guard(ep: _Episode, action: Callable[[], None]) -> None:

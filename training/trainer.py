@@ -260,6 +260,7 @@ def rollout_config(config: TrainConfig, step: int, *, temperature: float | None 
         opponent=r.opponent,
         on_env_error=r.on_env_error,
         context=r.context,
+        branch_turn=r.branch_turn,
         seed=config.seed * 100_003 + step,
         env_kwargs={e.id: dict(e.kwargs) for e in config.envs},
     )

@@ -183,3 +183,49 @@ def test_config_is_validated():
     with pytest.raises(ValueError, match="on_env_error must be 'mask' or 'resample', got 'retry'"):
         RolloutConfig(on_env_error="retry")
     assert np.isfinite(RolloutConfig().max_new_tokens)
+
+
+def random_free_cell(seed: int):
+    import random
+
+    rng = random.Random(seed)
+
+    def reply(prompt: str) -> str:
+        free = re.findall(r"Choose one of: ((?:\[\d\] ?)+)", prompt)
+        return rng.choice(free[-1].split()) if free else "[1]"
+
+    return reply
+
+
+def test_branching_forks_one_trunk_into_the_group(tokenizer):
+    policy = TextFunctionPolicy(tokenizer, random_free_cell(0))
+    config = RolloutConfig(group_size=4, opponent="random", branch_turn=2, context="turn")
+    batch = collect([Task("turngym/TicTacToe-v0", 4)], policy, config)
+    assert policy.calls[:2] == [1, 1]  # the trunk plays its two turns alone, then the 4 branches together
+    assert policy.calls[2] == 4 and batch.metrics.branched == 4
+    trajectories = batch.trajectories
+    assert sorted(t.sample_index for t in trajectories) == [0, 1, 2, 3]
+    trunk = [(t.prompt_ids, t.completion_ids) for t in trajectories[0].turns[:2]]
+    assert all([(t.prompt_ids, t.completion_ids) for t in traj.turns[:2]] == trunk for traj in trajectories)
+    assert len({tuple(tuple(t.completion_ids) for t in traj.turns) for traj in trajectories}) > 1  # branches diverge
+    assert all(t.outcome is not None and not t.failed for t in trajectories)
+
+
+def test_branching_continues_exactly_like_the_unforked_episode(tokenizer):
+    """A deterministic policy: every branch replays the trunk's own continuation (forked opponent dice included)."""
+    plain = collect([Task("turngym/LiarsDice-v0", 9)], TextFunctionPolicy(tokenizer, lowest_free_cell),
+                    RolloutConfig(group_size=1, opponent="random", context="turn")).trajectories[0]
+    branched = collect([Task("turngym/LiarsDice-v0", 9)], TextFunctionPolicy(tokenizer, lowest_free_cell),
+                       RolloutConfig(group_size=3, opponent="random", context="turn", branch_turn=1)).trajectories
+    for t in branched:
+        assert [turn.completion_ids for turn in t.turns] == [turn.completion_ids for turn in plain.turns]
+        assert [turn.prompt_ids for turn in t.turns] == [turn.prompt_ids for turn in plain.turns]
+        assert t.outcome == plain.outcome
+
+
+def test_branching_an_env_that_cannot_fork_is_a_clear_error(tokenizer):
+    policy = TextFunctionPolicy(tokenizer, lambda prompt: "hi")
+    with pytest.raises(ValueError, match="test/Flaky-v0.*cannot"):
+        collect([Task("test/Flaky-v0", 2)], policy, RolloutConfig(group_size=2, branch_turn=1))
+    with pytest.raises(ValueError, match="branch_turn"):
+        RolloutConfig(branch_turn=0)
