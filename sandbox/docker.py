@@ -70,12 +70,17 @@ def docker_client(base_url: str | None = None, *, pool_size: int = 128, timeout:
     """A cached ``docker.DockerClient`` (``$DOCKER_HOST`` or the local socket) whose HTTP
     connection pool (``pool_size``) exceeds any concurrency we drive."""
     import docker
+    import docker.errors
 
     key = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = docker.DockerClient(base_url=key, timeout=timeout, max_pool_size=pool_size)
+            try:
+                client = docker.DockerClient(base_url=key, timeout=timeout, max_pool_size=pool_size)
+            except docker.errors.DockerException as exc:
+                raise SandboxUnavailable(f"no Docker engine answers at {key}: {exc}; start dockerd "
+                                         "(`dockerd &`, then `docker info`) or set DOCKER_HOST") from exc
             _clients[key] = client
         return client
 
@@ -112,6 +117,13 @@ def _with_retries(what: str, fn: Callable[[], T], retries: int = 3) -> T:
             return fn()
         except docker.errors.NotFound as exc:
             raise SandboxClosed(f"{what}: the container is gone ({exc.explanation or exc})") from exc
+        except docker.errors.APIError as exc:
+            if "is not running" in str(exc) or "is paused" in str(exc):
+                raise SandboxClosed(f"{what}: the container is not running ({exc.explanation or exc})") from exc
+            if not _is_transient(exc) or attempt == retries:
+                raise SandboxError(f"{what} failed after {attempt + 1} attempt(s): {exc}") from exc
+            time.sleep(delay)
+            delay *= 2.5
         except Exception as exc:
             if not _is_transient(exc) or attempt == retries:
                 raise SandboxError(f"{what} failed after {attempt + 1} attempt(s): {exc}") from exc
@@ -143,14 +155,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def reap(client=None, *, max_age_s: float | None = 6 * 3600, run_id: str | None = None,
-         dead_owners: bool = True) -> list[str]:
+         dead_owners: bool = True, only: Mapping[str, str] | None = None) -> list[str]:
     """Remove labelled sandbox containers: those of ``run_id`` (if given), those whose owner
-    process on this host is dead (``dead_owners``), and those older than ``max_age_s``.
+    process on this host is dead (``dead_owners``), and those older than ``max_age_s``;
+    ``only`` restricts the candidates to containers carrying these extra labels.
     Returns the removed container names. Never touches containers without our label."""
     cli = client or docker_client()
     removed = []
+    labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (only or {}).items()]
     try:
-        found = cli.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+        found = cli.api.containers(all=True, filters={"label": labels})
     except Exception:
         return removed
     now = time.time()
@@ -229,7 +243,10 @@ class DockerSandbox(TarFilesMixin):
         with _live_lock:
             _live[self.id] = self
         try:
-            self._oom_count = self._read_oom_count()
+            count = self._read_oom_count()
+            if count is None:
+                raise SandboxError(f"sandbox {self.name} started but cannot run commands")
+            self._oom_count = count
         except BaseException:
             self.close()
             raise
@@ -348,30 +365,44 @@ class DockerSandbox(TarFilesMixin):
         argv = ["/bin/sh", "-c", WRAPPER, f"{t:.3f}", *inner]
         environment = base_env(env)
         with self._lock:
-            raw = self._run(argv, environment, workdir or lim.workdir, deadline_s=t + EXEC_GRACE_S,
-                            cap=lim.output_bytes)
-            self._exec_time += raw.duration
-            code = raw.exit_code if raw.exit_code is not None else 137
-            timed_out = raw.deadline_hit or (code == 137 and raw.duration >= t - 0.05 and not raw.output_killed)
-            oom = False
-            if code == 137 or code >= 128 or raw.exit_code is None:
-                if not self.alive():
-                    self._dead_reason = f"the container stopped during `{_short(command)}` (exit {code})"
-                    raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}")
-                if code == 137 and not timed_out:
-                    count = self._read_oom_count()
-                    oom = count > self._oom_count
-                    self._oom_count = count
+            try:
+                return self._exec_locked(command, argv, environment, workdir or lim.workdir, t)
+            except SandboxClosed as exc:
+                if not self._dead_reason:
+                    self._dead_reason = f"the container stopped during `{_short(command)}` ({exc})"
+                raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}") from exc
+
+    def _exec_locked(self, command: Command, argv: list[str], environment: dict[str, str], workdir: str,
+                     t: float) -> ExecResult:
+        raw = self._run(argv, environment, workdir, deadline_s=t + EXEC_GRACE_S, cap=self.limits.output_bytes)
+        self._exec_time += raw.duration
+        code = raw.exit_code if raw.exit_code is not None else 137
+        timed_out = raw.deadline_hit or (code == 137 and raw.duration >= t - 0.05 and not raw.output_killed)
+        oom = False
+        if code >= 128 or raw.exit_code is None:
+            # killed by a signal: the code, the OOM killer, or the container dying under it. The
+            # engine's "Running" state lags a container kill, so probe with an exec instead.
+            count = self._read_oom_count()
+            if count is None or not self.alive():
+                self._dead_reason = f"the container stopped during `{_short(command)}` (exit {code})"
+                raise SandboxClosed(self._dead_reason)
+            if code == 137 and not timed_out:
+                oom = count > self._oom_count
+            self._oom_count = count
         return ExecResult(
             exit_code=code, stdout=raw.stdout.text(), stderr=raw.stderr.text(), timed_out=timed_out,
             oom_killed=oom, output_truncated=raw.stdout.truncated or raw.stderr.truncated or raw.output_killed,
             duration=raw.duration,
         )
 
-    def _read_oom_count(self) -> int:
+    def _read_oom_count(self) -> int | None:
+        """The container cgroup's OOM-kill counter; ``None`` if the probe exec could not run."""
         raw = self._run(["/bin/sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events"
-                         " 2>/dev/null; true"], {"PATH": PATH}, "/", deadline_s=10, cap=8192)
-        match = re.search(r"oom_kill (\d+)", raw.stdout.text())
+                         " 2>/dev/null; echo probe-ok"], {"PATH": PATH}, "/", deadline_s=10, cap=8192)
+        text = raw.stdout.text()
+        if raw.exit_code != 0 or "probe-ok" not in text:
+            return None
+        match = re.search(r"oom_kill (\d+)", text)
         return int(match.group(1)) if match else 0
 
     def _kill_all(self) -> None:
@@ -467,6 +498,10 @@ class DockerSandbox(TarFilesMixin):
             except Exception as exc:
                 if self._dead_reason:
                     break
+                engine_down = engine_problem(self.client)
+                if engine_down:
+                    self._dead_reason = f"the Docker engine went away during an exec ({engine_down})"
+                    raise SandboxError(f"sandbox {self.name}: {self._dead_reason}") from exc
                 if not self.alive():
                     self._dead_reason = f"the container stopped ({exc})"
                     raise SandboxClosed(f"sandbox {self.name} died: {self._dead_reason}") from exc

@@ -199,6 +199,9 @@ def image_exists(tag: str | None = None, client=None) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
+    except Exception as exc:  # engine unreachable / API error: typed, with the fix
+        raise SandboxUnavailable(f"cannot query the Docker engine for image {tag or image_tag()}: {exc}; "
+                                 "is dockerd running (`docker info`)?") from exc
 
 
 def ensure_image(*, rebuild: bool = False, client=None, log: Log = _quiet) -> str:
