@@ -14,7 +14,6 @@ from typing import Literal
 
 from turngym.envs.search_qa.records import Hit
 
-_ACTION = re.compile(r"<(search|answer)>(.*?)</\1>", re.S | re.I)
 _ANY_TAG = re.compile(r"</?(search|answer|information)>", re.I)
 _OPEN = re.compile(r"<(search|answer)>", re.I)
 _CLOSE = re.compile(r"</(search|answer)>", re.I)
@@ -32,9 +31,40 @@ class ParsedAction:
     ignored_actions: int = 0
 
 
+@dataclass(frozen=True)
+class _Match:
+    kind: str
+    content: str
+    end: int
+
+
+def _first_action(text: str) -> _Match | None:
+    """The first match of ``<(search|answer)>(.*?)</\\1>``, found in linear time.
+
+    (The regex itself backtracks quadratically on replies full of unclosed tags.) The leftmost
+    opening tag whose kind is closed somewhere after it wins, with the nearest closing tag.
+    """
+    dead: set[str] = set()
+    for opened in _OPEN.finditer(text):
+        kind = opened.group(1).lower()
+        if kind in dead:
+            continue
+        close = _CLOSE_OF[kind].search(text, opened.end())
+        if close is None:  # no closing tag after this one, so none after any later one either
+            dead.add(kind)
+            if len(dead) == 2:
+                return None
+            continue
+        return _Match(kind, text[opened.end() : close.start()], close.end())
+    return None
+
+
+_CLOSE_OF = {kind: re.compile(f"</{kind}>", re.I) for kind in ("search", "answer")}
+
+
 def parse_action(text: str) -> ParsedAction:
-    """Parse one reply (see the module docstring). Never raises."""
-    m = _ACTION.search(text)
+    """Parse one reply (see the module docstring). Never raises; linear in the reply's length."""
+    m = _first_action(text)
     if m is None:
         opened = _OPEN.search(text)
         if opened:
@@ -45,7 +75,7 @@ def parse_action(text: str) -> ParsedAction:
             tag = closed.group(1).lower()
             return ParsedAction("invalid", problem=f"found </{tag}> without an opening <{tag}>")
         return ParsedAction("invalid", problem="your reply had neither a <search> nor an <answer> block")
-    kind, content = m.group(1).lower(), m.group(2)
+    kind, content = m.kind, m.content
     if _ANY_TAG.search(content):
         inner = _ANY_TAG.search(content).group(0)
         return ParsedAction("invalid", problem=f"tags cannot be nested: your <{kind}> block contained {inner}")
@@ -54,7 +84,7 @@ def parse_action(text: str) -> ParsedAction:
         what = "search query" if kind == "search" else "answer"
         return ParsedAction("invalid", problem=f"your {what} was empty")
     notes = []
-    extra = len(_OPEN.findall(text, m.end()))
+    extra = sum(1 for _ in _OPEN.finditer(text, m.end))
     if extra:
         notes.append(f"only the first action of a reply is used; the {extra} other <search>/<answer> tag(s) after it were ignored, so make one search per turn")
     if kind == "search" and len(content) > MAX_QUERY_CHARS:

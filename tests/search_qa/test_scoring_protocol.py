@@ -64,3 +64,26 @@ def test_information_block_uses_search_r1_layout():
     block = render_information(hits, max_chars=10)
     assert block.startswith("\n\n<information>Doc 1(Title: T1) text one\nDoc 2(Title: T2) xxxxxxxxxx …</information>")
     assert "No passage matched" in render_information([])
+
+
+def test_first_action_matches_search_r1_regex_on_random_replies():
+    import random
+    import re
+
+    from turngym.envs.search_qa.protocol import _first_action
+
+    regex = re.compile(r"<(search|answer)>(.*?)</\1>", re.S | re.I)
+    rng = random.Random(0)
+    parts = ["<search>", "</search>", "<answer>", "</answer>", "<SEARCH>", "a", " b "]
+    for _ in range(5000):
+        reply = "".join(rng.choice(parts) for _ in range(rng.randint(0, 8)))
+        m, ours = regex.search(reply), _first_action(reply)
+        assert (m is None) == (ours is None), reply
+        if m:
+            assert (m.group(1).lower(), m.group(2), m.end()) == (ours.kind, ours.content, ours.end), reply
+
+
+def test_replies_full_of_unclosed_tags_are_rejected():
+    # the regex backtracks quadratically here (~30 s); the parser is linear
+    assert "never closed" in parse_action("<search>" * 24_000).problem
+    assert "never closed" in parse_action("<answer>" * 12_000 + "<search>" * 12_000).problem
