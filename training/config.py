@@ -84,6 +84,13 @@ class RolloutSection(_Section):
     prompt and the current observation (bounded history; for envs whose observation is the state)."""
     max_batch_size: int = Field(64, ge=1)
     """Rows per generate micro-batch."""
+    ray_workers: int = Field(0, ge=0)
+    """Rollout workers as Ray actors (0: collect in this process). See ``training/distributed.py``."""
+    ray_address: str | None = None
+    """Ray cluster: ``auto``, ``host:6379``, ``ray://host:10001``; empty starts a local cluster."""
+    ray_split: Literal["group", "worker"] = "group"
+    """``group``: one unit per task, samples identical for any worker count; ``worker``: one batch per
+    worker (with one worker, identical to the in-process rollouts)."""
     branch_turn: int | None = Field(None, ge=1)
     """Fork-based branching: one trunk episode per task plays this many policy turns, then forks into
     the group (envs must implement ``fork``); ``None``: independent rollouts."""

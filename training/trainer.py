@@ -96,6 +96,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     log = MetricsLog(out, tensorboard=config.tensorboard)
     pool = build_pool(config, state)
     rater = build_rater(config)
+    collector = None  # rollouts on Ray workers (training/distributed.py); weights synced every collect
+    if config.rollout.ray_workers:
+        from turngym.training.distributed import RayCollector
+
+        collector = RayCollector(config, config.rollout.ray_workers, config.rollout.ray_address, split=config.rollout.ray_split)
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if state.step == 0 and config.eval.episodes and "before" not in state.evals:
@@ -109,7 +114,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
         tasks = sample_tasks(config, step, pool)
-        batch = collect(tasks, policy, rollout_config(config, step))
+        batch = (collector.collect if collector else collect)(tasks, policy, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
         if pool is not None:
             update_pool(pool, batch.trajectories)
@@ -160,6 +165,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if out_of_time:
             break
     progress.close()
+    if collector is not None:
+        collector.close()
 
     # ALGO: evaluate after training; PLUMBING: export, plots, summary -----------------------------
     if config.eval.episodes and "after" not in state.evals:
