@@ -400,13 +400,19 @@ class Problem:
         return self.directory / "game.tw-pddl"
 
 
+@lru_cache(maxsize=None)
 def content_hash() -> str:
-    """Cache key: the generator's version and source, the layouts reader, the domain and the grammar."""
-    here = Path(__file__).parent
+    """Cache key: :data:`GENERATOR_VERSION` (bump it whenever generated output changes), the planner
+    settings, the installed alfworld version, and the domain, grammar, layouts and constants it reads."""
+    import alfworld
+
+    root = layouts.alfworld_root()
     h = hashlib.sha256()
-    h.update(str(GENERATOR_VERSION).encode())
-    for part in ((here / "generator.py").read_bytes(), (here / "layouts.py").read_bytes(),
-                 layouts.domain_text().encode(), layouts.grammar_text().encode()):
+    h.update(repr((GENERATOR_VERSION, MAX_PLAN_LENGTH, MAX_ATTEMPTS, sorted(UNSEEN_OBJECT_TYPES),
+                   getattr(alfworld, "__version__", ""))).encode())
+    for part in (layouts.domain_text().encode(), layouts.grammar_text().encode(),
+                 (root / "gen" / "constants.py").read_bytes(),
+                 *(p.read_bytes() for p in sorted((root / "gen" / "layouts").glob("FloorPlan*.json")))):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
 
