@@ -438,6 +438,8 @@ class BwrapSandbox(TarFilesMixin):
         inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
         if not inner:
             raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
+        if not isinstance(command, str):  # exit 127 for a missing binary, as under Docker
+            inner = ["/bin/sh", "-c", 'exec "$@"', "sh", *inner]
         with self._lock:
             raw = self._run(inner, base_env(env), workdir or lim.workdir, deadline_s=t, cap=lim.output_bytes)
             self._exec_time += raw.duration

@@ -3,7 +3,8 @@
 Contract:
 
 - ``SandboxPool(config, size=N, max_live=M)`` keeps up to ``N`` idle, started sandboxes
-  (refilled in background threads) and never has more than ``M`` sandboxes alive at once
+  (``prestart``: started at construction; ``refill``: replacements started in background
+  threads whenever one is handed out or discarded) and never has more than ``M`` sandboxes alive at once
   (idle + handed out + starting); ``acquire`` blocks (up to ``timeout``) when ``M`` is reached,
   which bounds a flood of concurrent episodes.
 - ``acquire()`` returns an idle sandbox if one is warm, else starts one. A sandbox that died while
@@ -47,12 +48,13 @@ class SandboxPool:
     """See the module docstring."""
 
     def __init__(self, config: SandboxConfig | None = None, *, size: int | None = None, max_live: int | None = None,
-                 prestart: bool = True, **overrides: Any) -> None:
+                 prestart: bool = True, refill: bool = True, **overrides: Any) -> None:
         self.config = resolve_config(config, **overrides)
         self.size = self.config.pool_size if size is None else size
         if self.size < 0:
             raise ValueError(f"pool size must be >= 0, got {self.size!r}")
         self.max_live = max_live
+        self.refill = refill
         if max_live is not None and max_live < max(1, self.size):
             raise ValueError(f"max_live ({max_live}) must be >= max(1, size={self.size})")
         self.stats = PoolStats()
@@ -65,7 +67,7 @@ class SandboxPool:
         self._errors: deque[BaseException] = deque(maxlen=5)
         self._executor = ThreadPoolExecutor(max_workers=max(1, min(self.size, 4)), thread_name_prefix="sandbox-pool")
         if prestart:
-            self._refill()
+            self._refill(initial=True)
 
     # -- internals -----------------------------------------------------------------------------
     def _new(self) -> Sandbox:
@@ -74,9 +76,9 @@ class SandboxPool:
             self.stats.started += 1
         return sb
 
-    def _refill(self) -> None:
+    def _refill(self, initial: bool = False) -> None:
         with self._cond:
-            if self._closed:
+            if self._closed or not (self.refill or initial):
                 return
             want = self.size - len(self._idle) - self._starting
             if self.max_live is not None:

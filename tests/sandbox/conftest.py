@@ -196,3 +196,9 @@ def local_backend(request) -> str:
 def need_backend():
     """``need_backend("docker")`` skips (or fails under TURNGYM_REQUIRE_DOCKER=1) when unavailable."""
     return need
+
+
+@pytest.fixture(params=backend_params("docker", "bwrap", "remote"))
+def backend(request) -> str:
+    need(request.param)
+    return request.param
