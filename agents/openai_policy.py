@@ -7,8 +7,8 @@ Two ways in:
     ids** (vLLM, ``turngym serve`` and OpenAI's own completions API accept that), or — for servers
     that only take text (llama.cpp's Python server) — as the prompt decoded with special tokens
     kept (``prompt_format="auto"`` switches to text after the first refusal). The generated ids
-    come from the response's ``token_ids`` when the server returns them (vLLM and ``turngym serve``
-    do: exact token-out); otherwise the reply text is re-tokenized locally and the EOS id appended
+    come from the response's ``token_ids`` when the server returns them (``turngym serve`` always;
+    vLLM with ``return_token_ids``, which is sent with token-id prompts: exact token-out); otherwise the reply text is re-tokenized locally and the EOS id appended
     when the server stopped on it (approximate — fine for evaluation, not for training).
     Log-probs come from ``logprobs.token_logprobs`` when their count matches the ids, else ``nan``.
     Needs the served model's ``tokenizer``.
@@ -176,13 +176,15 @@ class OpenAIPolicy(TokenizerPolicy):
         if any(len(p) == 0 for p in prompts):
             raise ValueError("prompts must be non-empty token-id lists")
         if self.prompt_format == "auto":  # one probe decides whether the server takes token-id prompts
-            probe = dict(self._sampling_body(params, 0), prompt=[int(i) for i in prompts[0]], logprobs=1)
+            probe = dict(self._sampling_body(params, 0), prompt=[int(i) for i in prompts[0]], logprobs=1, return_token_ids=True)
             try:
                 await self._run_all("/completions", [probe], probe=True)
                 self.prompt_format = "ids"
             except PolicyRequestError:
                 self.prompt_format = "text"  # e.g. llama.cpp's Python server: text prompts only
         bodies = [dict(self._sampling_body(params, i), prompt=self._prompt(p), logprobs=1) for i, p in enumerate(prompts)]
+        if self.prompt_format == "ids":  # vLLM returns the generated ids only when asked
+            bodies = [dict(b, return_token_ids=True) for b in bodies]
         responses = await self._run_all("/completions", bodies)
         return [self._generation(r) for r in responses]
 
