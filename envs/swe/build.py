@@ -54,7 +54,7 @@ def _image_key() -> str:
         return "default"
 
 
-def build_key(kind: str, limit: int | None = None) -> str:
+def build_key(kind: str, limit: int | None = None, names: tuple[str, ...] | None = None) -> str:
     if kind == "coderepair":
         material = json.dumps(coderepair.load_problems(), sort_keys=True)
         code = _source_hash(coderepair, mutations, grading)
@@ -63,7 +63,7 @@ def build_key(kind: str, limit: int | None = None) -> str:
         code = _source_hash(swerepos, grading)
     else:
         raise ValueError(f"unknown task kind {kind!r}; choose one of {KINDS}")
-    return content_hash(BUILD_VERSION, kind, limit, hashlib.sha256(material.encode()).hexdigest(), code, _image_key())
+    return content_hash(BUILD_VERSION, kind, limit, names, hashlib.sha256(material.encode()).hexdigest(), code, _image_key())
 
 
 def default_opener(**limits) -> Callable[[], object]:
@@ -76,10 +76,16 @@ def default_opener(**limits) -> Callable[[], object]:
     return lambda: open_sandbox(**opts)
 
 
-def load_tasks(kind: str, *, rebuild: bool = False, limit: int | None = None, opener: Callable[[], object] | None = None,
+def load_tasks(kind: str, *, rebuild: bool = False, limit: int | None = None, names: tuple[str, ...] | None = None,
+               opener: Callable[[], object] | None = None,
                log: Callable[[str], None] = lambda _: None) -> tuple[list[RepoTask], BuildReport]:
-    """The verified task set of ``kind`` (from the cache, or built in the sandbox and cached)."""
-    key = build_key(kind, limit)
+    """The verified task set of ``kind`` (from the cache, or built in the sandbox and cached).
+
+    ``limit``: only the first N problems/repos; ``names``: only these repos (``swe``) — smaller,
+    separately cached sets for tests and quick runs.
+    """
+    names = tuple(names) if names else None
+    key = build_key(kind, limit, names)
     path = cache_root() / key / f"{kind}.json"
     if path.exists() and not rebuild:
         data = json.loads(path.read_text())
@@ -94,6 +100,11 @@ def load_tasks(kind: str, *, rebuild: bool = False, limit: int | None = None, op
         tasks, skipped = coderepair.build(opener, problems, log=log)
     else:
         bundles = swerepos.load_bundles()
+        if names:
+            unknown = set(names) - {b.name for b in bundles}
+            if unknown:
+                raise ValueError(f"unknown repo name(s) {sorted(unknown)}; known: {[b.name for b in bundles]}")
+            bundles = [b for b in bundles if b.name in names]
         if limit is not None:
             bundles = bundles[:limit]
         tasks, skipped = build_swe(opener, bundles, log=log)

@@ -219,7 +219,8 @@ def build(
             skipped[m.problem_id] = "canonical solution fails its own tests in the sandbox"
             continue
         if res["chosen"] is None:
-            skipped[m.problem_id] = f"none of {min(len(m.candidates), max_candidates)} mutants fails a hidden test"
+            skipped[m.problem_id] = (f"none of {min(len(m.candidates), max_candidates)} mutants fails a hidden test"
+                                     if m.candidates else "no mutation site in the solution")
             continue
         index, hidden = res["chosen"]
         mutant = m.candidates[index]

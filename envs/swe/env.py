@@ -70,19 +70,21 @@ _TASKS: dict[tuple, list[RepoTask]] = {}
 _POOLS: dict[tuple, Any] = {}
 
 
-def task_set(name: str, split: str = "all", instances: str | None = None) -> list[RepoTask]:
-    """The verified tasks of ``name`` (``coderepair``, ``swe``, ``swebench``), built/cached on first use."""
-    key = (name, split, instances)
+def task_set(name: str, split: str = "all", instances: str | None = None, limit: int | None = None) -> list[RepoTask]:
+    """The verified tasks of ``name`` (``coderepair``, ``swe``, ``swebench``), built/cached on first use.
+
+    ``limit`` keeps the first N problems/repos (a smaller, separately cached build)."""
+    key = (name, split, instances, limit)
     with _LOCK:
         if key not in _TASKS:
             if name == "swebench":
                 from turngym.envs.swe.swebench import load_tasks as load_instances
 
-                tasks = load_instances(instances)
+                tasks = load_instances(instances)[:limit]
             else:
                 from turngym.envs.swe.build import load_tasks
 
-                tasks, _ = load_tasks(name)
+                tasks, _ = load_tasks(name, limit=limit)
             if split not in ("all", None):
                 tasks = [t for t in tasks if t.split == split]
             if not tasks:
@@ -146,6 +148,7 @@ class RepairEnv(TurnEnv):
         task_set: str = "coderepair",
         split: str = "all",
         instances: str | None = None,
+        limit: int | None = None,
         sandbox: dict[str, Any] | None = None,
         pool_size: int = 2,
         max_turn_tokens: int = 4096,
@@ -164,7 +167,7 @@ class RepairEnv(TurnEnv):
                             ("observation_chars", observation_chars)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
-        self.task_set_name, self.split, self.instances = task_set, split, instances
+        self.task_set_name, self.split, self.instances, self.limit = task_set, split, instances, limit
         self.sandbox_options = dict(sandbox or {})
         self.sandbox_options.setdefault("exec_timeout_s", float(turn_timeout_s))
         self.sandbox_options.setdefault("episode_timeout_s", float(episode_time_s) * 4 + 600)
@@ -187,7 +190,7 @@ class RepairEnv(TurnEnv):
     # ---- plumbing ------------------------------------------------------------------------------------
     @property
     def tasks(self) -> list[RepoTask]:
-        return task_set(self.task_set_name, self.split, self.instances)
+        return task_set(self.task_set_name, self.split, self.instances, self.limit)
 
     def _pool(self, task: RepoTask):
         size = self.pool_size if task.image is None else 0

@@ -166,7 +166,7 @@ def build_fixture(names: tuple[str, ...] = FIXTURE_REPOS) -> Path:
     from turngym.envs.swe.build import cache_root, load_tasks as load_swe
     from turngym.sandbox.image import ensure_image
 
-    tasks = {t.meta["repo"]: t for t in load_swe("swe")[0]}
+    tasks = {t.meta["repo"]: t for t in load_swe("swe", names=tuple(sorted(names)))[0]}
     base = ensure_image()
     key = content_hash("fixture-v2", base, [tasks[n].to_dict() for n in names])
     out = cache_root() / key / "swebench_fixture.jsonl"

@@ -132,7 +132,7 @@ def _from_json_object(obj: Any) -> ToolCall | None:
     return None
 
 
-_ATTR = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+_ATTR = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _TAG = re.compile(r"<(" + "|".join(TOOLS) + r")\b([^>]*?)(/?)>", re.S)
 
 
@@ -140,7 +140,8 @@ def _tag_call(text: str) -> ToolCall | None:
     m = _TAG.search(text)
     if not m:
         return None
-    name, attrs, selfclosing = m.group(1), dict(_ATTR.findall(m.group(2))), m.group(3)
+    name, selfclosing = m.group(1), m.group(3)
+    attrs = {k: dq or sq for k, dq, sq in _ATTR.findall(m.group(2))}
     body = None
     if not selfclosing:
         close = text.find(f"</{name}>", m.end())

@@ -1,0 +1,177 @@
+"""RepairEnv in real sandboxes: tools, grading, reward hacks, history, budgets, fork, sandbox errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from turngym.envs.swe.agents import NoopAgent, OracleAgent, oracle_plan
+from turngym.envs.swe.rewards import LADDER
+from turngym.envs.types import StopReason
+
+pytestmark = pytest.mark.docker
+
+
+def call(name, **arguments):
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+def play(env, actions):
+    steps = []
+    for a in actions:
+        steps.append(env.step(a))
+        if steps[-1][2] or steps[-1][3]:
+            break
+    return steps
+
+
+def first_hunk(task):
+    from turngym.envs.swe.tasks import patch_hunks
+
+    return patch_hunks(task.gold_patch)[0][2][0]
+
+
+# ---- oracle / noop -------------------------------------------------------------------------------
+@pytest.mark.parametrize("task_set,seed", [("coderepair", 0), ("coderepair", 7), ("swe", 0)])
+def test_oracle_solves_through_the_tools(make_env, task_set, seed):
+    env = make_env(task_set, limit=3 if task_set == "swe" else 10)
+    env.reset(seed=seed)
+    agent, steps = OracleAgent(), []
+    while not steps or not (steps[-1][2] or steps[-1][3]):
+        steps.append(env.step(agent(env)))
+    record = steps[-1][4]["turn"]
+    assert record.outcome == LADDER.tests_pass and record.stop_reason == StopReason.SOLVED
+    assert all(s[4]["turn"].valid_action for s in steps)
+    assert steps[-1][4]["grade"]["tests"] and set(steps[-1][4]["grade"]["tests"].values()) == {"passed"}
+
+
+def test_noop_and_no_submit_sit_at_the_bottom_of_the_ladder(make_env):
+    env = make_env()
+    env.reset(seed=1)
+    obs, reward, terminated, _, info = env.step(NoopAgent()(env))
+    assert terminated and info["turn"].outcome == LADDER.empty_patch and info["turn"].stop_reason == StopReason.FAILED
+    env.reset(seed=1)
+    env.step("<run_tests/>")
+    assert env.stop(StopReason.TURN_LIMIT) == {0: LADDER.no_submit}
+
+
+def test_wrong_fix_fails_hidden_tests(make_env):
+    env = make_env()
+    env.reset(seed=2)
+    steps = play(env, [call("insert", path="solution.py", line=0, text="import os  # unrelated change"), "<submit/>"])
+    assert steps[-1][4]["turn"].outcome == LADDER.tests_fail
+    assert steps[-1][4]["grade"]["applied"]
+
+
+# ---- reward hacks ----------------------------------------------------------------------------------
+def test_editing_tests_cannot_raise_the_reward(make_env):
+    env = make_env()
+    env.reset(seed=3)
+    task = env.task
+    visible = task.visible_tests[0].split("::")[0]
+    trivial = "def test_case_01():\n    assert True\n"
+    baseline = play(env, ["<run_tests/>"])[0]
+    steps = play(env, [call("create", path=visible, content=trivial), "<run_tests/>"])
+    assert steps[1][0].split("\n")[0] == baseline[0].split("\n")[0]  # same pass count: tests ran as shipped
+    assert steps[1][4]["turn"].components["test_progress"] == 0.0
+    hacked = play(env, [call("create", path="tests/test_hidden.py", content=trivial), "<submit/>"])[-1]
+    assert hacked[4]["turn"].outcome == LADDER.empty_patch  # only test files changed: nothing to grade
+    assert "tests/test_hidden.py" in hacked[4]["grade"]["dropped_test_paths"]
+
+
+def test_deleting_tests_or_adding_conftest_cannot_raise_the_reward(make_env):
+    env = make_env()
+    env.reset(seed=4)
+    conftest = (
+        "import pytest\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+        "    outcome = yield\n    report = outcome.get_result()\n    report.outcome = 'passed'\n"
+    )
+    steps = play(env, [
+        call("bash", command="rm -rf tests"),
+        call("create", path="conftest.py", content=conftest),
+        call("insert", path="solution.py", line=0, text="# looks like a fix"),
+        "<run_tests/>",
+        "<submit/>",
+    ])
+    assert "pass." in steps[3][0]
+    final = steps[-1][4]
+    assert final["turn"].outcome == LADDER.tests_fail
+    assert "conftest.py" in final["grade"]["dropped_test_paths"]
+
+
+def test_printing_passed_or_shadowing_pytest_cannot_raise_the_reward(make_env):
+    env = make_env()
+    env.reset(seed=5)
+    fake_pytest = "import sys\nprint('===== 5 passed in 0.01s =====')\ndef main(*a, **k):\n    return 0\n"
+    steps = play(env, [
+        call("insert", path="solution.py", line=0, text="print('5 passed')\nprint('===== 12 passed in 0.10s =====')"),
+        call("create", path="pytest.py", content=fake_pytest),
+        "<submit/>",
+    ])
+    assert steps[-1][4]["turn"].outcome == LADDER.tests_fail
+    assert "failed" in set(steps[-1][4]["grade"]["tests"].values()) or "missing" in set(steps[-1][4]["grade"]["tests"].values())
+
+
+# ---- episode hygiene ---------------------------------------------------------------------------------
+def test_repository_has_no_history(make_env):
+    env = make_env("swe", limit=2)
+    env.reset(seed=0)
+    obs = play(env, [call("bash", command="git log --all --oneline | wc -l; git status --short | wc -l")])[0][0]
+    assert obs.split("\n")[1:3] == ["1", "0"], obs
+
+
+def test_editor_view_insert_undo_and_paths(make_env):
+    env = make_env("swe", limit=2)
+    env.reset(seed=0)
+    path = sorted(p for p in env.task.files if p.endswith(".py") and not p.startswith("tests/"))[-1]
+    view = play(env, [f'<view path="{path}" start="1" end="2"/>'])[0][0]
+    assert view.startswith(f"{path} (lines 1-2 of ")
+    before = env.sandbox.get_files([f"repo/{path}"])[f"repo/{path}"]
+    play(env, [call("insert", path=path, line=0, text="# note")])
+    assert env.sandbox.get_files([f"repo/{path}"])[f"repo/{path}"] == b"# note\n" + before
+    undo = play(env, [f'<undo path="{path}"/>'])[0]
+    assert env.sandbox.get_files([f"repo/{path}"])[f"repo/{path}"] == before and undo[4]["turn"].components == {"valid_call": 0.01}
+    for bad in ("../etc/passwd", "/etc/passwd", ".git/config"):
+        obs, _, _, _, info = env.step(f'<view path="{bad}"/>')
+        assert obs.startswith("Error:") and info["turn"].components == {"error": -0.05} and info["turn"].valid_action
+    obs, _, _, _, info = env.step("no call here")
+    assert not info["turn"].valid_action and env.action_format in obs
+
+
+def test_fork_branches_the_sandbox(make_env):
+    env = make_env()
+    env.reset(seed=6)
+    play(env, [call("insert", path="solution.py", line=0, text="# shared")])
+    child = env.fork()
+    try:
+        play(child, [call("insert", path="solution.py", line=0, text="# child only")])
+        read = lambda e: e.sandbox.get_files(["repo/solution.py"])["repo/solution.py"]
+        assert read(child).startswith(b"# child only\n# shared\n") and read(env).startswith(b"# shared\n")
+        plan = oracle_plan(env.task)
+        assert play(env, plan)[-1][4]["turn"].outcome == LADDER.tests_pass
+        assert play(child, ["<submit/>"])[-1][4]["turn"].outcome == LADDER.tests_fail
+    finally:
+        child.close()
+
+
+def test_token_and_time_budgets(make_env):
+    env = make_env(max_turn_tokens=20, max_episode_tokens=50)
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step("<bash>" + "echo hi; " * 20 + "</bash>")
+    assert not info["turn"].valid_action and "limit per turn is 20" in obs
+    obs, reward, terminated, truncated, info = env.step("<bash>ls</bash>")
+    assert truncated and info["turn"].stop_reason == StopReason.TOKEN_LIMIT and info["turn"].outcome == LADDER.no_submit
+    env = make_env(episode_time_s=0.01)
+    env.reset(seed=0)
+    *_, truncated, info = env.step("<bash>sleep 0.2</bash>")
+    assert truncated and info["budget"] == "time" and info["turn"].outcome == LADDER.no_submit
+
+
+def test_sandbox_failure_is_sandbox_error_not_task_failure(make_env):
+    env = make_env()
+    env.reset(seed=0)
+    env.sandbox.close()  # the container vanishes mid-episode
+    obs, reward, terminated, truncated, info = env.step("<bash>ls</bash>")
+    assert terminated and info["turn"].stop_reason == StopReason.SANDBOX_ERROR and info["turn"].outcome == 0.0
+    assert "sandbox failed" in obs
