@@ -136,7 +136,7 @@ class SearchClient:
             try:
                 async with session.request(method, self.url + path, data=body, headers=self._headers()) as resp:
                     return self._decode(resp.status, await resp.read())
-            except (aiohttp.ClientError, asyncio.TimeoutError, _Retry) as exc:
+            except (TimeoutError, aiohttp.ClientError, _Retry) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * 2**attempt)

@@ -25,7 +25,7 @@ MAX_CHARS = 900
 """Passages longer than this are split by sub-field, then by sentence."""
 
 _TAG = re.compile(r"<[^>]+>")
-_BR = re.compile(r"<br\s*/?>", re.I)
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def clean(text: str) -> str:

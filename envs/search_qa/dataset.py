@@ -25,8 +25,22 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from turngym.envs.search_qa.records import SHAPES, SPLITS, Corpus, Passage, Question, read_jsonl, write_jsonl
-from turngym.envs.search_qa.retrieval import DEFAULT_B, DEFAULT_K1, DEFAULT_TITLE_WEIGHT, FieldedBM25, tokenizer_name
+from turngym.envs.search_qa.records import (
+    SHAPES,
+    SPLITS,
+    Corpus,
+    Passage,
+    Question,
+    read_jsonl,
+    write_jsonl,
+)
+from turngym.envs.search_qa.retrieval import (
+    DEFAULT_B,
+    DEFAULT_K1,
+    DEFAULT_TITLE_WEIGHT,
+    FieldedBM25,
+    tokenizer_name,
+)
 
 BUILDER_VERSION = 3
 """Bump when the corpus, question or index layout changes (invalidates caches)."""

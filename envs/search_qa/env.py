@@ -35,9 +35,9 @@ import os
 from typing import Any
 
 import numpy as np
-
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.search_qa import dataset as datasets
+from turngym.envs.search_qa.client import SearchServiceError
 from turngym.envs.search_qa.protocol import ParsedAction, parse_action, render_information
 from turngym.envs.search_qa.records import Hit, Question
 from turngym.envs.search_qa.scoring import contains_answer, exact_match, f1_score
@@ -134,7 +134,7 @@ class SearchQAEnv(TurnEnv):
         if parsed.kind == "search" and not self._last_turn():
             try:
                 hits = self.retriever.search([parsed.content], self.k)[0]
-            except Exception as exc:  # a remote service failure ends the episode as env_error
+            except SearchServiceError as exc:  # a remote service failure ends the episode as env_error
                 error = exc
         return self._finish(parsed, hits, error)
 
@@ -145,7 +145,7 @@ class SearchQAEnv(TurnEnv):
             try:
                 asearch = getattr(self.retriever, "asearch", None)
                 hits = (await asearch([parsed.content], self.k) if asearch else self.retriever.search([parsed.content], self.k))[0]
-            except Exception as exc:
+            except SearchServiceError as exc:
                 error = exc
         return self._finish(parsed, hits, error)
 

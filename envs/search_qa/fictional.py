@@ -9,7 +9,6 @@ used as a question key (capital, anthem, internet code) is unique.
 from __future__ import annotations
 
 import numpy as np
-
 from turngym.envs.search_qa.kb import Entity, Fact, KnowledgeBase, NumberFact
 from turngym.envs.search_qa.records import Corpus, Passage
 
@@ -48,7 +47,7 @@ def build_fictional_kb(n_countries: int = 36, seed: int = 0) -> KnowledgeBase:
     codes = [_unique(rng, taken, lambda: "." + "".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=2))) for _ in names]
     border_km: dict[tuple[int, int], float] = {}
     for i in range(n_countries):
-        r, c = divmod(i, width)
+        c = i % width
         for j in (i + 1 if c + 1 < width else None, i + width):
             if j is not None and j < n_countries:
                 border_km[(i, j)] = float(rng.integers(20, 2000))

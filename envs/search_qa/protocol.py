@@ -14,9 +14,9 @@ from typing import Literal
 
 from turngym.envs.search_qa.records import Hit
 
-_ANY_TAG = re.compile(r"</?(search|answer|information)>", re.I)
-_OPEN = re.compile(r"<(search|answer)>", re.I)
-_CLOSE = re.compile(r"</(search|answer)>", re.I)
+_ANY_TAG = re.compile(r"</?(search|answer|information)>", re.IGNORECASE)
+_OPEN = re.compile(r"<(search|answer)>", re.IGNORECASE)
+_CLOSE = re.compile(r"</(search|answer)>", re.IGNORECASE)
 
 MAX_QUERY_CHARS = 300
 """Longer queries are cut to this length (and the observation says so)."""
@@ -59,7 +59,7 @@ def _first_action(text: str) -> _Match | None:
     return None
 
 
-_CLOSE_OF = {kind: re.compile(f"</{kind}>", re.I) for kind in ("search", "answer")}
+_CLOSE_OF = {kind: re.compile(f"</{kind}>", re.IGNORECASE) for kind in ("search", "answer")}
 
 
 def parse_action(text: str) -> ParsedAction:

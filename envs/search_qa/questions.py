@@ -23,7 +23,6 @@ import hashlib
 import re
 
 import numpy as np
-
 from turngym.envs.search_qa.kb import ATTRIBUTES, NUMBERS, Entity, KnowledgeBase
 from turngym.envs.search_qa.records import SHAPES, Hop, Question
 from turngym.envs.search_qa.scoring import contains_answer, normalize_answer
@@ -213,7 +212,7 @@ def generate_questions(kb: KnowledgeBase, per_shape: int = 750, seed: int = 0, m
             n = min(len(yes), len(no))
             items = [q for pair in zip(yes[:n], no[:n]) for q in pair]
         order = rng.permutation(len(items))
-        n_dev, n_test = int(round(len(items) * DEV_FRACTION)), int(round(len(items) * TEST_FRACTION))
+        n_dev, n_test = round(len(items) * DEV_FRACTION), round(len(items) * TEST_FRACTION)
         for rank, idx in enumerate(order):
             split = "dev" if rank < n_dev else "test" if rank < n_dev + n_test else "train"
             q = items[int(idx)]

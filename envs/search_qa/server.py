@@ -25,7 +25,6 @@ import json
 from dataclasses import dataclass
 
 from aiohttp import web
-
 from turngym.envs.search_qa.retrieval import Retriever
 
 MAX_BODY_BYTES = 1 << 20
@@ -90,7 +89,7 @@ class _Batcher:
             queries = [q for p in batch for q in p.queries]
             try:
                 results = await loop.run_in_executor(None, self.retriever.search, queries, k)
-            except Exception as exc:  # answer every waiting request with the failure
+            except Exception as exc:  # noqa: BLE001 — answer every waiting request with the failure
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
@@ -119,7 +118,7 @@ def create_app(retriever: Retriever, key: str, passages: int, token: str | None 
             return _error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes; send fewer queries per request")
         except web.HTTPException as exc:
             return _error(exc.status, "bad_request" if exc.status < 500 else "internal", exc.reason)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any handler failure becomes a typed 500
             return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
     async def health(request: web.Request) -> web.Response:

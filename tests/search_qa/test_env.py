@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-
 import turngym
 from turngym.envs.checker import check
 from turngym.envs.search_qa.agents import NoSearchAgent, OracleAgent
@@ -21,7 +20,7 @@ def _play(env, agent, seed):
     obs, info = env.reset(seed=seed)
     observations, records, infos = [obs], [], [info]
     while True:
-        obs, reward, terminated, truncated, step_info = env.step(agent(env))
+        obs, _, terminated, truncated, step_info = env.step(agent(env))
         observations.append(obs)
         records.append(step_info["turn"])
         infos.append(step_info)
@@ -75,7 +74,7 @@ def test_fifty_searches_in_one_turn_run_only_the_first():
     env = _env()
     env.reset(seed=0)
     reply = "".join(f"<search>{h.query}</search>" for h in env.question.hops * 25)
-    obs, reward, *_ , info = env.step(reply)
+    obs, *_, info = env.step(reply)
     assert env.searches == [env.question.hops[0].query]
     assert obs.count("<information>") == 1 and "other <search>/<answer> tag(s)" in obs
     assert info["turn"].components["format"] == -0.1 and info["turn"].valid_action
@@ -100,7 +99,7 @@ def test_answer_scores_em_with_aliases_and_f1_variant():
     assert info["turn"].outcome == 1.0 and info["em"] == 1.0 and info["turn"].stop_reason == StopReason.SOLVED
     f1_env = _env(reward="f1")
     f1_env.reset(options={"question_id": q.id})
-    *_, info = f1_env.step(f"<answer>Republic of Nowhere</answer>")
+    *_, info = f1_env.step("<answer>Republic of Nowhere</answer>")
     assert info["em"] == 0.0 and 0.0 < info["f1"] < 1.0 and info["turn"].outcome == info["f1"]
 
 
@@ -109,7 +108,7 @@ def test_turn_budget_ends_without_answer_and_warns_before():
     env.reset(seed=0)
     obs, *_ = env.step("<search>anything</search>")
     assert "last turn" in obs
-    obs, reward, terminated, truncated, info = env.step("<search>more</search>")
+    _, _, terminated, truncated, info = env.step("<search>more</search>")
     record = info["turn"]
     assert truncated and not terminated and record.stop_reason == StopReason.TURN_LIMIT and record.outcome == 0.0
     assert len(env.searches) == 1  # the last turn's search is not run

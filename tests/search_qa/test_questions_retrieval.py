@@ -1,13 +1,11 @@
 import dataclasses
 
-import numpy as np
 import pytest
-
 from turngym.envs.search_qa import dataset
 from turngym.envs.search_qa.evaluation import hop_recall
 from turngym.envs.search_qa.fictional import build_fictional_kb
 from turngym.envs.search_qa.questions import generate_questions, verify
-from turngym.envs.search_qa.records import SHAPES, Corpus, Hop, Passage
+from turngym.envs.search_qa.records import SHAPES, Corpus, Hop
 from turngym.envs.search_qa.retrieval import FieldedBM25, tokenize
 from turngym.envs.search_qa.scoring import contains_answer
 

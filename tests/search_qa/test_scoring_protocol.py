@@ -1,5 +1,4 @@
 import pytest
-
 from turngym.envs.search_qa.protocol import MAX_QUERY_CHARS, parse_action, render_information
 from turngym.envs.search_qa.records import Hit, Passage
 from turngym.envs.search_qa.scoring import contains_answer, exact_match, f1_score, normalize_answer
@@ -72,7 +71,7 @@ def test_first_action_matches_search_r1_regex_on_random_replies():
 
     from turngym.envs.search_qa.protocol import _first_action
 
-    regex = re.compile(r"<(search|answer)>(.*?)</\1>", re.S | re.I)
+    regex = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
     rng = random.Random(0)
     parts = ["<search>", "</search>", "<answer>", "</answer>", "<SEARCH>", "a", " b "]
     for _ in range(5000):

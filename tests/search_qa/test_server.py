@@ -3,7 +3,6 @@ import json
 import urllib.request
 
 import pytest
-
 from turngym.envs.search_qa.client import SearchClient, SearchRequestError, SearchServiceUnavailable
 from turngym.envs.search_qa.env import SearchQAEnv
 from turngym.envs.search_qa.server import MAX_QUERIES, InsecureBind, check_bind, create_app
@@ -103,7 +102,7 @@ def test_env_with_a_dead_service_ends_as_env_error_not_an_exception():
     env = SearchQAEnv(source="fictional", split=None, retriever_url="http://127.0.0.1:9")
     env.retriever.retries, env.retriever.backoff = 1, 0.01
     env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step("<search>anything</search>")
+    obs, _, _, truncated, info = env.step("<search>anything</search>")
     assert truncated and info["turn"].stop_reason == StopReason.ENV_ERROR and "search service failed" in obs
     assert "SearchServiceUnavailable" in info["error"]
 
