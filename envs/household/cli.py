@@ -2,6 +2,7 @@
 
     turngym household generate --split seen|unseen|both [--per-type N] [--task-types a,b] [--start I] [--cache DIR]
     turngym household show --split seen --task-type pick_and_place --index 0
+    turngym household export --out DIR [--split seen] [--alfworld-split train] [--per-type N]
     turngym household info
 
 ``generate`` fills the problem cache (``~/.cache/turngym/household/<hash>/``; each problem verified
@@ -35,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--index", type=int, default=0)
     s.add_argument("--cache", default=None)
     s.add_argument("--pddl", action="store_true", help="also print the PDDL problem")
+    e = sub.add_parser("export", help="copy generated problems into ALFWorld's data layout (for turngym/ALFWorld-v0)")
+    e.add_argument("--out", required=True, help="directory to use as ALFWORLD_DATA")
+    e.add_argument("--split", choices=("seen", "unseen"), default="seen")
+    e.add_argument("--alfworld-split", choices=("train", "valid_seen", "valid_unseen"), default="train")
+    e.add_argument("--per-type", type=int, default=2)
+    e.add_argument("--cache", default=None)
     sub.add_parser("info", help="splits, floor plans, object types and the cache directory")
     return p
 
@@ -55,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     store = gen.ProblemStore(args.cache)
+    if args.command == "export":
+        files = gen.export_alfworld(store, args.split, args.per_type, args.out, args.alfworld_split)
+        print(json.dumps({"alfworld_data": args.out, "games": len(files)}))
+        return 0
     if args.command == "show":
         problem = store.get(args.split, args.task_type, args.index)
         spec = problem.spec

@@ -1,15 +1,19 @@
-"""ALFWorld's text engine as one object per environment, plus an optional parse cache.
+"""ALFWorld's text engine as one object per environment, plus optional caches of pure engine steps.
 
 :class:`Engine` is exactly what ALFWorld's own ``AlfredTWEnv`` builds for a game — TextWorld's PDDL
 backend (``PddlEnv``, one private copy of fast-downward's library) wrapped in ALFWorld's
 ``AlfredDemangler`` — requesting only ``admissible_commands`` and ``won``.
 
-Every engine step re-derives the text of every admissible command from ALFWorld's grammar, and
-TextWorld re-parses each template string with its tatsu parser every time (about half the time of
-a step). :func:`install_parse_cache` memoizes that parse (a pure function of the template string;
-callers get a deep copy, since derivation mutates the symbols), leaving every observation and
-command byte-identical (tested). It is process-wide; :func:`uninstall_parse_cache` restores
-TextWorld's function.
+Two pure functions dominate the engine's time, and :func:`install_caches` memoizes both:
+
+* every step re-derives the text of every admissible command from ALFWorld's grammar, and TextWorld
+  re-parses each template string with its tatsu parser every time (about half a step). The cache
+  keys on the template string and hands out deep copies (derivation mutates the symbols).
+* every ``reset`` (and ``load``) translates the PDDL domain + problem to SAS twice with
+  fast-downward's Python translator (about 0.25 s). The cache keys on the texts and the flags.
+
+Observations, admissible commands and outcomes stay byte-identical (tested). The caches are
+process-wide; :func:`uninstall_caches` restores TextWorld's functions.
 """
 
 from __future__ import annotations
@@ -18,55 +22,61 @@ import copy
 import functools
 from typing import Any
 
-_ORIGINAL = None
+_ORIGINALS: dict[str, Any] = {}
 
 
-def install_parse_cache(maxsize: int = 8192) -> None:
-    """Memoize TextWorld's grammar-template parsing (idempotent)."""
-    global _ORIGINAL
+def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
+    """Memoize TextWorld's template parsing and fast-downward's PDDL→SAS translation (idempotent)."""
+    import textworld.envs.pddl.logic as pddl_logic
     import textworld.envs.pddl.textgen as textgen
 
-    if _ORIGINAL is not None:
+    if _ORIGINALS:
         return
-    _ORIGINAL = textgen._parse_and_convert
-    original = _ORIGINAL
+    parse = _ORIGINALS["parse"] = textgen._parse_and_convert
+    translate = _ORIGINALS["pddl2sas"] = pddl_logic.fast_downward.pddl2sas
 
     @functools.lru_cache(maxsize=maxsize)
     def parsed(text: str, rule_name: str | None) -> Any:
-        return original(text, rule_name=rule_name)
+        return parse(text, rule_name=rule_name)
 
     def cached_parse(text, rule_name=None, trace=False, **kwargs):
         if trace or kwargs or not isinstance(text, str):
-            return original(text, rule_name=rule_name, trace=trace, **kwargs)
+            return parse(text, rule_name=rule_name, trace=trace, **kwargs)
         return copy.deepcopy(parsed(text, rule_name))
 
+    @functools.lru_cache(maxsize=sas_maxsize)
+    def cached_translate(domain: str, problem: str, verbose: bool = False, optimize: bool = False):
+        return translate(domain, problem, verbose=verbose, optimize=optimize)
+
     textgen._parse_and_convert = cached_parse
+    pddl_logic.fast_downward.pddl2sas = cached_translate
 
 
-def uninstall_parse_cache() -> None:
-    """Restore TextWorld's uncached parser."""
-    global _ORIGINAL
+def uninstall_caches() -> None:
+    """Restore TextWorld's and fast-downward's uncached functions."""
+    import textworld.envs.pddl.logic as pddl_logic
     import textworld.envs.pddl.textgen as textgen
 
-    if _ORIGINAL is not None:
-        textgen._parse_and_convert = _ORIGINAL
-        _ORIGINAL = None
+    if "parse" in _ORIGINALS:
+        textgen._parse_and_convert = _ORIGINALS.pop("parse")
+    if "pddl2sas" in _ORIGINALS:
+        pddl_logic.fast_downward.pddl2sas = _ORIGINALS.pop("pddl2sas")
 
 
-def parse_cache_installed() -> bool:
-    return _ORIGINAL is not None
+def caches_installed() -> bool:
+    return bool(_ORIGINALS)
 
 
 class Engine:
     """ALFWorld's engine for one environment instance; ``start`` loads a game (once) and resets it."""
 
-    def __init__(self, parse_cache: bool = True) -> None:
+    def __init__(self, caches: bool = True) -> None:
         import textworld
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
 
-        if parse_cache:
-            install_parse_cache()
+        if caches:
+            install_caches()
         self.raw = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True))
         self.env = AlfredDemangler()(self.raw)
         self.loaded: str | None = None

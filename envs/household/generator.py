@@ -473,3 +473,25 @@ def _spec_from_dict(d: dict[str, Any]) -> ProblemSpec:
     d["objects"] = tuple(PlacedObject(**o) for o in d["objects"])
     d["agent_point"] = tuple(d["agent_point"])
     return ProblemSpec(**d)
+
+
+def export_alfworld(store: ProblemStore, split: str, per_type: int, out: str | os.PathLike,
+                    alfworld_split: str = "train", task_types: tuple[str, ...] = TASK_TYPES, start: int = 0) -> list[Path]:
+    """Copy generated problems into ALFWorld's official data layout and return the game files.
+
+    Writes ``<out>/json_2.1.1/<alfworld_split>/<task>-<target>-None-<parent>-<floor plan>/trial_<name>/``
+    with ``game.tw-pddl`` and ``traj_data.json``, so ``ALFWORLD_DATA=<out>`` serves them to
+    ``turngym/ALFWorld-v0`` (and to ALFWorld's own loaders).
+    """
+    written = []
+    for task in task_types:
+        for index in range(start, start + per_type):
+            problem = store.get(split, task, index)
+            spec = problem.spec
+            folder = "-".join([ALFRED_TASK_NAMES[task], spec.target, "None", spec.parent or spec.toggle or "None",
+                               str(spec.floor_plan)])
+            target = Path(out) / "json_2.1.1" / alfworld_split / folder / f"trial_{spec.name}"
+            _write_json(target / "traj_data.json", json.loads((problem.directory / "traj_data.json").read_text()))
+            _write_json(target / "game.tw-pddl", json.loads(problem.game_file.read_text()))
+            written.append(target / "game.tw-pddl")
+    return written

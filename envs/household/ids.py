@@ -7,9 +7,13 @@ Keep this module import-light: entry points are ``"module:Class"`` strings, load
 * ``turngym/Household-<TaskType>-v0`` — one task type each (``PickAndPlace``, ``LookAtObjInLight``,
   ``PickCleanThenPlace``, ``PickHeatThenPlace``, ``PickCoolThenPlace``, ``PickTwoObjAndPlace``).
 * ``turngym/ALFWorld-v0`` — ALFWorld's official game files from ``$ALFWORLD_DATA`` (or ``data_path=``).
+  Registered only when ``ALFWORLD_DATA`` is set, so ``turngym check --all`` and the registry-wide
+  tests never meet an id whose data is absent; ``ALFWorldEnv(data_path=...)`` works regardless.
 """
 
 from __future__ import annotations
+
+import os
 
 from turngym.envs.registration import register
 
@@ -47,6 +51,8 @@ def register_ids() -> None:
             description=f"ALFWorld household task {task} on generated problems, seen split",
             **_COMMON,
         )
+    if not os.environ.get("ALFWORLD_DATA"):
+        return
     register(
         "turngym/ALFWorld-v0", "turngym.envs.household.env:ALFWorldEnv",
         description="ALFWorld's official game files ($ALFWORLD_DATA), same engine, wrappers and rewards",

@@ -28,9 +28,9 @@ class Verifier:
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
 
-        from turngym.envs.household.engine import install_parse_cache
+        from turngym.envs.household.engine import install_caches
 
-        install_parse_cache()
+        install_caches()
         self.raw = PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True))
         self.env = AlfredDemangler()(self.raw)
 
