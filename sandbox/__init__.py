@@ -9,7 +9,7 @@ Entry points:
 
 Backend choice (``config.backend``, default ``"auto"`` or ``$TURNGYM_SANDBOX_BACKEND``): Docker
 when an engine answers, else bubblewrap when usable, else :class:`SandboxUnavailable` — code never
-runs on the bare host unless ``backend="unsafe_host"`` is named explicitly.
+runs on the bare host (there is no unisolated backend).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from turngym.sandbox.base import (
     SandboxUnavailable,
 )
 
-BACKENDS = ("auto", "docker", "bwrap", "remote", "unsafe_host")
+BACKENDS = ("auto", "docker", "bwrap", "remote")
 _LIMIT_FIELDS = {f.name for f in dataclasses.fields(SandboxLimits)}
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SandboxConfig)}
 
@@ -98,10 +98,6 @@ def open_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> Sandb
         if not config.url:
             raise ValueError("backend='remote' needs url='http://host:port' (and token=...)")
         return RemoteSandbox(config.url, token=config.token, limits=config.limits, image=config.image)
-    if backend == "unsafe_host":
-        from turngym.sandbox.unsafe import UnsafeHostSandbox
-
-        return UnsafeHostSandbox(limits=config.limits)
     raise AssertionError(backend)
 
 

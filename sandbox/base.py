@@ -136,7 +136,7 @@ class Sandbox(Protocol):
         left out of the result. Symlinks are not followed out of the sandbox."""
         ...
 
-    def fork(self, n: int = 1) -> list["Sandbox"]:
+    def fork(self, n: int = 1) -> list[Sandbox]:
         """``n`` new sandboxes with a copy of this one's work dir."""
         ...
 
@@ -153,7 +153,7 @@ class Sandbox(Protocol):
         """Release the sandbox; idempotent."""
         ...
 
-    def __enter__(self) -> "Sandbox": ...
+    def __enter__(self) -> Sandbox: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -163,8 +163,11 @@ class SandboxConfig:
     """How to obtain sandboxes: which backend, image/rootfs, limits, pool size.
 
     ``backend``: ``"auto"`` (Docker if an engine answers, else bubblewrap, else
-    :class:`SandboxUnavailable`), ``"docker"``, ``"bwrap"``, ``"remote"`` (``url`` + ``token``), or
-    ``"unsafe_host"`` (runs on the bare host; for debugging only, never chosen automatically).
+    :class:`SandboxUnavailable`; ``$TURNGYM_SANDBOX_BACKEND`` overrides ``"auto"``), ``"docker"``,
+    ``"bwrap"`` or ``"remote"`` (``url`` + ``token`` of a ``turngym sandbox serve`` host). There is
+    deliberately no backend that runs code on the bare host. ``image``: a Docker image tag (Docker)
+    or a rootfs directory (bubblewrap); ``None`` = the offline image, built if missing.
+    ``pool_size``: default size of a :class:`~turngym.sandbox.pool.SandboxPool`.
     """
 
     backend: str = "auto"

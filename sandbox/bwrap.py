@@ -209,7 +209,7 @@ def reap_bwrap() -> list[str]:
     return removed
 
 
-_live: dict[str, "BwrapSandbox"] = {}
+_live: dict[str, BwrapSandbox] = {}
 _reaped = False
 
 
@@ -288,7 +288,7 @@ class BwrapSandbox(TarFilesMixin):
                 _umount(sub)
         shutil.rmtree(self.host_dir, ignore_errors=True)
 
-    def __enter__(self) -> "BwrapSandbox":
+    def __enter__(self) -> BwrapSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -307,7 +307,7 @@ class BwrapSandbox(TarFilesMixin):
         if not self.work.is_dir():
             raise SandboxClosed(f"bwrap sandbox {self.name} lost its work dir {self.work}")
 
-    def _spawn_like(self) -> "BwrapSandbox":
+    def _spawn_like(self) -> BwrapSandbox:
         return BwrapSandbox(rootfs=self.rootfs, limits=self.limits)
 
     # -- exec ----------------------------------------------------------------------------------

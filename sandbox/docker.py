@@ -194,7 +194,7 @@ def reap(client=None, *, max_age_s: float | None = 6 * 3600, run_id: str | None 
 
 
 _startup_reaped = False
-_live: dict[str, "DockerSandbox"] = {}
+_live: dict[str, DockerSandbox] = {}
 _live_lock = threading.Lock()
 
 
@@ -314,7 +314,7 @@ class DockerSandbox(TarFilesMixin):
         except Exception:
             pass
 
-    def __enter__(self) -> "DockerSandbox":
+    def __enter__(self) -> DockerSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -518,7 +518,7 @@ class DockerSandbox(TarFilesMixin):
         return self._run(argv, {"PATH": PATH}, self.limits.workdir, deadline_s=deadline_s, cap=cap,
                          stdin_data=stdin_data, kill_factor=kill_factor)
 
-    def _spawn_like(self) -> "DockerSandbox":
+    def _spawn_like(self) -> DockerSandbox:
         return DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)
 
     def with_limits(self, **changes: Any) -> SandboxLimits:

@@ -117,8 +117,8 @@ def debian_mirror() -> str:
         if not path.is_file() or path.name.endswith((".disabled", ".save")) or "disabled" in path.name:
             continue
         text = path.read_text(errors="replace")
-        candidates += re.findall(r"^\s*URIs:\s*(\S+)", text, flags=re.M)  # deb822
-        candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.M)  # one-line
+        candidates += re.findall(r"^\s*URIs:\s*(\S+)", text, flags=re.MULTILINE)  # deb822
+        candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, flags=re.MULTILINE)  # one-line
     for url in candidates:
         if url.startswith(("http://", "https://", "file:/")) and "security" not in url and "debian" in url:
             return url

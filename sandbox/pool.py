@@ -243,13 +243,13 @@ class SandboxPool:
         self._executor.shutdown(wait=True)
         # a refill that finished during shutdown closed its sandbox itself (see _start_one)
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "SandboxPool":
+    async def __aenter__(self) -> SandboxPool:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -452,7 +452,7 @@ class RemoteSandbox:
                 out[safe] = base64.b64decode(b64)
         return out
 
-    def fork(self, n: int = 1) -> list["RemoteSandbox"]:
+    def fork(self, n: int = 1) -> list[RemoteSandbox]:
         self._check()
         ids = self._request("POST", f"/v1/sandboxes/{self.id}/fork", {"n": n}, timeout=300, idempotent=False)["ids"]
         return [RemoteSandbox(self.url, token=self.token, limits=self.limits, retries=self.retries, _sid=i,
@@ -483,7 +483,7 @@ class RemoteSandbox:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "RemoteSandbox":
+    def __enter__(self) -> RemoteSandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -533,7 +533,7 @@ class ServiceThread:
         finally:
             self._loop.close()
 
-    def start(self) -> "ServiceThread":
+    def start(self) -> ServiceThread:
         self._thread.start()
         self._ready.wait(30)
         if self._error or not self.url:
@@ -545,7 +545,7 @@ class ServiceThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 
-    def __enter__(self) -> "ServiceThread":
+    def __enter__(self) -> ServiceThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

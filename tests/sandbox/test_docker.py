@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-
 from turngym.sandbox.base import SandboxLimits
 
 pytestmark = pytest.mark.docker
@@ -184,7 +183,6 @@ class UnixProxy:
 
 def test_row21_engine_gone_mid_exec_raises_a_typed_error():
     import docker
-
     from turngym.sandbox.base import SandboxError
     from turngym.sandbox.docker import DockerSandbox, docker_client
 
@@ -217,7 +215,6 @@ def test_row21_engine_gone_mid_exec_raises_a_typed_error():
 
 def test_row21_dead_engine_socket_gives_a_typed_error_after_bounded_retries():
     import docker
-
     from turngym.sandbox.base import SandboxError
     from turngym.sandbox.docker import DockerSandbox, docker_client
     from turngym.sandbox.image import image_tag

@@ -8,7 +8,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from turngym.sandbox import SandboxPool
 from turngym.sandbox.base import SandboxError, SandboxLimits
 
@@ -69,9 +68,8 @@ def test_async_twins(local_backend):
 
 def test_a_sandbox_error_in_the_body_discards_the_sandbox(local_backend):
     with SandboxPool(backend=local_backend, limits=SMALL, size=1) as pool:
-        with pytest.raises(SandboxError):
-            with pool.sandbox() as sb:
-                raise SandboxError("engine hiccup")
+        with pytest.raises(SandboxError), pool.sandbox() as sb:
+            raise SandboxError("engine hiccup")
         assert sb.closed
 
 

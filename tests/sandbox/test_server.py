@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-
 from turngym.sandbox.base import SandboxConfig, SandboxError, SandboxLimits, SandboxUnavailable
 from turngym.sandbox.server import RemoteSandbox, ServerConfig, ServiceThread
 
