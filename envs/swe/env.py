@@ -234,6 +234,7 @@ class RepairEnv(TurnEnv):
         self._undo: dict[str, list[bytes | None]] = {}
         self.last_grade = None
         self.last_patch = ""
+        self._base = "HEAD"
         listing = ""
         pool = self._pool(self.task)
         from turngym.sandbox.base import SandboxError, SandboxUnavailable
@@ -241,7 +242,7 @@ class RepairEnv(TurnEnv):
         try:
             sb = self._timed(pool.acquire)
             self._holder.lease = _Lease(sb, pool)
-            self._timed(lambda: grading.setup_repo(sb, self.task))
+            self._base = self._timed(lambda: grading.setup_repo(sb, self.task))
             listing = "\n".join(sorted(self.task.files)) if self.task.files else self._timed(self._git_files)
         except SandboxUnavailable:
             raise
@@ -350,10 +351,15 @@ class RepairEnv(TurnEnv):
         return self.sandbox.get_files([f"{grading.REPO}/{rel}"]).get(f"{grading.REPO}/{rel}")
 
     def _write(self, rel: str, data: bytes | None) -> None:
+        if rel == ".":
+            raise EditError("the path must name a file, not the repository root")
         if data is None:
             self.sandbox.exec(["rm", "-f", "--", f"{self._repo}/{rel}"])
-        else:
+            return
+        try:
             self.sandbox.put_files({f"{grading.REPO}/{rel}": data})
+        except ValueError as exc:  # a path the sandbox refuses (bad characters…): the agent's error
+            raise EditError(f"cannot write {rel!r}: {exc}") from None
 
     def _run_tool(self, call: ToolCall) -> tuple[str, bool, dict[str, float]]:
         name, args = call.name, call.args
@@ -426,14 +432,14 @@ class RepairEnv(TurnEnv):
         work = self.sandbox.limits.workdir.rstrip("/")
         copy_cmd = (
             f"rm -rf {work}/{SCRATCH} && cp -a {self._repo} {work}/{SCRATCH} && cd {work}/{SCRATCH} && "
-            "git add -A -- . ':!**/__pycache__/**' >/dev/null 2>&1; git diff --cached --name-only HEAD; git reset -q"
+            f"git add -A -- . ':!**/__pycache__/**' >/dev/null 2>&1; git diff --cached --name-only {self._base}; git reset -q"
         )
         changed = self.sandbox.exec(["bash", "-c", copy_cmd], env=grading.GIT_ENV, timeout=60).stdout.split("\n")
         restore = [p for p in changed if p and is_test_path(p)]
         if restore:
             loop = " ".join(shlex.quote(p) for p in restore)
-            self.sandbox.exec(["bash", "-c", f"cd {work}/{SCRATCH} && for p in {loop}; do if git cat-file -e HEAD:\"$p\" "
-                               "2>/dev/null; then git checkout -q HEAD -- \"$p\"; else rm -rf -- \"$p\"; fi; done"],
+            self.sandbox.exec(["bash", "-c", f"cd {work}/{SCRATCH} && for p in {loop}; do if git cat-file -e {self._base}:\"$p\" "
+                               f"2>/dev/null; then git checkout -q {self._base} -- \"$p\"; else rm -rf -- \"$p\"; fi; done"],
                               env=grading.GIT_ENV, timeout=60)
         run = grading.run_pytest(self.sandbox, SCRATCH, task.visible_tests, python=task.python,
                                  timeout=min(self.test_timeout_s, self.turn_timeout_s * 4))
@@ -454,7 +460,7 @@ class RepairEnv(TurnEnv):
         task = self.task
         pool = self._pool(task)
         try:
-            patch = self._timed(lambda: grading.current_diff(self.sandbox))
+            patch = self._timed(lambda: grading.current_diff(self.sandbox, self._base))
             self._holder.release()  # done with the episode sandbox before grading takes one
             grade = self._timed(lambda: grading.grade(task, patch, pool.sandbox, timeout=self.test_timeout_s))
         except SandboxError as exc:

@@ -143,8 +143,9 @@ def run_pytest(sb, repo_dir: str, test_ids: Sequence[str], *, python: str = "pyt
     return TestRun(status=status, output=output, timed_out=result.timed_out, duration=result.duration, raw=dict(data))
 
 
-def setup_repo(sb, task: RepoTask, repo_dir: str = REPO, timeout: float = 60.0) -> None:
-    """Place the task's buggy repository at ``<workdir>/<repo_dir>`` as a fresh one-commit git repo.
+def setup_repo(sb, task: RepoTask, repo_dir: str = REPO, timeout: float = 60.0) -> str:
+    """Place the task's buggy repository at ``<workdir>/<repo_dir>`` as a fresh one-commit git repo;
+    returns the snapshot commit's hash (diffs are taken against it, whatever the agent commits).
 
     File tasks are written from ``task.files``; image tasks copy ``task.repo_dir`` from the image and
     drop its ``.git`` — either way the agent sees no history and no future commits.
@@ -166,13 +167,15 @@ def setup_repo(sb, task: RepoTask, repo_dir: str = REPO, timeout: float = 60.0) 
         from turngym.sandbox.base import SandboxError
 
         raise SandboxError(f"setting up the repository of {task.task_id} failed (exit {result.exit_code}): {result.stderr[-500:]}")
+    return result.stdout.strip().splitlines()[-1]
 
 
-def current_diff(sb, repo_dir: str = REPO, timeout: float = 60.0) -> str:
-    """The repo's full diff against its snapshot commit (untracked files included, binary-safe)."""
+def current_diff(sb, base: str = "HEAD", repo_dir: str = REPO, timeout: float = 60.0) -> str:
+    """The repo's full diff against the snapshot commit ``base`` (untracked files included, binary-safe)."""
     workdir = sb.limits.workdir.rstrip("/")
+    base = shlex.quote(base)
     result = sb.exec(
-        ["bash", "-c", f"cd {workdir}/{repo_dir} && git add -A -- . ':!**/__pycache__/**' ':!*.pyc' >/dev/null 2>&1; git diff --cached --binary HEAD; git reset -q >/dev/null 2>&1"],
+        ["bash", "-c", f"cd {workdir}/{repo_dir} && git add -A -- . ':!**/__pycache__/**' ':!*.pyc' >/dev/null 2>&1; git diff --cached --binary {base}; git reset -q >/dev/null 2>&1"],
         timeout=timeout, env=GIT_ENV,
     )
     return result.stdout

@@ -116,6 +116,8 @@ def _normalise(name: Any, args: Any) -> ToolCall:
     for key in ("command", "path", "content", "old", "new", "text"):
         if key in args and not isinstance(args[key], str):
             raise CallError(f"argument {key!r} of {name!r} must be a string, got {type(args[key]).__name__}")
+        if isinstance(args.get(key), str) and "\x00" in args[key]:
+            raise CallError(f"argument {key!r} of {name!r} contains a NUL character")
     return ToolCall(name, {k: args[k] for k in sorted(args)})
 
 

@@ -175,3 +175,22 @@ def test_sandbox_failure_is_sandbox_error_not_task_failure(make_env):
     obs, reward, terminated, truncated, info = env.step("<bash>ls</bash>")
     assert terminated and info["turn"].stop_reason == StopReason.SANDBOX_ERROR and info["turn"].outcome == 0.0
     assert "sandbox failed" in obs
+
+
+def test_agent_commits_neither_hide_the_fix_nor_smuggle_test_edits(make_env):
+    env = make_env()
+    env.reset(seed=8)
+    visible = env.task.visible_tests[0].split("::")[0]
+    before = play(env, ["<run_tests/>"])[0][0].split("\n")[0]
+    edits = [a for a in oracle_plan(env.task) if '"str_replace"' in a or '"create"' in a]
+    steps = play(env, [
+        call("create", path=visible, content="def test_case_01():\n    assert True\n"),
+        call("bash", command="git add -A && git commit -qm 'tests' && git log --oneline | wc -l"),
+        "<run_tests/>",
+        *edits,
+        call("bash", command="git add -A && git commit -qm 'fix'"),
+        "<submit/>",
+    ])
+    assert steps[1][0].split("\n")[1] == "2"
+    assert steps[2][0].split("\n")[0] == before  # tests restored from the snapshot, not from the agent's HEAD
+    assert steps[-1][4]["turn"].outcome == LADDER.tests_pass  # diff taken against the snapshot commit
