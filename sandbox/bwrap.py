@@ -89,6 +89,19 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _uid_processes() -> int:
+    """How many processes (threads included) this uid runs now: the base for RLIMIT_NPROC."""
+    uid, n = os.getuid(), 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}").st_uid == uid:
+                    n += len(os.listdir(f"/proc/{d}/task"))
+            except OSError:
+                pass
+    return n
+
+
 class _Cgroups:
     """Per-sandbox cgroup-v1 directories (memory, pids, cpu); ``None`` when not usable."""
 
@@ -326,14 +339,14 @@ class BwrapSandbox(TarFilesMixin):
             argv += ["--setenv", key, value]
         return argv + ["--", *inner]
 
-    def _preexec(self) -> None:  # runs in the forked child before exec
+    def _preexec(self, nproc: int) -> None:  # runs in the forked child before exec
         if self.cgroups is not None:
             self.cgroups.join_self()
         else:
             mem = self.limits.memory_mb << 20
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-            if not _is_root():
-                resource.setrlimit(resource.RLIMIT_NPROC, (self.limits.pids, self.limits.pids))
+            if not _is_root():  # RLIMIT_NPROC counts all of this uid's processes host-wide
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             disk = self.limits.disk_mb << 20
             resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
@@ -343,11 +356,12 @@ class BwrapSandbox(TarFilesMixin):
              stdin_data: bytes | None = None, kill_factor: int = OUTPUT_KILL_FACTOR) -> RawExec:
         out = RawExec(cap)
         start = time.monotonic()
+        nproc = self.limits.pids + (_uid_processes() if self.cgroups is None and not _is_root() else 0)
         try:
             proc = subprocess.Popen(self._argv(inner, env, workdir),
                                     stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                    preexec_fn=self._preexec, close_fds=True)
+                                    preexec_fn=lambda: self._preexec(nproc), close_fds=True)
         except OSError as exc:
             raise SandboxError(f"starting bwrap for sandbox {self.name} failed: {exc}") from exc
         writer = None

@@ -22,8 +22,8 @@ running raises :class:`SandboxClosed` ("sandbox died"); engine failures are retr
 number of times, then raise :class:`SandboxError`.
 
 Leaked containers are reaped by label: at the first sandbox start in a process (containers
-whose owner process on this host is gone, or older than ``max_age_s``), at exit (this process's
-containers), and on demand (:func:`reap`).
+whose owner process on this host is gone), at exit (this process's containers), and on demand
+(:func:`reap`, ``turngym sandbox reap``: also by age).
 """
 
 from __future__ import annotations
@@ -203,7 +203,10 @@ def _startup_reap(client) -> None:
     if _startup_reaped:
         return
     _startup_reaped = True
-    reap(client)
+    # only provably leaked ones (owner process on this host is gone): a long training run on
+    # another process may legitimately hold old containers; age-based reaping is explicit
+    # (`turngym sandbox reap --max-age`)
+    reap(client, max_age_s=None)
     atexit.register(_atexit_cleanup)
 
 

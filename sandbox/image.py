@@ -143,6 +143,8 @@ def ensure_rootfs(*, rebuild: bool = False, log: Log = _quiet) -> Path:
     """Return the cached rootfs for the current recipe, building it with debootstrap if missing."""
     target = rootfs_path()
     if target.is_dir() and (target / ".turngym-recipe").is_file() and not rebuild:
+        if target.stat().st_mode & 0o777 != 0o755 and os.access(target, os.W_OK):
+            target.chmod(0o755)  # rootfs built by an earlier version with mkdtemp's 0700
         return target
     with _build_lock():
         if target.is_dir() and (target / ".turngym-recipe").is_file() and not rebuild:
@@ -161,6 +163,7 @@ def _debootstrap(target: Path, log: Log) -> None:
         raise SandboxUnavailable("debootstrap is not installed; run `apt-get install -y debootstrap`")
     mirror = debian_mirror()
     tmp = Path(tempfile.mkdtemp(prefix="rootfs-build-", dir=cache_dir()))
+    tmp.chmod(0o755)  # it becomes "/" of every sandbox: mkdtemp's 0700 would lock the sandbox user out
     cmd = [
         "debootstrap", f"--variant={RECIPE['variant']}", "--include=" + ",".join(RECIPE["include"]),
         RECIPE["suite"], str(tmp), mirror,
