@@ -15,6 +15,8 @@ Contract (every backend — Docker, bubblewrap, the remote client — honours it
   never make the host read or write outside the returned mapping.
 - ``fork(n)`` returns ``n`` new sandboxes holding a copy of this one's work-dir state.
 - ``close()`` is idempotent and releases everything; sandboxes are context managers.
+- Calls on one sandbox are serialised (one exec at a time); use several sandboxes (or ``fork``)
+  for parallel work.
 - Processes never outlive the ``exec`` that started them (background and ``setsid`` children are
   killed when it returns), so one exec's leftovers cannot interfere with the next step.
 """

@@ -140,8 +140,16 @@ def no_leaks():
                 mine.append(d.name)
         except (OSError, ValueError, IndexError):
             pass
+    # host unchanged: no tmpfs mount or cgroup of a bubblewrap sandbox without its (live) host dir
+    live = {d.name[len("turngym-bwrap-"):] for d in Path(tempfile.gettempdir()).glob("turngym-bwrap-*")}
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if "/turngym-bwrap-" in line.split()[1]]
+    stale_mounts = [m for m in mounts if m.split("/turngym-bwrap-")[1].split("/")[0] not in live]
+    stale_cgroups = [str(c) for c in Path("/sys/fs/cgroup").glob("*/turngym-bwrap/*") if c.is_dir() and c.name not in live]
     assert not leftovers, f"sandbox containers leaked: {[c['Names'] for c in leftovers]}"
     assert not mine, f"bwrap sandbox dirs leaked: {mine}"
+    assert not stale_mounts, f"bwrap tmpfs mounts leaked: {stale_mounts}"
+    assert not stale_cgroups, f"bwrap cgroups leaked: {stale_cgroups}"
 
 
 LEFTOVERS_PY = r"""
