@@ -1,0 +1,229 @@
+"""Rollouts on Ray (training/distributed.py) against a real local Ray cluster: head + one worker node.
+
+One cluster is shared by the module (Ray start-up is slow) and shut down at the end. Exactness
+claims are bit-for-bit (``==`` on token ids, log-probs and logged metrics), not approximate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+torch = pytest.importorskip("torch")
+
+from turngym.training.config import load_preset  # noqa: E402
+from turngym.training.distributed import (  # noqa: E402
+    ClusterUnreachable,
+    DistributedRolloutMetrics,
+    RayCollector,
+    UnitResult,
+    connect,
+    group_seed,
+    load_weights_payload,
+    merge_results,
+    plan_units,
+    weights_payload,
+)
+from turngym.training.rollout import RolloutConfig, RolloutMetrics, Task, collect  # noqa: E402
+from turngym.training.trainer import build_policy, rollout_config, sample_tasks, train  # noqa: E402
+
+MB = 2**20
+
+
+def _signature(batch) -> list:
+    """Everything sampled, per trajectory, in order: ids, exact log-probs, texts, outcomes."""
+    return [
+        (t.group_id, t.sample_index, t.seat, t.outcome, t.failed,
+         [(tuple(x.prompt_ids), tuple(x.completion_ids), tuple(x.logprobs), x.text) for x in t.turns])
+        for t in batch.trajectories
+    ]
+
+
+def _config(*overrides: str):
+    return load_preset("ci-tiny", ["model.threads=1", *overrides])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node (no CPUs: nothing is scheduled there) and one worker node with 2 CPUs, 100 MB object store each."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * MB})
+    c.add_node(num_cpus=2, object_store_memory=100 * MB)
+    ray.init(address=c.address, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_workers(cluster):
+    config = _config()
+    collector = RayCollector(config, 2, address=cluster.address, split="group")
+    try:
+        yield config, collector
+    finally:
+        collector.close()
+
+
+# ------------------------------------------------------------------ pure parts (no cluster)
+def test_group_split_seeds_depend_on_task_and_collect_seed_only():
+    tasks = [Task("turngym/Vowels-v0", s) for s in (5, 9, 5)]
+    config = RolloutConfig(group_size=4, seed=123)
+    one, three = plan_units(tasks, config, 1, "group"), plan_units(tasks, config, 3, "group")
+    assert [(u.tasks, u.config.seed) for u in one] == [(u.tasks, u.config.seed) for u in three]
+    assert len({u.config.seed for u in one}) == 3  # a repeated task still gets its own samples
+    assert one[0].config.seed == group_seed(123, 0, tasks[0]) != group_seed(124, 0, tasks[0])
+    assert all(u.config.group_size == 4 for u in one)
+
+
+def test_worker_split_keeps_the_collect_seed_for_the_first_chunk():
+    tasks = [Task("turngym/Vowels-v0", s) for s in range(5)]
+    units = plan_units(tasks, RolloutConfig(seed=7), 2, "worker")
+    assert [len(u.tasks) for u in units] == [2, 3] or [len(u.tasks) for u in units] == [3, 2]
+    assert sum((u.tasks for u in units), ()) == tuple(tasks)
+    assert units[0].config.seed == 7 and units[1].config.seed != 7
+    assert [u.config.seed for u in plan_units(tasks, RolloutConfig(seed=7), 1, "worker")] == [7]
+    with pytest.raises(ValueError, match="split must be one of .* got 'rows'"):
+        plan_units(tasks, RolloutConfig(), 2, "rows")
+
+
+def test_merge_orders_like_collect_and_sums_metrics_once_per_unit():
+    from turngym.training.trajectory import Trajectory
+
+    def traj(seed: int, k: int) -> Trajectory:
+        return Trajectory("turngym/Vowels-v0", seed, f"turngym/Vowels-v0#{seed}", k, 0)
+
+    a = UnitResult(1, [traj(1, 0), traj(1, 1)], RolloutMetrics(episodes=2, trajectories=2, turns=6, generate_seconds=0.5), 1, 0)
+    b = UnitResult(0, [traj(3, 0), traj(3, 1)], RolloutMetrics(episodes=2, trajectories=2, turns=5, generate_seconds=0.25), 2, 0)
+    metrics = DistributedRolloutMetrics()
+    merged = merge_results([a, b], metrics)
+    assert [(t.seed, t.sample_index) for t in merged] == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    assert (metrics.episodes, metrics.trajectories, metrics.turns, metrics.generate_seconds) == (4, 4, 11, 0.75)
+
+
+def test_weights_payload_round_trips_float32_and_bfloat16_exactly():
+    from turngym.agents.tiny import tiny_char_model
+
+    for dtype in (torch.float32, torch.bfloat16):
+        source = tiny_char_model(1)[0].to(dtype)
+        target = tiny_char_model(2)[0].to(dtype)
+        load_weights_payload(target, weights_payload(source))
+        for (name, x), y in zip(source.state_dict().items(), target.state_dict().values()):
+            assert x.dtype == y.dtype == dtype and torch.equal(x, y), name
+
+
+def test_an_unreachable_cluster_raises_a_typed_error_quoting_the_address():
+    with pytest.raises(ClusterUnreachable, match=r"'127\.0\.0\.1:1'.*ray start --head"):
+        connect("127.0.0.1:1", connect_timeout_s=2)
+    with pytest.raises(ClusterUnreachable, match=r"'ray://127\.0\.0\.1:1'"):
+        RayCollector(_config(), 1, address="ray://127.0.0.1:1", connect_timeout_s=2)
+    with pytest.raises(ClusterUnreachable, match=r"'headnode'.*expected 'host:port'"):
+        connect("headnode")
+
+
+# ------------------------------------------------------------------ on the cluster
+@pytest.mark.slow
+def test_training_on_ray_matches_the_single_process_run_exactly(cluster, tmp_path):
+    """The must-show: ci-tiny, 3 steps, one Ray rollout worker on the worker node vs in-process.
+
+    Tolerance: none. With one worker and ``ray_split: worker`` the worker plays the same lock-step
+    batch with the same seed as the in-process collector, from weights synced every step, so every
+    logged rollout and learner metric is equal (==), and so are the final weights.
+    """
+    steps = ["steps=3", "checkpoint_every=3"]
+    local = _config(*steps, f"out_dir={tmp_path / 'local'}")
+    on_ray = _config(*steps, f"out_dir={tmp_path / 'ray'}", "rollout.ray_workers=1", "rollout.ray_split=worker",
+                     f"rollout.ray_address={cluster.address}")
+    train(local, show_progress=False)
+    train(on_ray, show_progress=False)
+
+    def rows(name: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    keys = ["reward/mean_outcome", "reward/success_rate", "reward/mean_turn_reward", "episode/mean_turns",
+            "rollout/episodes", "rollout/trajectories", "rollout/turns", "rollout/generated_tokens",
+            "rollout/length_finishes", "rollout/failed", "loss", "grad_norm", "clip_frac", "approx_kl",
+            "policy_tokens", "kept_trajectories"]
+    a, b = rows("local"), rows("ray")
+    assert [r["step"] for r in b] == [1, 2, 3]
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    assert all(r["rollout/workers"] == 1 and r["rollout/rerun_groups"] == 0 for r in b)
+    assert len({r["loss"] for r in a}) == 3  # the weights moved between steps: the sync was exercised
+    wa = torch.load(tmp_path / "local" / "checkpoint" / "state.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "ray" / "checkpoint" / "state.pt", weights_only=False)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _group_split_reference(config, policy, tasks, rc):
+    """What the group split means, computed in this process: each task alone, seeded by group_seed."""
+    trajectories = []
+    for i, task in enumerate(tasks):
+        trajectories += collect([task], policy, replace(rc, seed=group_seed(rc.seed, i, task))).trajectories
+    trajectories.sort(key=lambda t: (t.env_id, t.seed, t.sample_index))
+    return type("Batch", (), {"trajectories": trajectories})()
+
+
+@pytest.mark.slow
+def test_group_split_on_two_workers_equals_the_in_process_groups_and_syncs_weights(two_workers):
+    config, collector = two_workers
+    policy = build_policy(config)
+    with torch.no_grad():  # weights the workers cannot have built themselves: only the sync gives them
+        for p in policy.model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
+    tasks, rc = sample_tasks(config, 1), rollout_config(config, 1)
+    batch = collector.collect(tasks, policy, rc)
+    assert _signature(batch) == _signature(_group_split_reference(config, policy, tasks, rc))
+    m = batch.metrics
+    assert (m.workers, m.units, m.rerun_groups, m.trajectories) == (2, len(tasks), 0, len(tasks) * rc.group_size)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
+    """SIGKILL worker 0 right after it is handed its second group: that group is re-run elsewhere (or on
+    the restarted worker), every group arrives complete, and the batch equals an undisturbed one."""
+    config, collector = two_workers
+    policy = build_policy(config)
+    tasks, rc = sample_tasks(config, 2) * 2, rollout_config(config, 2)  # 8 groups
+    before = collector.pids()
+    sent: list[int] = []
+
+    def kill_worker_0(worker: int, unit) -> None:
+        sent.append(worker)
+        if worker == 0 and sent.count(0) == 2:
+            os.kill(before[0], signal.SIGKILL)
+
+    collector.on_dispatch = kill_worker_0
+    try:
+        batch = collector.collect(tasks, policy, rc)
+    finally:
+        collector.on_dispatch = None
+    m = batch.metrics
+    print(f"killed worker 0 (pid {before[0]}) at its group #2: worker_failures={m.worker_failures} "
+          f"rerun_groups={m.rerun_groups} units={m.units} trajectories={m.trajectories}")
+    assert sent.count(0) >= 2, "worker 0 never got a second group; the kill did not happen"
+    assert m.worker_failures >= 1 and m.rerun_groups >= 1
+    by_group: dict[str, list[int]] = {}
+    for t in batch.trajectories:
+        by_group.setdefault(t.group_id, []).append(t.sample_index)
+        assert not t.failed and len(t.turns) == 3 and t.outcome is not None
+    # 4 distinct tasks, each sampled twice (two groups per task id): 2 x group_size rollouts per id
+    assert {g: sorted(ks) for g, ks in by_group.items()} == {
+        t.group_id: sorted(list(range(rc.group_size)) * 2) for t in tasks
+    }
+    assert (m.episodes, m.trajectories) == (len(tasks) * rc.group_size,) * 2  # counted once each
+    assert _signature(batch) == _signature(_group_split_reference(config, policy, tasks, rc))
+
+    after = collector.pids()  # the actor was restarted by Ray: a new process, and it still works
+    assert after[0] != before[0] and after[1] == before[1]
+    again = collector.collect(tasks[:2], policy, rc)
+    assert again.metrics.rerun_groups == 0 and again.metrics.trajectories == 2 * rc.group_size
+    assert np.isfinite([t.outcome for t in again.trajectories]).all()

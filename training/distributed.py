@@ -1,0 +1,510 @@
+"""Rollouts on a Ray cluster: rollout workers as actors, the same ``collect`` contract as in-process.
+
+:class:`RayCollector` is a drop-in for :func:`turngym.training.rollout.collect`::
+
+    collector = RayCollector(config, num_workers=4, address="auto")   # or None: a local cluster
+    batch = collector.collect(tasks, policy, rollout_config)           # -> RolloutBatch
+    collector.close()
+
+**Workers.** Each worker is a Ray actor (:class:`RolloutWorker`) that builds its own
+:class:`~turngym.agents.hf_policy.HFPolicy` from the same policy spec as the learner (a
+:class:`~turngym.training.config.TrainConfig`, built with :func:`turngym.training.trainer.build_policy`
+on the worker's device, CPU by default) and creates its own environments (``collect`` makes them),
+so envs, sandboxes and models live where the actor runs. A worker plays *work units* with the plain
+in-process :func:`collect`; a unit is a list of whole groups (every one of the ``group_size`` rollouts
+of its tasks), so a group is never split across workers.
+
+**Weights.** At the start of each :meth:`RayCollector.collect`, the learner's current weights
+(``policy.model.state_dict()``, as numpy arrays) are put into the Ray object store ONCE and every
+unit carries the reference and a version number; a worker loads the weights when its version
+differs — once per step, and again after a restart. Workers therefore sample from exactly the
+weights ``policy`` holds when ``collect`` is called, as the in-process collector does.
+
+**Splits and sampling seeds** (``split``):
+
+``"group"`` (default)
+    one unit per task; its sampling seed is a hash of ``(rollout_config.seed, task index, task)``.
+    The trainer's ``rollout_config.seed`` is a function of ``(run seed, step)``, so every group's
+    samples depend only on the run seed, the step and the task — **the results are identical for any
+    number of workers, any scheduling, and after a worker is restarted mid-step**; the balance is
+    dynamic (an idle worker takes the next group). Each group is one lock-step batch of
+    ``group_size`` rows; they are not the samples of the in-process :func:`collect`, which batches
+    all tasks into one generate call with one seed per round.
+``"worker"``
+    one contiguous chunk of tasks per worker, each chunk one lock-step batch (bigger generate
+    batches). Chunk 0 keeps ``rollout_config.seed``, so **with one worker the rollouts are bit-for-bit
+    those of the in-process** :func:`collect`; with more workers the samples depend on the split.
+
+**Fault tolerance.** Actors are created with ``max_restarts``; a unit whose worker died (the call
+raises :class:`ray.exceptions.RayActorError`) goes back to the front of the queue and is re-run on
+the next free worker (the restarted one included, after it reloads the weights). Its partial results
+never arrive, so a group is never lost and never half-counted; the re-runs are counted in
+:class:`DistributedRolloutMetrics` (``rerun_groups``, ``worker_failures``). A worker that keeps dying
+past ``max_restarts`` is dropped; :class:`WorkersLost` is raised when none is left. Environment
+errors inside a rollout stay data (``failed`` trajectories), exactly as in-process.
+
+**Connecting.** ``address=None`` joins the Ray runtime already initialised in this process, or starts
+a local one; ``"auto"`` joins the cluster of this node (``ray start``/``RAY_ADDRESS``);
+``"host:port"`` joins that head's GCS; ``"ray://host:10001"`` uses Ray Client. Unreachable
+addresses raise :class:`ClusterUnreachable` quoting the address within ``connect_timeout_s``
+(a TCP probe first, because ``ray.init`` itself retries for minutes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from turngym.training.rollout import RolloutBatch, RolloutConfig, RolloutMetrics, Task, collect
+
+SPLITS = ("group", "worker")
+
+
+class ClusterUnreachable(ConnectionError):
+    """The Ray cluster at the given address could not be reached (the message quotes the address)."""
+
+
+class WorkersLost(RuntimeError):
+    """Every rollout worker died and exhausted its restarts; the message lists what was left undone."""
+
+
+@dataclass
+class DistributedRolloutMetrics(RolloutMetrics):
+    """:class:`RolloutMetrics` summed over the workers' units, plus the distributed accounting.
+
+    ``generate_seconds`` is summed over workers (worker-seconds); ``wall_seconds`` is the driver's
+    wall time of the whole ``collect`` (weight sync included).
+    """
+
+    workers: int = 0
+    units: int = 0
+    rerun_groups: int = 0
+    """Groups sent again because their worker died or was restarting (each re-send counted)."""
+    worker_failures: int = 0
+    """Worker deaths seen during this collect (a restarting worker answering several calls counts once)."""
+    sync_seconds: float = 0.0
+    """Time to put the weights into the object store."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Whole groups played by one worker in one :func:`collect` call."""
+
+    index: int
+    tasks: tuple[Task, ...]
+    config: RolloutConfig
+
+
+@dataclass
+class UnitResult:
+    index: int
+    trajectories: list[Any]
+    metrics: RolloutMetrics
+    worker_pid: int
+    weights_version: int
+
+
+# ------------------------------------------------------------------ pure planning and merging
+def group_seed(base_seed: int, index: int, task: Task) -> int:
+    """The sampling seed of group ``index`` (a task) given the collect seed: a 32-bit hash of all three.
+
+    Independent of the number of workers and of which worker plays the group.
+    """
+    key = f"{base_seed}/{index}/{task.env_id}/{task.seed}/{task.opponent}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
+
+
+def plan_units(tasks: Sequence[Task], config: RolloutConfig, num_workers: int, split: str) -> list[WorkUnit]:
+    """Split ``tasks`` into work units (see the module docstring for the two splits and their seeds)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
+    tasks = list(tasks)
+    if split == "group":
+        return [
+            WorkUnit(i, (task,), replace(config, seed=group_seed(config.seed, i, task)))
+            for i, task in enumerate(tasks)
+        ]
+    chunks = min(num_workers, len(tasks))
+    bounds = np.linspace(0, len(tasks), chunks + 1).round().astype(int) if chunks else [0]
+    units = []
+    for j in range(chunks):
+        seed = config.seed if j == 0 else group_seed(config.seed, -j, tasks[bounds[j]])
+        units.append(WorkUnit(j, tuple(tasks[bounds[j] : bounds[j + 1]]), replace(config, seed=seed)))
+    return units
+
+
+def merge_results(results: Sequence[UnitResult], metrics: DistributedRolloutMetrics) -> list[Any]:
+    """Trajectories of all units in the in-process order; sums the units' metrics into ``metrics``.
+
+    Units are concatenated by index, then stably sorted by ``(env_id, seed, sample_index)`` — the
+    order :func:`collect` returns (seats of one episode stay in their order).
+    """
+    trajectories: list[Any] = []
+    for result in sorted(results, key=lambda r: r.index):
+        trajectories.extend(result.trajectories)
+        for f in fields(RolloutMetrics):
+            if f.name != "wall_seconds":
+                setattr(metrics, f.name, getattr(metrics, f.name) + getattr(result.metrics, f.name))
+    trajectories.sort(key=lambda t: (t.env_id, t.seed, t.sample_index))
+    return trajectories
+
+
+# ------------------------------------------------------------------ weights
+def weights_payload(model: Any) -> dict[str, tuple[str, np.ndarray]]:
+    """``model.state_dict()`` as ``{name: (dtype name, numpy array)}`` (zero-copy in the object store).
+
+    bfloat16 tensors travel as their int16 bit patterns (numpy has no bfloat16), so every dtype
+    round-trips exactly.
+    """
+    import torch
+
+    out = {}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        if t.dtype == torch.bfloat16:
+            out[name] = ("bfloat16", t.view(torch.int16).numpy())
+        else:
+            out[name] = (str(t.dtype).removeprefix("torch."), t.numpy())
+    return out
+
+
+def load_weights_payload(model: Any, payload: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Copy a :func:`weights_payload` into ``model`` (strict: the same parameter names)."""
+    import torch
+
+    state = {}
+    with warnings.catch_warnings():  # arrays from the object store are read-only; load_state_dict copies
+        warnings.simplefilter("ignore", UserWarning)
+        for name, (dtype, array) in payload.items():
+            t = torch.from_numpy(array)
+            state[name] = t.view(torch.bfloat16) if dtype == "bfloat16" else t
+    model.load_state_dict(state, strict=True)
+
+
+# ------------------------------------------------------------------ the worker (a Ray actor class)
+class RolloutWorker:
+    """One rollout worker: its own policy (built from the spec) and its own environments.
+
+    Args:
+        policy_source: a :class:`TrainConfig` (the policy is ``build_policy(config)`` with
+            ``model.device`` set to ``device``) or a picklable zero-argument callable returning a policy.
+        device: where the worker's model runs.
+        threads: torch intra-op threads in this worker.
+        setup: a picklable callable run first (e.g. to register environments defined outside
+            entry points).
+    """
+
+    def __init__(self, policy_source: Any, device: str = "cpu", threads: int = 1,
+                 setup: Callable[[], None] | None = None):
+        import torch
+
+        torch.set_num_threads(threads)
+        if setup is not None:
+            setup()
+        self.policy = _build_policy(policy_source, device)
+        self.version = -1
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, unit: WorkUnit, version: int, weights: list[Any]) -> UnitResult:
+        """Play one unit with the weights of ``version`` (loaded from ``weights[0]`` if not current).
+
+        ``weights`` is a one-element list so that Ray passes the object reference, not its value:
+        the payload is only fetched when this worker's weights are stale.
+        """
+        if version != self.version and weights:
+            import ray
+
+            load_weights_payload(self.policy.model, ray.get(weights[0]))
+            self.version = version
+        batch = collect(list(unit.tasks), self.policy, unit.config)
+        return UnitResult(unit.index, batch.trajectories, batch.metrics, os.getpid(), self.version)
+
+
+def _build_policy(source: Any, device: str) -> Any:
+    from turngym.training.config import TrainConfig
+
+    if isinstance(source, TrainConfig):
+        from turngym.training.trainer import build_policy
+
+        model = source.model.model_copy(update={"device": device})
+        return build_policy(source.model_copy(update={"model": model}))
+    if callable(source):
+        return source()
+    raise TypeError(f"policy_source must be a TrainConfig or a zero-argument callable, got {type(source).__name__}")
+
+
+# ------------------------------------------------------------------ connecting
+def connect(address: str | None, *, connect_timeout_s: float = 5.0, **init_kwargs: Any) -> bool:
+    """Initialise Ray for this process; returns whether this call started it (then it owns shutdown).
+
+    ``address=None``: reuse an initialised runtime or start a local one with ``init_kwargs``
+    (``num_cpus``, ``object_store_memory``…; the dashboard is off unless asked for). An explicit
+    ``host:port`` is always probed first, even when a runtime is already initialised (then reused).
+    Raises :class:`ClusterUnreachable` quoting the address when the cluster cannot be reached.
+    """
+    import ray
+
+    if address not in (None, "auto"):
+        _probe(address, connect_timeout_s)
+    if ray.is_initialized():
+        return False
+    if address is None:
+        init_kwargs.setdefault("include_dashboard", False)
+        ray.init(**init_kwargs)
+        return True
+    try:
+        ray.init(address=address, **{k: v for k, v in init_kwargs.items() if k in ("runtime_env", "namespace", "logging_level", "log_to_driver")})
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterUnreachable(
+            f"cannot connect to the Ray cluster at {address!r}: {type(exc).__name__}: {exc}. "
+            "Start a head with `ray start --head --port=6379` and pass its address "
+            "(host:6379, or ray://host:10001 for Ray Client), 'auto' on a cluster node, or leave the "
+            "address empty to start a local cluster"
+        ) from exc
+    return True
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Fail fast with :class:`ClusterUnreachable` when nothing listens at ``host:port``."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterUnreachable(
+            f"cannot connect to the Ray cluster at {address!r}: expected 'host:port', 'ray://host:port' "
+            "or 'auto'"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterUnreachable(
+            f"cannot reach the Ray cluster at {address!r}: nothing answered at {host}:{port} within "
+            f"{timeout_s:g}s ({exc}). Is the head running (`ray start --head --port={port}`), and is "
+            "the port open from this machine? Leave the address empty to start a local cluster"
+        ) from exc
+
+
+# ------------------------------------------------------------------ the driver
+class RayCollector:
+    """Collect rollouts on Ray workers with the :func:`collect` contract (see the module docstring).
+
+    Args:
+        policy_source: the policy spec the workers build (a ``TrainConfig`` or a picklable factory).
+        num_workers: rollout worker actors.
+        address: the cluster (``None``: the running/a new local runtime; ``"auto"``; ``host:port``;
+            ``ray://host:port``).
+        split: ``"group"`` (reproducible for any worker count) or ``"worker"`` (one batch per worker).
+        device: the workers' model device (``"cpu"``; ``"cuda"`` with ``num_gpus_per_worker``).
+        num_cpus_per_worker, num_gpus_per_worker: Ray resources of each actor.
+        threads_per_worker: torch threads in each worker.
+        max_restarts: restarts Ray grants each actor after it dies.
+        setup: picklable callable each worker runs before building its policy.
+        init_kwargs: extra ``ray.init`` arguments when a local runtime is started.
+        on_dispatch: ``callback(worker_index, unit)`` called after a unit is sent (observability and
+            fault-injection tests).
+    """
+
+    def __init__(
+        self,
+        policy_source: Any,
+        num_workers: int,
+        address: str | None = None,
+        *,
+        split: str = "group",
+        device: str = "cpu",
+        num_cpus_per_worker: float = 1,
+        num_gpus_per_worker: float = 0,
+        threads_per_worker: int | None = None,
+        max_restarts: int = 3,
+        setup: Callable[[], None] | None = None,
+        init_kwargs: dict[str, Any] | None = None,
+        on_dispatch: Callable[[int, WorkUnit], None] | None = None,
+        connect_timeout_s: float = 5.0,
+    ):
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        import ray
+
+        kwargs = dict(init_kwargs or {})
+        if address is None:
+            kwargs.setdefault("num_cpus", max(int(num_workers * num_cpus_per_worker + 0.999), os.cpu_count() or 1))
+        self.address = address
+        self._owns_runtime = connect(address, connect_timeout_s=connect_timeout_s, **kwargs)
+        if threads_per_worker is None:
+            threads = getattr(getattr(policy_source, "model", None), "threads", None)
+            threads_per_worker = int(threads or max(1, int(num_cpus_per_worker)))
+        self.split = split
+        self.max_restarts = max_restarts
+        self.on_dispatch = on_dispatch
+        actor = ray.remote(RolloutWorker).options(
+            num_cpus=num_cpus_per_worker,
+            num_gpus=num_gpus_per_worker,
+            max_restarts=max_restarts,
+            max_task_retries=0,  # the driver re-runs lost units itself, so it can count them
+        )
+        self.workers = [actor.remote(policy_source, device, threads_per_worker, setup) for _ in range(num_workers)]
+        self._failures = [0] * num_workers  # deaths seen per worker
+        self._failing = [False] * num_workers  # failed since its last successful unit
+        self._cooldown = [0.0] * num_workers  # perf_counter time before which it gets no work
+        self._dead: set[int] = set()
+        self._last_error = ""
+        self._version = -1
+        self._weights: list[Any] = []
+        self._closed = False
+
+    @property
+    def num_workers(self) -> int:
+        return len(self.workers)
+
+    def live_workers(self) -> list[int]:
+        return [i for i in range(len(self.workers)) if i not in self._dead]
+
+    def pids(self, timeout_s: float = 120.0) -> list[int]:
+        """Process ids of the live workers (waits, up to ``timeout_s``, for restarting ones)."""
+        import ray
+        from ray.exceptions import ActorUnavailableError
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return ray.get([self.workers[i].pid.remote() for i in self.live_workers()])
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+    def sync_weights(self, model: Any) -> float:
+        """Put ``model``'s weights into the object store once; workers load them on their next unit."""
+        import ray
+
+        t0 = time.perf_counter()
+        self._weights = [ray.put(weights_payload(model))]
+        self._version += 1
+        return time.perf_counter() - t0
+
+    def collect(self, tasks: Sequence[Task], policy: Any, config: RolloutConfig) -> RolloutBatch:
+        """``group_size`` rollouts of every task on the workers, sampled from ``policy``'s current weights.
+
+        ``policy=None`` keeps the weights of the last sync (or the workers' own initial weights).
+        Returns the trajectories in :func:`collect`'s order and :class:`DistributedRolloutMetrics`.
+        """
+        import ray
+        from ray.exceptions import ActorDiedError, RayActorError
+
+        if self._closed:
+            raise RuntimeError("this RayCollector was closed; create a new one")
+        started = time.perf_counter()
+        metrics = DistributedRolloutMetrics()
+        if policy is not None:
+            metrics.sync_seconds = self.sync_weights(policy.model)
+        units = plan_units(tasks, config, len(self.live_workers()) or 1, self.split)
+        pending: deque[WorkUnit] = deque(units)
+        in_flight: dict[Any, tuple[int, WorkUnit]] = {}
+        busy: set[int] = set()
+        results: list[UnitResult] = []
+        while pending or in_flight:
+            for w in self._dispatch_order(busy):
+                if not pending:
+                    break
+                unit = pending.popleft()
+                ref = self.workers[w].run.remote(unit, self._version, self._weights)
+                in_flight[ref] = (w, unit)
+                busy.add(w)
+                if self.on_dispatch is not None:
+                    self.on_dispatch(w, unit)
+            if not self.live_workers():
+                undone = sum(len(u.tasks) for u in pending) + sum(len(u.tasks) for _, u in in_flight.values())
+                raise WorkersLost(
+                    f"all {len(self.workers)} rollout workers died and used their {self.max_restarts} "
+                    f"restarts; {undone} groups were not played. Last error: {self._last_error}"
+                )
+            wake = [c for w, c in enumerate(self._cooldown) if w not in busy and w not in self._dead]
+            timeout = max(0.0, min(wake) - time.perf_counter()) if pending and wake else None
+            if not in_flight:
+                time.sleep(timeout or 0.0)  # every live worker is restarting: wait for the first
+                continue
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            for ref in ready:
+                w, unit = in_flight.pop(ref)
+                busy.discard(w)
+                try:
+                    results.append(ray.get(ref))
+                    self._failing[w] = False
+                except RayActorError as exc:
+                    # the worker died (or is restarting) with this unit in flight: nothing of the unit
+                    # arrived, so it is played again in full, first in line
+                    pending.appendleft(unit)
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    metrics.rerun_groups += len(unit.tasks)
+                    if not self._failing[w]:
+                        self._failing[w] = True
+                        self._failures[w] += 1
+                        metrics.worker_failures += 1
+                    if isinstance(exc, ActorDiedError):  # Ray will not restart it any more
+                        self._dead.add(w)
+                    else:  # restarting: give it time before sending it work again
+                        self._cooldown[w] = time.perf_counter() + 0.5
+        metrics.workers = len(self.live_workers())
+        metrics.units = len(units)
+        trajectories = merge_results(results, metrics)
+        metrics.wall_seconds = time.perf_counter() - started
+        return RolloutBatch(trajectories, metrics)
+
+    def _dispatch_order(self, busy: set[int]) -> list[int]:
+        """Idle live workers out of their restart cool-down, those that failed least first."""
+        now = time.perf_counter()
+        idle = [w for w in self.live_workers() if w not in busy and self._cooldown[w] <= now]
+        return sorted(idle, key=lambda w: (self._failures[w], w))
+
+    def close(self) -> None:
+        """Kill the workers; shut Ray down if this collector started it."""
+        if self._closed:
+            return
+        import ray
+
+        self._closed = True
+        if ray.is_initialized():
+            for worker in self.workers:
+                try:
+                    ray.kill(worker, no_restart=True)
+                except Exception:  # already gone  # noqa: BLE001
+                    pass
+            if self._owns_runtime:
+                ray.shutdown()
+
+    def __enter__(self) -> RayCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "ClusterUnreachable",
+    "DistributedRolloutMetrics",
+    "RayCollector",
+    "RolloutWorker",
+    "WorkUnit",
+    "WorkersLost",
+    "connect",
+    "group_seed",
+    "load_weights_payload",
+    "merge_results",
+    "plan_units",
+    "weights_payload",
+]
