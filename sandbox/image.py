@@ -218,26 +218,26 @@ def ensure_image(*, rebuild: bool = False, client=None, log: Log = _quiet) -> st
         if not rebuild and image_exists(tag, cli):
             return tag
         log(f"+ docker import {rootfs} {tag}")
-        data = _tar_dir(rootfs)
         changes = [f"ENV {k}={v}" for k, v in RECIPE["env"].items()] + ['CMD ["/bin/sh"]', "WORKDIR /work"]
-        try:
-            cli.api.import_image_from_data(data, repository=IMAGE_REPO, tag=f"py-{recipe_hash()}", changes=changes)
-        except Exception as exc:  # docker.errors.APIError and transport errors
-            raise SandboxUnavailable(f"docker import of {rootfs} as {tag} failed: {exc}") from exc
+        with tempfile.TemporaryFile(dir=cache_dir()) as fh:  # streamed, not held in memory
+            _tar_dir(rootfs, fh)
+            fh.seek(0)
+            try:
+                cli.api.import_image_from_data(fh, repository=IMAGE_REPO, tag=f"py-{recipe_hash()}", changes=changes)
+            except Exception as exc:  # docker.errors.APIError and transport errors
+                raise SandboxUnavailable(f"docker import of {rootfs} as {tag} failed: {exc}") from exc
         if not image_exists(tag, cli):
             raise SandboxUnavailable(f"docker import reported success but {tag} is missing")
     log(f"image ready: {tag}")
     return tag
 
 
-def _tar_dir(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+def _tar_dir(root: Path, fileobj) -> None:
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
         for entry in sorted(os.listdir(root)):
             if entry == ".turngym-recipe":
                 continue
             tar.add(root / entry, arcname=entry, recursive=True)
-    return buf.getvalue()
 
 
 def build_dockerfile_image(*, client=None, log: Log = _quiet) -> str:
