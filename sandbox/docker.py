@@ -490,10 +490,11 @@ class DockerSandbox(TarFilesMixin):
                     self._kill_all()
                     deadline = time.monotonic() + 10.0
         finally:
-            try:
-                resp_sock.close()
-            except Exception:
-                pass
+            for closable in (resp_sock, sock):  # the hijacked connection is ours alone: close it now
+                try:
+                    closable.close()
+                except Exception:
+                    pass
         out.duration = time.monotonic() - start
         for _ in range(50):
             try:

@@ -181,8 +181,8 @@ class SandboxService:
             return {"id": client.created[rid]}
         self._quota_sandboxes(client, 1)
         limits = self._limits(body.get("limits"))
-        client.sandboxes.add(f"pending-{rid or uuid.uuid4().hex}")  # reserve quota while starting
-        placeholder = [s for s in client.sandboxes if s.startswith("pending-")][-1]
+        placeholder = f"pending-{uuid.uuid4().hex}"
+        client.sandboxes.add(placeholder)  # reserve the quota slot while the sandbox starts
         try:
             sb = await self._call(self._open, limits)
         finally:
@@ -201,10 +201,16 @@ class SandboxService:
         command = body.get("command")
         if not (isinstance(command, str) or (isinstance(command, list) and all(isinstance(a, str) for a in command))):
             raise _HTTPError(400, "ValueError", f"command must be a string or a list of strings, got {command!r}")
+        timeout, env, workdir = body.get("timeout"), body.get("env") or {}, body.get("workdir")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise _HTTPError(400, "ValueError", f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise _HTTPError(400, "ValueError", f"env must be an object of strings, got {env!r}")
+        if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
+            raise _HTTPError(400, "ValueError", f"workdir must be an absolute path, got {workdir!r}")
         client.execs += 1
         try:
-            res = await self._call(entry.sandbox.exec, command, timeout=body.get("timeout"), env=body.get("env"),
-                                   workdir=body.get("workdir"))
+            res = await self._call(entry.sandbox.exec, command, timeout=timeout, env=env, workdir=workdir)
         finally:
             client.execs -= 1
         return dataclasses.asdict(res)

@@ -76,7 +76,10 @@ def test_bad_payloads_are_typed_400s(svc):
                            (f"/v1/sandboxes/{sb.id}/files", {"files": {"a": "not base64!"}}),
                            (f"/v1/sandboxes/{sb.id}/files/get", {"paths": "a"}),
                            (f"/v1/sandboxes/{sb.id}/files", {"files": {"../escape": "eA=="}}),
-                           (f"/v1/sandboxes/{sb.id}/fork", {"n": 0})):
+                           (f"/v1/sandboxes/{sb.id}/fork", {"n": 0}),
+                           (f"/v1/sandboxes/{sb.id}/exec", {"command": "true", "timeout": "soon"}),
+                           (f"/v1/sandboxes/{sb.id}/exec", {"command": "true", "env": {"A": 1}}),
+                           (f"/v1/sandboxes/{sb.id}/exec", {"command": "true", "workdir": "rel"})):
             r = requests.post(svc.url + path, json=body, headers=h, timeout=30)
             assert r.status_code == 400 and r.json()["error"]["type"] == "ValueError", (path, r.text)
         r = requests.post(f"{svc.url}/v1/sandboxes/{sb.id}/exec", data=b"not json", headers=h, timeout=30)
