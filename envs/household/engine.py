@@ -95,3 +95,24 @@ class Engine:
     def replan(self) -> list[str]:
         """fast-downward's plan from the current state, in the game's command names."""
         return list(self.raw._pddl_state.replan(self.raw._entity_infos) or [])
+
+
+# ---- engine pool ---------------------------------------------------------------------------------
+# Each Engine holds a private ~34 MB copy of fast-downward's library that is never unloaded, so
+# environments return their engine here when they are closed or garbage-collected, and new ones
+# reuse it (an engine keeps its loaded game: re-playing the same game skips the load).
+_POOL: list[Engine] = []
+POOL_SIZE = 8
+
+
+def acquire(caches: bool = True) -> Engine:
+    """A free engine from the pool, or a new one."""
+    if caches:
+        install_caches()
+    return _POOL.pop() if _POOL else Engine(caches=caches)
+
+
+def release(engine: Engine) -> None:
+    """Give an engine back (kept if the pool has room)."""
+    if len(_POOL) < POOL_SIZE and all(e is not engine for e in _POOL):
+        _POOL.append(engine)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import numpy as np
 
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.household import milestones
+from turngym.envs.household import engine as engine_pool
 from turngym.envs.household.engine import Engine
 from turngym.envs.household.layouts import TASK_FROM_ALFRED, TASK_TYPES
 from turngym.envs.types import StopReason, TurnRecord
@@ -128,7 +130,8 @@ class _AlfredTextEnv(TurnEnv):
         seed_value = int(seed) if seed is not None else int(self.np_random.integers(2**31))
         self._game = self._choose(seed_value, dict(options or {}))
         if self._engine is None:
-            self._engine = Engine(caches=self.engine_caches)
+            self._engine = engine_pool.acquire(self.engine_caches)
+            self._finalizer = weakref.finalize(self, engine_pool.release, self._engine)
         self._state = self._engine.start(self._game.game_file)
         self._tracker = milestones.MilestoneTracker(
             self._game.goal, milestones.observe(self._state["_facts"], self._game.goal), self.milestone_weight
@@ -229,6 +232,14 @@ class _AlfredTextEnv(TurnEnv):
 
     def render(self) -> str:
         return self._last_obs
+
+    def close(self) -> None:
+        """Return the engine to the pool (the environment can be reset again afterwards)."""
+        if self._engine is not None:
+            self._finalizer()
+            self._engine = None
+        self._over = True
+        super().close()
 
     @property
     def game(self) -> GameRef | None:

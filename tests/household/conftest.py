@@ -8,7 +8,7 @@ pytest.importorskip("alfworld")
 
 from turngym.envs.household.generator import TASK_TYPES, ProblemStore  # noqa: E402
 
-PER_TYPE = 2
+PER_TYPE = 1
 
 
 @pytest.fixture(scope="session")

@@ -83,8 +83,8 @@ def test_turn_limit_truncates_with_outcome(store):
 
 
 def test_same_seed_same_episode_and_fork_continues_identically(store):
-    a = HouseholdEnv(cache_dir=str(store.root), pool_size=2)
-    b = HouseholdEnv(cache_dir=str(store.root), pool_size=2)
+    a = HouseholdEnv(cache_dir=str(store.root), pool_size=1)
+    b = HouseholdEnv(cache_dir=str(store.root), pool_size=1)
     assert a.reset(seed=7)[0] == b.reset(seed=7)[0]
     rng = np.random.default_rng(3)
     for _ in range(3):
@@ -100,7 +100,7 @@ def test_same_seed_same_episode_and_fork_continues_identically(store):
 
 
 def test_seed_selects_task_type_and_problem(store):
-    env = HouseholdEnv(cache_dir=str(store.root), pool_size=2)
+    env = HouseholdEnv(cache_dir=str(store.root), pool_size=1)
     seen = {env.reset(seed=s)[1]["task_type"] for s in range(6)}
     assert seen == set(TASK_TYPES)
     with pytest.raises(ValueError, match="task_types must be a non-empty subset"):
