@@ -28,7 +28,7 @@ _ORIGINALS: dict[str, Any] = {}
 def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
     """Memoize TextWorld's template parsing and fast-downward's PDDL→SAS translation (idempotent)."""
     import textworld.envs.pddl.logic as pddl_logic
-    import textworld.envs.pddl.textgen as textgen
+    from textworld.envs.pddl import textgen
 
     if _ORIGINALS:
         return
@@ -55,7 +55,7 @@ def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
 def uninstall_caches() -> None:
     """Restore TextWorld's and fast-downward's uncached functions."""
     import textworld.envs.pddl.logic as pddl_logic
-    import textworld.envs.pddl.textgen as textgen
+    from textworld.envs.pddl import textgen
 
     if "parse" in _ORIGINALS:
         textgen._parse_and_convert = _ORIGINALS.pop("parse")

@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
-from turngym.envs.household import milestones
 from turngym.envs.household import engine as engine_pool
+from turngym.envs.household import milestones
 from turngym.envs.household.engine import Engine
 from turngym.envs.household.layouts import TASK_FROM_ALFRED, TASK_TYPES
 from turngym.envs.types import StopReason, TurnRecord
@@ -139,8 +138,7 @@ class _AlfredTextEnv(TurnEnv):
         self._actions, self._executed = [], []
         self._turn, self._over, self._won = 0, False, False
         intro = self._state.feedback
-        if intro.startswith(_INTRO_BANNER):
-            intro = intro[len(_INTRO_BANNER):]
+        intro = intro.removeprefix(_INTRO_BANNER)
         self._last_obs = self._with_commands(intro.strip())
         return self._last_obs, {
             "system_prompt": self.system_prompt,
@@ -287,9 +285,10 @@ class HouseholdEnv(_AlfredTextEnv):
         self.task_types, self.split, self.pool_size = types, split, int(pool_size)
         self.cache_dir = cache_dir
         self.store = ProblemStore(cache_dir)
-        self._kwargs = dict(task_types=types, split=split, pool_size=pool_size, cache_dir=cache_dir,
-                            show_admissible=show_admissible, milestone_weight=milestone_weight,
-                            invalid_penalty=invalid_penalty, render_mode=render_mode, engine_caches=engine_caches)
+        self._kwargs = {"task_types": types, "split": split, "pool_size": pool_size, "cache_dir": cache_dir,
+                        "show_admissible": show_admissible, "milestone_weight": milestone_weight,
+                        "invalid_penalty": invalid_penalty, "render_mode": render_mode,
+                        "engine_caches": engine_caches}
 
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         task = options.get("task_type", self.task_types[seed_value % len(self.task_types)])
@@ -376,9 +375,10 @@ class ALFWorldEnv(_AlfredTextEnv):
                 self.games.append((game, traj))
         if not self.games:
             raise FileNotFoundError(f"no games of task types {types} in split {split!r} under {str(path)!r}")
-        self._kwargs = dict(data_path=path, split=split, task_types=types, show_admissible=show_admissible,
-                            milestone_weight=milestone_weight, invalid_penalty=invalid_penalty,
-                            render_mode=render_mode, engine_caches=engine_caches)
+        self._kwargs = {"data_path": path, "split": split, "task_types": types,
+                        "show_admissible": show_admissible, "milestone_weight": milestone_weight,
+                        "invalid_penalty": invalid_penalty, "render_mode": render_mode,
+                        "engine_caches": engine_caches}
 
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         i = int(options.get("game", seed_value % len(self.games)))

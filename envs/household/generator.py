@@ -31,12 +31,11 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from turngym.envs.household import layouts
 from turngym.envs.household.layouts import (
     ALFRED_TASK_NAMES,
@@ -171,7 +170,7 @@ def _holders(plan: FloorPlan, otype: str, exclude: frozenset[str] = frozenset())
     return [r for r in plan.receptacles if otype in rules.can_contain[r.rtype] and r.rtype not in exclude]
 
 
-@lru_cache(maxsize=None)
+@cache
 def task_choices(split: str, task_type: str) -> tuple[tuple[int, str, str], ...]:
     """Every feasible ``(floor_plan, target, parent_or_toggle)`` of a split and task type, sorted.
 
@@ -321,7 +320,7 @@ def render_pddl(spec: ProblemSpec, relevant_only: bool = False) -> str:
         spec = replace(spec, objects=tuple(o for o in spec.objects if o.otype in (spec.target, spec.toggle)))
     otypes = sorted(spec.object_types | {o.otype for o in spec.objects} | {spec.target} | set(DOMAIN_CONSTANT_TYPES["otype"]))
     rtypes = sorted({r.rtype for r in receptacles} | ({spec.parent} if spec.parent else set()) | set(DOMAIN_CONSTANT_TYPES["rtype"]))
-    agent_loc = "loc|%d|%d|%d|%d" % spec.agent_point
+    agent_loc = "loc|{}|{}|{}|{}".format(*spec.agent_point)
     locations = sorted({r.location for r in receptacles} | {agent_loc})
     where = {r.id: r for r in receptacles}
 
@@ -400,7 +399,7 @@ class Problem:
         return self.directory / "game.tw-pddl"
 
 
-@lru_cache(maxsize=None)
+@cache
 def content_hash() -> str:
     """Cache key: :data:`GENERATOR_VERSION` (bump it whenever generated output changes), the planner
     settings, the installed alfworld version, and the domain, grammar, layouts and constants it reads."""

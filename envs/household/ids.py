@@ -29,8 +29,8 @@ _ENV = "turngym.envs.household.env:HouseholdEnv"
 _AGENTS = {"expert": "turngym.envs.household.agents:expert"}
 # Per step: the outcome (1) plus at most two milestones of 0.1, or the invalid penalty of -0.05.
 _BOUNDS = (-0.05, 1.2)
-_COMMON = dict(family="household", max_turns=50, reward_bounds=_BOUNDS, gate_threshold=1.0, agents=_AGENTS,
-               tags=("alfworld", "textworld", "pddl"))
+_COMMON = {"family": "household", "max_turns": 50, "reward_bounds": _BOUNDS, "gate_threshold": 1.0,
+           "agents": _AGENTS, "tags": ("alfworld", "textworld", "pddl")}
 
 
 def register_ids() -> None:

@@ -67,7 +67,7 @@ class Receptacle:
     @property
     def location(self) -> str:
         """ALFRED's location name ``loc|x|z|rotation|horizon`` (grid units of 0.25 m)."""
-        return "loc|%d|%d|%d|%d" % self.point
+        return "loc|{}|{}|{}|{}".format(*self.point)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def grammar_text() -> str:
     return _read(alfworld_root() / "data" / "alfred.twl2")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(path: Path) -> str:
     return path.read_text()
 
@@ -127,7 +127,7 @@ def _receptacle_type(alfred_id: str) -> str:
     return {"Sink": "SinkBasin", "Bathtub": "BathtubBasin"}.get(head, head)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def floor_plans() -> dict[int, FloorPlan]:
     """Every shipped floor plan, by number (120 of them)."""
     rules = constants()
@@ -141,7 +141,7 @@ def floor_plans() -> dict[int, FloorPlan]:
             rtype = _receptacle_type(rid)
             if rtype not in rules.can_contain:
                 continue
-            point = (int(round(x / 0.25)), int(round(z / 0.25)), int(rotation), int(horizon))
+            point = (round(x / 0.25), round(z / 0.25), int(rotation), int(horizon))
             receptacles.append(Receptacle(rid, rtype, point))
         plans[number] = FloorPlan(
             number=number,
@@ -171,7 +171,7 @@ class Rules:
         return frozenset(t for t in held if not t.endswith("Sliced") and t not in self.can_contain)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def constants() -> Rules:
     """Load the rules from the shipped ``alfworld.gen.constants`` and ``goal_library``."""
     alfworld_root()

@@ -27,7 +27,6 @@ class Verifier:
         import textworld
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
-
         from turngym.envs.household.engine import install_caches
 
         install_caches()
@@ -129,7 +128,7 @@ def _serve() -> None:
         try:
             request = json.loads(line)
             reply = {"plan": verifier.solve(request["game"], request.get("planning_problem"))}
-        except Exception as exc:  # an engine failure is an answer, not a crash
+        except Exception as exc:  # noqa: BLE001 - an engine failure is an answer, not a crash
             reply = {"plan": None, "error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")
         out.flush()

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("alfworld")
 
-from turngym.envs.household.generator import TASK_TYPES, ProblemStore  # noqa: E402
+from turngym.envs.household.generator import TASK_TYPES, ProblemStore
 
 PER_TYPE = 1
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import turngym
 from turngym.envs.household import engine as engine_mod
 from turngym.envs.household.agents import expert
@@ -17,7 +16,7 @@ from turngym.envs.types import StopReason
 def _play(env, agent, max_steps=50):
     rewards, records = [], []
     for _ in range(max_steps):
-        obs, reward, terminated, truncated, info = env.step(agent(env))
+        _, reward, terminated, truncated, info = env.step(agent(env))
         rewards.append(reward)
         records.append(info["turn"])
         if terminated or truncated:
@@ -43,7 +42,7 @@ def test_expert_wins_and_collects_every_milestone_once(store, task):
 
 def test_invalid_command_changes_nothing_and_hints(store):
     env = HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root))
-    obs0, _ = env.reset(seed=0)
+    env.reset(seed=0)
     before = env.admissible_commands
     obs, reward, terminated, truncated, info = env.step("fly to the moon")
     record = info["turn"]
@@ -75,7 +74,7 @@ def test_turn_limit_truncates_with_outcome(store):
     env = turngym.make("turngym/Household-PickAndPlace-v0", cache_dir=str(store.root), max_turns=2)
     env.reset(seed=0)
     env.step("look")
-    obs, reward, terminated, truncated, info = env.step("look")
+    _, _, terminated, truncated, info = env.step("look")
     record = info["turn"]
     assert truncated and not terminated and record.outcome == 0.0
     assert record.stop_reason == StopReason.TURN_LIMIT
