@@ -61,6 +61,7 @@ class SandboxPool:
         self._idle: deque[Sandbox] = deque()
         self._live = 0  # idle + out + starting
         self._starting = 0
+        self._claims = 0  # acquirers waiting for a background start
         self._out: set[int] = set()
         self._cond = threading.Condition()
         self._closed = False
@@ -122,26 +123,34 @@ class SandboxPool:
     def acquire(self, timeout: float | None = None) -> Sandbox:
         """A started sandbox for one episode (warm if possible)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        claimed = False  # this caller waits for one of the sandboxes being started in the background
         with self._cond:
-            while True:
-                if self._closed:
-                    raise SandboxError("the sandbox pool is closed")
-                sb = self._take_idle()
-                if sb is not None:
-                    self.stats.warm_hits += 1
-                    break
-                if self._starting:
-                    pass  # a warm one is on its way: wait for it rather than start another
-                elif self.max_live is None or self._live < self.max_live:
-                    self._live += 1
-                    sb = None
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise SandboxUnavailable(
-                        f"no sandbox free within {timeout:g} s (max_live={self.max_live} all in use); "
-                        "raise max_live or release sandboxes")
-                self._cond.wait(remaining if remaining is not None else 1.0)
+            try:
+                while True:
+                    if self._closed:
+                        raise SandboxError("the sandbox pool is closed")
+                    sb = self._take_idle()
+                    if sb is not None:
+                        self.stats.warm_hits += 1
+                        break
+                    if not claimed and self._starting > self._claims:
+                        self._claims += 1
+                        claimed = True
+                    if claimed and self._starting > 0:
+                        pass  # a warm one is on its way for us: wait rather than start another
+                    elif self.max_live is None or self._live < self.max_live:
+                        self._live += 1
+                        sb = None
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise SandboxUnavailable(
+                            f"no sandbox free within {timeout:g} s (max_live={self.max_live} all in use); "
+                            "raise max_live or release sandboxes")
+                    self._cond.wait(remaining if remaining is not None else 1.0)
+            finally:
+                if claimed:
+                    self._claims -= 1
         if sb is None:
             try:
                 sb = self._new()
