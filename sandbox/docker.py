@@ -362,6 +362,8 @@ class DockerSandbox(TarFilesMixin):
         t = min(float(timeout if timeout is not None else lim.exec_timeout_s), remaining)
         if t <= 0:
             raise ValueError(f"exec timeout must be > 0, got {timeout!r}")
+        if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
+            raise ValueError(f"exec workdir must be an absolute path inside the sandbox, got {workdir!r}")
         inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
         if not inner:
             raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
