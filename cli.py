@@ -173,11 +173,16 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
         from turngym.agents.hf_policy import load_policy
 
         policy = load_policy(args.agent)
+    from rich.progress import Progress
+
     err.print(f"evaluating {args.agent} on {args.episodes} episodes (temperature {args.temperature:g}) …")
-    summary, trajectories = evaluate_model(
-        args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
-    )
+    with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(f"{args.agent} vs {args.opponent or '-'}", total=args.episodes)
+        summary, trajectories = evaluate_model(
+            args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
+            temperature=args.temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
+            on_progress=lambda done, total: progress.update(task, completed=done),
+        )
     if args.save_trajectories:
         write_jsonl(trajectories, args.save_trajectories)
     if args.json is not None:

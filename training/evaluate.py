@@ -96,6 +96,7 @@ def evaluate_model(
     max_new_tokens: int = 32,
     context: str = "full",
     agent_name: str = "model",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Evaluate a model policy with the batched rollout engine: one episode per seed ``seed + i``.
 
@@ -108,7 +109,7 @@ def evaluate_model(
         group_size=1, temperature=temperature, max_new_tokens=max_new_tokens,
         max_episode_tokens=max(4096, max_new_tokens), opponent=opponent, context=context, seed=seed,
     )
-    batch = collect([Task(env_id, seed + i) for i in range(episodes)], policy, config)
+    batch = collect([Task(env_id, seed + i) for i in range(episodes)], policy, config, on_progress=on_progress)
     played = []
     for t in batch.trajectories:
         outcomes = {int(s): v for s, v in t.info.get("outcomes", {str(t.seat): t.outcome or 0.0}).items()}

@@ -369,7 +369,9 @@ class _Episode:
             trajectory.error = f"{type(exc).__name__}: {exc}"
 
 
-def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBatch:
+def collect(
+    tasks: list[Task], policy: Any, config: RolloutConfig, on_progress: Callable[[int, int], None] | None = None
+) -> RolloutBatch:
     """Play ``config.group_size`` rollouts of every task with ``policy`` and return their trajectories.
 
     All episodes advance in lock-step: at every round, each running episode's acting seat needs one
@@ -378,6 +380,7 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
     checked for prefix stability first. An environment that raises marks its trajectories ``failed``
     (or is replayed, see ``on_env_error``); groups never shrink silently — every
     ``(task, sample_index)`` yields its trajectories, failed or not, and :class:`RolloutMetrics` counts.
+    ``on_progress(episodes_done, episodes_total)`` is called after every round (progress bars).
     """
     import time
 
@@ -390,6 +393,7 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
     metrics = RolloutMetrics()
     finished: list[_Episode] = []
     rounds = [0]
+    total = len(tasks) * config.group_size
 
     def play(episodes: list[_Episode], until_turn: int | None = None) -> None:
         """Advance ``episodes`` in lock-step (one batched generate per round) until they end, or
@@ -423,6 +427,8 @@ def collect(tasks: list[Task], policy: Any, config: RolloutConfig) -> RolloutBat
                 metrics.generated_tokens += len(generation.token_ids)
                 metrics.length_finishes += generation.finish_reason == "length"
                 _guard(ep, lambda ep=ep, g=generation: ep.apply(g, eos))
+            if on_progress is not None:
+                on_progress(len(finished) + sum(ep.done for ep in episodes), total)
 
     queue: list[tuple[Task, int, int]] = []
     if config.branch_turn is None:

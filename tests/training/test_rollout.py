@@ -229,3 +229,11 @@ def test_branching_an_env_that_cannot_fork_is_a_clear_error(tokenizer):
         collect([Task("test/Flaky-v0", 2)], policy, RolloutConfig(group_size=2, branch_turn=1))
     with pytest.raises(ValueError, match="branch_turn"):
         RolloutConfig(branch_turn=0)
+
+
+def test_progress_is_reported_every_round_up_to_the_total(tokenizer):
+    seen = []
+    collect([Task("turngym/TicTacToe-v0", s) for s in range(3)], TextFunctionPolicy(tokenizer, lowest_free_cell),
+            RolloutConfig(group_size=2), on_progress=lambda done, total: seen.append((done, total)))
+    assert seen and all(total == 6 for _, total in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == 6
