@@ -87,12 +87,24 @@ def docker_client(base_url: str | None = None, *, pool_size: int = 128, timeout:
 
 def engine_problem(client=None) -> str | None:
     """``None`` if a Docker engine answers ``ping``, else a one-line reason."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         cli = client or docker_client()
+        where = _engine_address(cli, where)
         cli.api.ping()
         return None
     except Exception as exc:  # docker.errors.DockerException, requests errors, missing package
-        return f"no Docker engine answers at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}: {exc}"
+        return f"no Docker engine answers at {where}: {exc}"
+
+
+def _engine_address(client, default: str) -> str:
+    base = getattr(client.api, "base_url", default)
+    if base.startswith("http+docker://"):
+        try:
+            return "unix://" + client.api.get_adapter(base).socket_path
+        except Exception:
+            return default
+    return base
 
 
 def _is_transient(exc: BaseException) -> bool:

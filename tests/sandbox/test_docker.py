@@ -226,3 +226,81 @@ def test_row21_dead_engine_socket_gives_a_typed_error_after_bounded_retries():
         DockerSandbox(limits=SMALL, client=client)  # image lookup fails first: says how to fix
     with pytest.raises(SandboxError, match="dockerd"):
         docker_client("unix:///nonexistent/docker.sock")
+
+
+class PrivateEngine:
+    """A second, private dockerd (own socket, data-root, exec-root; no bridge, no iptables) that
+    this test may stop and restart without touching the shared engine other tests use."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.sock = f"unix://{root}/docker.sock"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        args = ["dockerd", "-H", self.sock, "--data-root", f"{self.root}/data", "--exec-root", f"{self.root}/exec",
+                "--pidfile", f"{self.root}/docker.pid", "--bridge", "none", "--iptables=false", "--ip-masq=false"]
+        self.proc = subprocess.Popen(args, stdout=open(f"{self.root}/dockerd.log", "ab"), stderr=subprocess.STDOUT)
+        import docker
+
+        for _ in range(120):
+            try:
+                docker.DockerClient(base_url=self.sock, timeout=5).ping()
+                return
+            except Exception:
+                time.sleep(0.25)
+        raise AssertionError(f"private dockerd did not start; see {self.root}/dockerd.log")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # a normal daemon shutdown: it stops its containers
+            self.proc.wait(60)
+
+
+@pytest.mark.slow
+def test_row21_real_daemon_restart_mid_exec_is_a_typed_error_and_recovers():
+    import shutil
+
+    import docker
+
+    from turngym.sandbox.base import SandboxError
+    from turngym.sandbox.docker import DockerSandbox, engine_problem
+    from turngym.sandbox.image import ensure_image
+
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        pytest.skip("needs root and the dockerd binary to run a private engine")
+    root = tempfile.mkdtemp(prefix="turngym-dockerd-", dir="/tmp")
+    engine = PrivateEngine(root)
+    engine.start()
+    try:
+        client = docker.DockerClient(base_url=engine.sock, timeout=30, max_pool_size=16)
+        ensure_image(client=client)
+        sb = DockerSandbox(limits=SMALL, client=client, retries=2)
+        assert sb.exec("echo before").stdout == "before\n"
+        outcome: list = []
+
+        def run():
+            try:
+                outcome.append(sb.exec("sleep 30", timeout=30))
+            except SandboxError as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        engine.stop()
+        t.join(60)
+        assert isinstance(outcome[0], SandboxError) and "engine went away" in str(outcome[0]), outcome
+        assert engine.sock in str(outcome[0])
+        engine.start()  # the daemon comes back; the old container is gone (no live-restore)
+        assert engine_problem(client) is None
+        with pytest.raises(SandboxError):
+            sb.exec("true")
+        sb.close()
+        with DockerSandbox(limits=SMALL, client=client) as fresh:  # recovery: new sandboxes work
+            assert fresh.exec("echo after").stdout == "after\n"
+        assert not client.api.containers(all=True, filters={"label": "turngym.sandbox=1"})
+    finally:
+        engine.stop()
+        subprocess.run(["umount", "-R", "-l", root], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
