@@ -1,6 +1,7 @@
 """Docker-backend specifics on the real engine: container hardening flags, labels and the reaper
-(rows 22 harness crash), the container dying under an exec (row 20), the engine going away
-mid-exec and a dead engine socket (row 21), and the client's connection pool (row 23)."""
+(row 22 harness crash), the container dying under an exec (row 20), the engine going away
+mid-exec — through a dropping socket proxy and as a real restart of a private dockerd — and a
+dead engine socket (row 21), and the client's connection pool (row 23)."""
 
 from __future__ import annotations
 
