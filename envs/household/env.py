@@ -118,6 +118,7 @@ class _AlfredTextEnv(TurnEnv):
         self._over = True
         self._won = False
         self._last_obs = ""
+        self._plan: tuple[int, list[str]] = (0, [])
 
     # ---- subclass hook ---------------------------------------------------------------------
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
@@ -136,6 +137,7 @@ class _AlfredTextEnv(TurnEnv):
             self._game.goal, milestones.observe(self._state["_facts"], self._game.goal), self.milestone_weight
         )
         self._actions, self._executed = [], []
+        self._plan: tuple[int, list[str]] = (0, list(self._game.walkthrough))  # (commands run when planned, plan)
         self._turn, self._over, self._won = 0, False, False
         intro = self._state.feedback
         intro = intro.removeprefix(_INTRO_BANNER)
@@ -204,15 +206,18 @@ class _AlfredTextEnv(TurnEnv):
     def expert_plan(self) -> list[str]:
         """The planner expert's remaining commands from the current state.
 
-        While the episode has followed the stored walkthrough (computed by the planner at generation
-        time) its remainder is returned; otherwise fast-downward replans from the current state.
+        While the episode follows the current plan — at first the walkthrough the planner computed at
+        generation time — its remainder is returned; otherwise fast-downward replans from the current
+        state and that plan is followed next.
         """
         if self._game is None or self._over:
             return []
-        walk = list(self._game.walkthrough)
-        if walk and self._executed == walk[: len(self._executed)]:
-            return walk[len(self._executed):]
-        return self._engine.replan()
+        start, plan = self._plan
+        done = self._executed[start:]
+        if plan and done == plan[: len(done)] and len(done) < len(plan):
+            return plan[len(done):]
+        self._plan = (len(self._executed), self._engine.replan())
+        return list(self._plan[1])
 
     def fork(self) -> _AlfredTextEnv:
         twin = self._twin()

@@ -144,3 +144,14 @@ def test_alfworld_env_loads_official_layout(store, tmp_path, monkeypatch):
         rewards, records = _play(env, expert())
         assert records[-1].outcome == 1.0
         assert sum(rewards) == pytest.approx(1.0 + 0.1 * len(MILESTONES[info["task_type"]]))
+
+
+def test_expert_replans_after_a_detour(store):
+    env = HouseholdEnv(task_types=("look_at_obj_in_light",), cache_dir=str(store.root))
+    env.reset(seed=0)
+    walkthrough = env.expert_plan()
+    detour = next(c for c in env.admissible_commands if c.startswith("go to") and c != walkthrough[0])
+    env.step(detour)
+    assert env.expert_plan() != walkthrough[1:]  # a fresh plan from the new state
+    _, records = _play(env, expert())
+    assert records[-1].outcome == 1.0
