@@ -37,6 +37,7 @@ SUITES: dict[str, str] = {
     "search": "bench/search.py",
     "household": "bench/household.py",
     "swe": "bench/swe.py",
+    "ray": "bench/ray_rollout.py",
 }
 
 
