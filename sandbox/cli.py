@@ -83,7 +83,7 @@ def _reap(args: argparse.Namespace) -> int:
 
     removed = reap_bwrap()
     if engine_problem() is None:
-        removed += reap(max_age_s=args.max_age)
+        removed += reap(max_age_s=args.max_age, spare_live_owners=not args.include_live)
     print("\n".join(removed) if removed else "nothing to reap")
     return 0
 
@@ -115,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--idle-ttl", type=float, default=1800.0, help="close sandboxes idle this long (s)")
     s.set_defaults(fn=_serve)
     r = sub.add_parser("reap", help="remove leaked sandboxes (dead owner or older than --max-age)")
-    r.add_argument("--max-age", type=float, default=6 * 3600)
+    r.add_argument("--max-age", type=float, default=24 * 3600, help="seconds (default one day)")
+    r.add_argument("--include-live", action="store_true",
+                   help="also remove old containers whose owner process here is still running")
     r.set_defaults(fn=_reap)
     args = parser.parse_args(argv)
     return int(args.fn(args))

@@ -21,9 +21,9 @@ container's cgroup ``oom_kill`` counter grew). An exec after which the container
 running raises :class:`SandboxClosed` ("sandbox died"); engine failures are retried a bounded
 number of times, then raise :class:`SandboxError`.
 
-Leaked containers are reaped by label: at the first sandbox start in a process (containers
-whose owner process on this host is gone), at exit (this process's containers), and on demand
-(:func:`reap`, ``turngym sandbox reap``: also by age).
+Leaked containers are reaped by label: at the first sandbox start in a process (owner process
+on this host gone, or older than a day without a live local owner), at exit (this process's
+containers), and on demand (:func:`reap`, ``turngym sandbox reap --max-age``).
 """
 
 from __future__ import annotations
@@ -166,12 +166,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def reap(client=None, *, max_age_s: float | None = 6 * 3600, run_id: str | None = None,
-         dead_owners: bool = True, only: Mapping[str, str] | None = None) -> list[str]:
+def reap(client=None, *, max_age_s: float | None = 24 * 3600, run_id: str | None = None,
+         dead_owners: bool = True, spare_live_owners: bool = True,
+         only: Mapping[str, str] | None = None) -> list[str]:
     """Remove labelled sandbox containers: those of ``run_id`` (if given), those whose owner
-    process on this host is dead (``dead_owners``), and those older than ``max_age_s``;
-    ``only`` restricts the candidates to containers carrying these extra labels.
-    Returns the removed container names. Never touches containers without our label."""
+    process on this host is dead (``dead_owners``), and those older than ``max_age_s`` — except,
+    with ``spare_live_owners``, containers whose owner process on this host is still alive (a
+    long training run legitimately holds old sandboxes). ``only`` restricts the candidates to
+    containers carrying these extra labels. Returns the removed container names. Never touches
+    containers without our label."""
     cli = client or docker_client()
     removed = []
     labels = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (only or {}).items()]
@@ -179,6 +182,32 @@ def reap(client=None, *, max_age_s: float | None = 6 * 3600, run_id: str | None 
         found = cli.api.containers(all=True, filters={"label": labels})
     except Exception:
         return removed
+    now = time.time()
+    for info in found:
+        lab = info.get("Labels") or {}
+        doomed = run_id is not None and lab.get(f"{LABEL}.run_id") == run_id
+        live_owner = False
+        if lab.get(f"{LABEL}.owner_host") == HOSTNAME:
+            try:
+                owner = int(lab.get(f"{LABEL}.owner_pid", "0"))
+            except ValueError:
+                owner = 0
+            live_owner = owner == os.getpid() or (owner > 0 and _pid_alive(owner))
+            if dead_owners and owner and not live_owner:
+                doomed = True
+        try:
+            created = float(lab.get(f"{LABEL}.created_at", info.get("Created", now)))
+        except ValueError:
+            created = now
+        if max_age_s is not None and now - created > max_age_s and not (spare_live_owners and live_owner):
+            doomed = True
+        if doomed:
+            try:
+                cli.api.remove_container(info["Id"], force=True, v=True)
+                removed.append((info.get("Names") or [info["Id"][:12]])[0].lstrip("/"))
+            except Exception:
+                pass
+    return removed
     now = time.time()
     for info in found:
         lab = info.get("Labels") or {}
@@ -215,10 +244,9 @@ def _startup_reap(client) -> None:
     if _startup_reaped:
         return
     _startup_reaped = True
-    # only provably leaked ones (owner process on this host is gone): a long training run on
-    # another process may legitimately hold old containers; age-based reaping is explicit
-    # (`turngym sandbox reap --max-age`)
-    reap(client, max_age_s=None)
+    # provably leaked ones (owner process on this host is gone) and stale ones (over a day old,
+    # owner not alive here, e.g. another host's crashed harness); never a live local owner's
+    reap(client, max_age_s=24 * 3600)
     atexit.register(_atexit_cleanup)
 
 

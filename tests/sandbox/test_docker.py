@@ -72,7 +72,9 @@ def test_reaper_removes_old_containers_by_label_and_age_only():
     other = _sandbox()
     try:
         assert reap(max_age_s=3600, only={"turngym.sandbox.test": tag}, dead_owners=False) == []
-        removed = reap(max_age_s=-1, only={"turngym.sandbox.test": tag}, dead_owners=False)
+        # old, but its owner (this process) is alive: spared unless asked explicitly
+        assert reap(max_age_s=-1, only={"turngym.sandbox.test": tag}) == []
+        removed = reap(max_age_s=-1, only={"turngym.sandbox.test": tag}, spare_live_owners=False)
         assert removed == [sb.name]
         assert other.exec("echo alive").stdout == "alive\n"  # untouched: no matching label
         assert not docker_client().api.containers(all=True, filters={"id": sb.id})
