@@ -216,13 +216,24 @@ def grade(task: RepoTask, patch: str, open_fresh: Callable[[], object], *, timeo
     kept, dropped = strip_test_changes(patch)
     if not kept.strip():
         return Grade(patch, kept, dropped, applied=False, passed=False, message="the diff changes no non-test file")
-    with open_fresh() as sb:
-        setup_repo(sb, task)
-        ok, message = apply_patch(sb, kept)
-        if not ok:
-            return Grade(patch, kept, dropped, applied=False, passed=False, message=f"the diff does not apply: {message}")
-        restore_tests(sb, task)
-        run = run_pytest(sb, REPO, task.graded_tests, python=task.python, timeout=timeout)
+    for attempt in range(2):
+        with open_fresh() as sb:
+            setup_repo(sb, task)
+            ok, message = apply_patch(sb, kept)
+            if not ok:
+                return Grade(patch, kept, dropped, applied=False, passed=False, message=f"the diff does not apply: {message}")
+            restore_tests(sb, task)
+            run = run_pytest(sb, REPO, task.graded_tests, python=task.python, timeout=timeout)
+            alive = getattr(sb, "alive", None)
+            if callable(alive) and not alive():
+                from turngym.sandbox.base import SandboxError
+
+                raise SandboxError(f"the grading sandbox of {task.task_id} died during the test run")
+        # no report at all (killed runner, or a diff that breaks collection): grade once more in
+        # another fresh sandbox, so a transient kill is never scored as a failure; results are
+        # deterministic otherwise, and the second verdict stands.
+        if any(s != "missing" for s in run.status.values()) or run.timed_out:
+            break
     return Grade(patch, kept, dropped, applied=True, passed=run.all_passed, tests=run.status,
                  message="all graded tests pass" if run.all_passed else
                  f"{sum(s != 'passed' for s in run.status.values())} of {len(run.status)} graded tests fail")
