@@ -21,6 +21,7 @@ from turngym.training.config import load_preset  # noqa: E402
 from turngym.training.distributed import (  # noqa: E402
     ClusterUnreachable,
     DistributedRolloutMetrics,
+    WorkersLost,
     RayCollector,
     UnitResult,
     connect,
@@ -51,11 +52,11 @@ def _config(*overrides: str):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node (no CPUs: nothing is scheduled there) and one worker node with 2 CPUs, 100 MB object store each."""
+    """A head node (no CPUs: nothing is scheduled there) and one worker node, 100 MB object store each."""
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * MB})
-    c.add_node(num_cpus=2, object_store_memory=100 * MB)
+    c.add_node(num_cpus=3, object_store_memory=100 * MB)  # logical CPUs: 2 shared workers + 1 per test
     ray.init(address=c.address, log_to_driver=False)
     try:
         yield c
@@ -227,3 +228,38 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
     again = collector.collect(tasks[:2], policy, rc)
     assert again.metrics.rerun_groups == 0 and again.metrics.trajectories == 2 * rc.group_size
     assert np.isfinite([t.outcome for t in again.trajectories]).all()
+
+
+@pytest.mark.slow
+def test_a_worker_past_its_restarts_is_dropped_and_the_error_says_what_was_lost(cluster):
+    config = _config()
+    policy = build_policy(config)
+    collector = RayCollector(config, 1, address=cluster.address, max_restarts=0)
+    try:
+        pid = collector.pids()[0]
+        collector.on_dispatch = lambda worker, unit: os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkersLost, match=r"all 1 rollout workers died .* 0 restarts; 4 groups were not played"):
+            collector.collect(sample_tasks(config, 0), policy, rollout_config(config, 0))
+        assert collector.live_workers() == []
+    finally:
+        collector.close()
+
+
+def test_the_documented_fsdp_config_is_valid_for_accelerate(tmp_path):
+    """docs/distributed.md's FSDP config loads with accelerate's config class, every key is a launch option."""
+    import re
+    from pathlib import Path
+
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.commands.config.config_args import ClusterConfig
+    from accelerate.commands.launch import launch_command_parser
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "distributed.md").read_text()
+    block = re.search(r"## The multi-GPU learner.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(block)
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert str(config.distributed_type).endswith("FSDP") and config.fsdp_config["fsdp_version"] == 2
+    options = {a.dest for a in launch_command_parser()._actions}
+    unknown = [k for k in config.fsdp_config if k not in options]
+    assert not unknown, f"not accelerate launch options ({accelerate.__version__}): {unknown}"
