@@ -259,6 +259,7 @@ class BwrapSandbox(TarFilesMixin):
         self._lock = threading.RLock()
         self._closed = False
         self._exec_time = 0.0
+        self._wipe = ""  # shell run before the next call: a pending reset()
         self.name = uuid.uuid4().hex[:12]
         self.host_dir = Path(tempfile.gettempdir()) / f"{HOST_PREFIX}{self.name}"
         self.host_dir.mkdir(mode=0o711)
@@ -435,8 +436,21 @@ class BwrapSandbox(TarFilesMixin):
 
     def _run_internal(self, argv: Sequence[str], *, deadline_s: float, cap: int, stdin_data: bytes | None = None,
                       kill_factor: int = OUTPUT_KILL_FACTOR) -> RawExec:
-        return self._run(argv, base_env(), self.limits.workdir, deadline_s=deadline_s, cap=cap,
-                         stdin_data=stdin_data, kill_factor=kill_factor)
+        if self._wipe:
+            argv = ["/bin/sh", "-c", f'{self._wipe}exec "$@"', "sh", *argv]
+        raw = self._run(argv, base_env(), self.limits.workdir, deadline_s=deadline_s, cap=cap,
+                        stdin_data=stdin_data, kill_factor=kill_factor)
+        self._wipe = ""
+        return raw
+
+    def reset(self) -> None:
+        """Recycle for a new episode: restore the episode budget now; the work dir and ``/tmp``
+        are wiped at the start of the next call, in the same bwrap process (no extra process)."""
+        self._check_usable()
+        with self._lock:
+            self._wipe = (f"find {self.limits.workdir} /tmp -mindepth 1 -delete 2>/dev/null; "
+                          'cd "$PWD" 2>/dev/null || { echo "sandbox: $PWD was removed by reset" >&2; exit 126; }; ')
+            self._exec_time = 0.0
 
     def exec(self, command: Command, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
              workdir: str | None = None) -> ExecResult:
@@ -454,10 +468,11 @@ class BwrapSandbox(TarFilesMixin):
         inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
         if not inner:
             raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
-        if not isinstance(command, str):  # exit 127 for a missing binary, as under Docker
-            inner = ["/bin/sh", "-c", 'exec "$@"', "sh", *inner]
+        if not isinstance(command, str) or self._wipe:  # exit 127 for a missing binary, as under Docker
+            inner = ["/bin/sh", "-c", f'{self._wipe}exec "$@"', "sh", *inner]
         with self._lock:
             raw = self._run(inner, base_env(env), workdir or lim.workdir, deadline_s=t, cap=lim.output_bytes)
+            self._wipe = ""
             self._exec_time += raw.duration
             oom = False
             if self.cgroups is not None and raw.exit_code == 137:

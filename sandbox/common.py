@@ -113,7 +113,8 @@ class TarFilesMixin:
         return out
 
     def reset(self) -> None:
-        """Wipe the work dir and ``/tmp``, kill all processes, restore the episode budget."""
+        """Wipe the work dir and ``/tmp``, kill all processes, restore the episode budget (eagerly;
+        the Docker and bubblewrap backends override this with a wipe folded into the next call)."""
         self._check_usable()  # type: ignore[attr-defined]
         with self._lock:  # type: ignore[attr-defined]
             raw = self._run_internal(["/bin/sh", "-c", f"kill -9 -1 2>/dev/null; find {self.limits.workdir} /tmp "  # type: ignore[attr-defined]

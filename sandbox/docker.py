@@ -57,7 +57,7 @@ RUN_ID = uuid.uuid4().hex[:12]
 HOSTNAME = socket.gethostname()
 SANDBOX_USER = "10001:10001"
 EXEC_GRACE_S = 3.0
-WRAPPER = 'kill -9 -1 2>/dev/null; timeout -s KILL "$0" "$@"; rc=$?; kill -9 -1 2>/dev/null; exit $rc'
+WRAPPER = 'kill -9 -1 2>/dev/null; {prelude}timeout -s KILL "$0" "$@"; rc=$?; kill -9 -1 2>/dev/null; exit $rc'
 KILL_ALL = "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; exit 0"
 
 T = TypeVar("T")
@@ -273,6 +273,7 @@ class DockerSandbox(TarFilesMixin):
         self._lock = threading.RLock()
         self._closed = False
         self._dead_reason: str | None = None
+        self._wipe = ""  # shell run before the next call: a pending reset()
         self._exec_time = 0.0
         self._oom_count = 0
         _startup_reap(self.client)
@@ -407,7 +408,7 @@ class DockerSandbox(TarFilesMixin):
         inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
         if not inner:
             raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
-        argv = ["/bin/sh", "-c", WRAPPER, f"{t:.3f}", *inner]
+        argv = ["/bin/sh", "-c", WRAPPER.format(prelude=self._wipe), f"{t:.3f}", *inner]
         environment = base_env(env)
         with self._lock:
             try:
@@ -420,6 +421,7 @@ class DockerSandbox(TarFilesMixin):
     def _exec_locked(self, command: Command, argv: list[str], environment: dict[str, str], workdir: str,
                      t: float) -> ExecResult:
         raw = self._run(argv, environment, workdir, deadline_s=t + EXEC_GRACE_S, cap=self.limits.output_bytes)
+        self._wipe = ""
         self._exec_time += raw.duration
         code = raw.exit_code if raw.exit_code is not None else 137
         timed_out = raw.deadline_hit or (code == 137 and raw.duration >= t - 0.05 and not raw.output_killed)
@@ -561,8 +563,23 @@ class DockerSandbox(TarFilesMixin):
     # -- files / fork / reset: TarFilesMixin ------------------------------------------------------
     def _run_internal(self, argv: Sequence[str], *, deadline_s: float, cap: int, stdin_data: bytes | None = None,
                       kill_factor: int = OUTPUT_KILL_FACTOR) -> RawExec:
-        return self._run(argv, {"PATH": PATH}, self.limits.workdir, deadline_s=deadline_s, cap=cap,
-                         stdin_data=stdin_data, kill_factor=kill_factor)
+        if self._wipe:
+            argv = ["/bin/sh", "-c", f'{self._wipe}exec "$@"', "sh", *argv]
+        raw = self._run(argv, {"PATH": PATH}, self.limits.workdir, deadline_s=deadline_s, cap=cap,
+                        stdin_data=stdin_data, kill_factor=kill_factor)
+        self._wipe = ""
+        return raw
+
+    def reset(self) -> None:
+        """Recycle for a new episode: restore the episode budget now; the work dir and ``/tmp``
+        are wiped (and processes killed) at the start of the next call, in the same exec, so a
+        recycle costs no extra engine round trip."""
+        self._check_usable()
+        with self._lock:
+            # (re-entering the cwd fails, exit 126, if the wipe removed it: as an eager wipe would)
+            self._wipe = (f"kill -9 -1 2>/dev/null; find {self.limits.workdir} /tmp -mindepth 1 -delete 2>/dev/null; "
+                          'cd "$PWD" 2>/dev/null || { echo "sandbox: $PWD was removed by reset" >&2; exit 126; }; ')
+            self._exec_time = 0.0
 
     def _spawn_like(self) -> DockerSandbox:
         return DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)

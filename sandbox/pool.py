@@ -2,9 +2,9 @@
 
 Contract:
 
-- ``SandboxPool(config, size=N, max_live=M)`` keeps up to ``N`` idle, started sandboxes
-  (``prestart``: started at construction; ``refill``: replacements started in background
-  threads whenever one is handed out or discarded) and never has more than ``M`` sandboxes alive at once
+- ``SandboxPool(config, size=N, max_live=M)`` holds ``N`` started sandboxes, idle or handed
+  out (``prestart``: started at construction; ``refill``: when one is discarded, or more than
+  ``N`` are wanted at once, replacements are started in background threads up to ``N`` idle) and never has more than ``M`` sandboxes alive at once
   (idle + handed out + starting); ``acquire`` blocks (up to ``timeout``) when ``M`` is reached,
   which bounds a flood of concurrent episodes.
 - ``acquire()`` returns an idle sandbox if one is warm, else starts one. A sandbox that died while
@@ -81,7 +81,8 @@ class SandboxPool:
         with self._cond:
             if self._closed or not (self.refill or initial):
                 return
-            want = self.size - len(self._idle) - self._starting
+            # a pool of `size` sandboxes: handed-out ones count, they come back recycled
+            want = self.size - len(self._idle) - self._starting - len(self._out)
             if self.max_live is not None:
                 want = min(want, self.max_live - self._live)
             for _ in range(max(0, want)):

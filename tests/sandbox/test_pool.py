@@ -14,14 +14,17 @@ from turngym.sandbox.base import SandboxError, SandboxLimits
 SMALL = SandboxLimits(memory_mb=128, pids=64, disk_mb=16, inodes=2000, exec_timeout_s=10, output_bytes=4096)
 
 
-def test_warm_acquire_and_refill(local_backend):
+def test_warm_acquire_recycle_and_refill_after_discard(local_backend):
     with SandboxPool(backend=local_backend, limits=SMALL, size=1) as pool:
         assert pool.wait_warm(60) == 1
         sb = pool.acquire()
-        assert pool.stats.warm_hits == 1 and sb.exec("echo ok").stdout == "ok\n"
-        assert pool.wait_warm(60) == 1  # a replacement was started in the background
-        pool.release(sb)  # the pool is full: the used sandbox is closed, not kept
-        assert sb.closed and pool.idle == 1
+        assert pool.stats.warm_hits == 1 and sb.exec("echo ok > f").exit_code == 0
+        pool.release(sb)  # recycled: the pool holds one sandbox, idle or out
+        assert not sb.closed and pool.idle == 1 and pool.stats.started == 1
+        again = pool.acquire()
+        assert again is sb and again.exec("ls -A").stdout == ""  # wiped
+        pool.release(again, reuse=False)  # discarded: a replacement starts in the background
+        assert sb.closed and pool.wait_warm(60) == 1 and pool.stats.started == 2
     assert pool.idle == 0
 
 
