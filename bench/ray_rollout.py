@@ -95,7 +95,6 @@ def code_env_status() -> str | None:
 
 def bench_workload(name: str, workload: dict[str, Any], rounds: int, quick: bool) -> dict[str, Any]:
     import torch
-
     from turngym.training.distributed import RayCollector
     from turngym.training.rollout import Task, collect
     from turngym.training.trainer import build_policy

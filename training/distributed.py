@@ -59,11 +59,10 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
 import numpy as np
-
 from turngym.training.rollout import RolloutBatch, RolloutConfig, RolloutMetrics, Task, collect
 
 SPLITS = ("group", "worker")
@@ -250,13 +249,15 @@ def _build_policy(source: Any, device: str) -> Any:
 def connect(address: str | None, *, connect_timeout_s: float = 5.0, **init_kwargs: Any) -> bool:
     """Initialise Ray for this process; returns whether this call started it (then it owns shutdown).
 
-    ``address=None``: reuse an initialised runtime or start a local one with ``init_kwargs``
+    ``address=None``: reuse an initialised runtime, join ``$RAY_ADDRESS`` when set, or start a local one with ``init_kwargs``
     (``num_cpus``, ``object_store_memory``…; the dashboard is off unless asked for). An explicit
     ``host:port`` is always probed first, even when a runtime is already initialised (then reused).
     Raises :class:`ClusterUnreachable` quoting the address when the cluster cannot be reached.
     """
     import ray
 
+    if address is None and not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # what a bare ray.init() would join: probe it too
     if address not in (None, "auto"):
         _probe(address, connect_timeout_s)
     if ray.is_initialized():
@@ -482,12 +483,12 @@ class RayCollector:
             for worker in self.workers:
                 try:
                     ray.kill(worker, no_restart=True)
-                except Exception:  # already gone  # noqa: BLE001
+                except Exception:  # noqa: BLE001, S110 — the actor is already gone
                     pass
             if self._owns_runtime:
                 ray.shutdown()
 
-    def __enter__(self) -> RayCollector:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

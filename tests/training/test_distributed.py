@@ -17,13 +17,13 @@ import pytest
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
 
-from turngym.training.config import load_preset  # noqa: E402
-from turngym.training.distributed import (  # noqa: E402
+from turngym.training.config import load_preset
+from turngym.training.distributed import (
     ClusterUnreachable,
     DistributedRolloutMetrics,
-    WorkersLost,
     RayCollector,
     UnitResult,
+    WorkersLost,
     connect,
     group_seed,
     load_weights_payload,
@@ -31,8 +31,8 @@ from turngym.training.distributed import (  # noqa: E402
     plan_units,
     weights_payload,
 )
-from turngym.training.rollout import RolloutConfig, RolloutMetrics, Task, collect  # noqa: E402
-from turngym.training.trainer import build_policy, rollout_config, sample_tasks, train  # noqa: E402
+from turngym.training.rollout import RolloutConfig, RolloutMetrics, Task, collect
+from turngym.training.trainer import build_policy, rollout_config, sample_tasks, train
 
 MB = 2**20
 
@@ -255,7 +255,7 @@ def test_the_documented_fsdp_config_is_valid_for_accelerate(tmp_path):
     from accelerate.commands.launch import launch_command_parser
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "distributed.md").read_text()
-    block = re.search(r"## The multi-GPU learner.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    block = re.search(r"## The multi-GPU learner.*?```yaml\n(.*?)```", doc, re.DOTALL).group(1)
     path = tmp_path / "fsdp.yaml"
     path.write_text(block)
     config = ClusterConfig.from_yaml_file(str(path))
