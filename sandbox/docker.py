@@ -144,8 +144,12 @@ def _with_retries(what: str, fn: Callable[[], T], retries: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
+EXTRA_LABELS: dict[str, str] = {}
+"""Labels added to every container this process creates from now on (e.g. a CI job id)."""
+
+
 def labels_for(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    labels = {
+    labels = {**EXTRA_LABELS,
         LABEL: "1",
         f"{LABEL}.run_id": RUN_ID,
         f"{LABEL}.owner_pid": str(os.getpid()),

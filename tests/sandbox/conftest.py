@@ -124,32 +124,35 @@ def make_sandbox(request):
         sb.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_leaks():
-    """After the session: no container labelled by this process, no bwrap host dir of ours."""
-    yield
+def _bwrap_state() -> tuple[set[str], set[str], set[str]]:
+    dirs = {d.name[len("turngym-bwrap-"):] for d in Path(tempfile.gettempdir()).glob("turngym-bwrap-*")}
+    mounts = {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if "/turngym-bwrap-" in line.split()[1]}
+    cgroups = {str(c) for c in Path("/sys/fs/cgroup").glob("*/turngym-bwrap/*") if c.is_dir()}
+    return dirs, mounts, cgroups
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leaks(request):
+    """After each test module: no container it created (labelled with the module) is left, and
+    no bubblewrap host dir, tmpfs mount or cgroup appeared that is still there — the host is
+    unchanged. (Per module, so sandboxes other test directories keep warm in the same pytest
+    process are not counted.)"""
     from turngym.sandbox import docker as dk
 
+    tag = request.module.__name__.rsplit(".", 1)[-1]
+    dk.EXTRA_LABELS["turngym.sandbox.test"] = tag
+    before = _bwrap_state()
+    yield
+    dk.EXTRA_LABELS.pop("turngym.sandbox.test", None)
     leftovers = []
     if docker_problem() is None:
-        leftovers = dk.docker_client().api.containers(all=True, filters={"label": f"turngym.sandbox.run_id={dk.RUN_ID}"})
-    mine = []
-    for d in Path(tempfile.gettempdir()).glob("turngym-bwrap-*"):
-        try:
-            if int((d / "owner").read_text().split()[0]) == os.getpid():
-                mine.append(d.name)
-        except (OSError, ValueError, IndexError):
-            pass
-    # host unchanged: no tmpfs mount or cgroup of a bubblewrap sandbox without its (live) host dir
-    live = {d.name[len("turngym-bwrap-"):] for d in Path(tempfile.gettempdir()).glob("turngym-bwrap-*")}
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if "/turngym-bwrap-" in line.split()[1]]
-    stale_mounts = [m for m in mounts if m.split("/turngym-bwrap-")[1].split("/")[0] not in live]
-    stale_cgroups = [str(c) for c in Path("/sys/fs/cgroup").glob("*/turngym-bwrap/*") if c.is_dir() and c.name not in live]
-    assert not leftovers, f"sandbox containers leaked: {[c['Names'] for c in leftovers]}"
-    assert not mine, f"bwrap sandbox dirs leaked: {mine}"
-    assert not stale_mounts, f"bwrap tmpfs mounts leaked: {stale_mounts}"
-    assert not stale_cgroups, f"bwrap cgroups leaked: {stale_cgroups}"
+        leftovers = dk.docker_client().api.containers(
+            all=True, filters={"label": [f"turngym.sandbox.run_id={dk.RUN_ID}", f"turngym.sandbox.test={tag}"]})
+    after = _bwrap_state()
+    new = [sorted(a - b) for a, b in zip(after, before)]
+    assert not leftovers, f"sandbox containers leaked by {tag}: {[c['Names'] for c in leftovers]}"
+    assert new == [[], [], []], f"bubblewrap leftovers (dirs, mounts, cgroups) of {tag}: {new}"
 
 
 LEFTOVERS_PY = r"""
