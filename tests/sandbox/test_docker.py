@@ -274,7 +274,12 @@ def test_row21_real_daemon_restart_mid_exec_is_a_typed_error_and_recovers():
         pytest.skip("needs root and the dockerd binary to run a private engine")
     root = tempfile.mkdtemp(prefix="turngym-dockerd-", dir="/tmp")
     engine = PrivateEngine(root)
-    engine.start()
+    try:
+        engine.start()
+    except AssertionError as exc:  # e.g. nested container runtimes that allow one engine only
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"a second, private dockerd cannot run here: {exc}")
     try:
         client = docker.DockerClient(base_url=engine.sock, timeout=30, max_pool_size=16)
         ensure_image(client=client)
