@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import time
 import warnings
@@ -245,6 +246,16 @@ def _build_policy(source: Any, device: str) -> Any:
     raise TypeError(f"policy_source must be a TrainConfig or a zero-argument callable, got {type(source).__name__}")
 
 
+def error_summary(exc: BaseException) -> str:
+    """One line for a Ray error: its type and the final exception line of the remote traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    final = next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line)), None)
+    head = lines[0] if lines else ""
+    if final and final != head:
+        return f"{type(exc).__name__}: {final}"
+    return f"{type(exc).__name__}: {head[:500]}"
+
+
 # ------------------------------------------------------------------ connecting
 def connect(address: str | None, *, connect_timeout_s: float = 5.0, **init_kwargs: Any) -> bool:
     """Initialise Ray for this process; returns whether this call started it (then it owns shutdown).
@@ -316,6 +327,9 @@ class RayCollector:
         init_kwargs: extra ``ray.init`` arguments when a local runtime is started.
         on_dispatch: ``callback(worker_index, unit)`` called after a unit is sent (observability and
             fault-injection tests).
+        connect_timeout_s: TCP probe timeout of an explicit address.
+        wait_ready: block until every worker has built its policy, so a broken policy spec or a node
+            without the packages fails here (:class:`WorkersLost` with the workers' error).
     """
 
     def __init__(
@@ -334,6 +348,7 @@ class RayCollector:
         init_kwargs: dict[str, Any] | None = None,
         on_dispatch: Callable[[int, WorkUnit], None] | None = None,
         connect_timeout_s: float = 5.0,
+        wait_ready: bool = True,
     ):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
@@ -367,6 +382,20 @@ class RayCollector:
         self._version = -1
         self._weights: list[Any] = []
         self._closed = False
+        if wait_ready:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        from ray.exceptions import RayActorError
+
+        try:
+            self.pids()
+        except RayActorError as exc:
+            self.close()
+            raise WorkersLost(
+                f"the {len(self.workers)} rollout workers could not start: {error_summary(exc)} "
+                "(every node needs turngym with the run's extras, and the model where the spec points)"
+            ) from exc
 
     @property
     def num_workers(self) -> int:
@@ -418,6 +447,7 @@ class RayCollector:
         in_flight: dict[Any, tuple[int, WorkUnit]] = {}
         busy: set[int] = set()
         results: list[UnitResult] = []
+        last_exc: BaseException | None = None
         while pending or in_flight:
             for w in self._dispatch_order(busy):
                 if not pending:
@@ -433,7 +463,7 @@ class RayCollector:
                 raise WorkersLost(
                     f"all {len(self.workers)} rollout workers died and used their {self.max_restarts} "
                     f"restarts; {undone} groups were not played. Last error: {self._last_error}"
-                )
+                ) from last_exc
             wake = [c for w, c in enumerate(self._cooldown) if w not in busy and w not in self._dead]
             timeout = max(0.0, min(wake) - time.perf_counter()) if pending and wake else None
             if not in_flight:
@@ -450,7 +480,8 @@ class RayCollector:
                     # the worker died (or is restarting) with this unit in flight: nothing of the unit
                     # arrived, so it is played again in full, first in line
                     pending.appendleft(unit)
-                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    self._last_error = error_summary(exc)
+                    last_exc = exc
                     metrics.rerun_groups += len(unit.tasks)
                     if not self._failing[w]:
                         self._failing[w] = True

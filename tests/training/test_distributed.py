@@ -245,6 +245,13 @@ def test_a_worker_past_its_restarts_is_dropped_and_the_error_says_what_was_lost(
         collector.close()
 
 
+@pytest.mark.slow
+def test_workers_that_cannot_build_the_policy_fail_at_construction_with_the_cause(cluster):
+    config = _config("model.name=hf:/nonexistent/model")
+    with pytest.raises(WorkersLost, match=r"could not start: ActorDiedError: ValueError: cannot load policy 'hf:/nonexistent/model'"):
+        RayCollector(config, 1, address=cluster.address)
+
+
 def test_the_documented_fsdp_config_is_valid_for_accelerate(tmp_path):
     """docs/distributed.md's FSDP config loads with accelerate's config class, every key is a launch option."""
     import re
