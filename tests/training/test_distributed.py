@@ -56,7 +56,7 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * MB})
-    c.add_node(num_cpus=3, object_store_memory=100 * MB)  # logical CPUs: 2 shared workers + 1 per test
+    c.add_node(num_cpus=4, object_store_memory=100 * MB)  # logical CPUs: 2 shared workers + 2 per test
     ray.init(address=c.address, log_to_driver=False)
     try:
         yield c
@@ -162,6 +162,21 @@ def test_training_on_ray_matches_the_single_process_run_exactly(cluster, tmp_pat
     wa = torch.load(tmp_path / "local" / "checkpoint" / "state.pt", weights_only=False)["model"]
     wb = torch.load(tmp_path / "ray" / "checkpoint" / "state.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_group_split_training_is_identical_on_one_and_two_workers(cluster, tmp_path):
+    """``ray_split: group``: each group's samples depend on (seed, step, task) only, so the worker count
+    changes nothing: 2 training steps on 1 and on 2 workers log equal (==) metrics."""
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"w{n}"
+        train(_config("steps=2", "checkpoint_every=2", f"out_dir={out}", f"rollout.ray_workers={n}",
+                      f"rollout.ray_address={cluster.address}"), show_progress=False)
+        runs[n] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    keys = ["reward/mean_outcome", "rollout/generated_tokens", "rollout/turns", "loss", "grad_norm", "policy_tokens"]
+    assert [[r[k] for k in keys] for r in runs[1]] == [[r[k] for k in keys] for r in runs[2]]
+    assert [r["rollout/workers"] for r in runs[2]] == [2, 2] and runs[2][0]["rollout/units"] == 4
 
 
 def _group_split_reference(config, policy, tasks, rc):
