@@ -330,6 +330,8 @@ class RayCollector:
         connect_timeout_s: TCP probe timeout of an explicit address.
         wait_ready: block until every worker has built its policy, so a broken policy spec or a node
             without the packages fails here (:class:`WorkersLost` with the workers' error).
+        units_in_flight: units queued on a worker at once; 2 lets a worker start its next unit
+            without waiting for the driver to see the last result (a worker still plays one at a time).
     """
 
     def __init__(
@@ -349,11 +351,14 @@ class RayCollector:
         on_dispatch: Callable[[int, WorkUnit], None] | None = None,
         connect_timeout_s: float = 5.0,
         wait_ready: bool = True,
+        units_in_flight: int = 2,
     ):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if units_in_flight < 1:
+            raise ValueError(f"units_in_flight must be >= 1, got {units_in_flight!r}")
         import ray
 
         kwargs = dict(init_kwargs or {})
@@ -367,6 +372,7 @@ class RayCollector:
         self.split = split
         self.max_restarts = max_restarts
         self.on_dispatch = on_dispatch
+        self.units_in_flight = units_in_flight
         actor = ray.remote(RolloutWorker).options(
             num_cpus=num_cpus_per_worker,
             num_gpus=num_gpus_per_worker,
@@ -445,17 +451,15 @@ class RayCollector:
         units = plan_units(tasks, config, len(self.live_workers()) or 1, self.split)
         pending: deque[WorkUnit] = deque(units)
         in_flight: dict[Any, tuple[int, WorkUnit]] = {}
-        busy: set[int] = set()
+        load = [0] * len(self.workers)  # units in flight per worker
         results: list[UnitResult] = []
         last_exc: BaseException | None = None
         while pending or in_flight:
-            for w in self._dispatch_order(busy):
-                if not pending:
-                    break
+            while pending and (w := self._next_worker(load)) is not None:
                 unit = pending.popleft()
                 ref = self.workers[w].run.remote(unit, self._version, self._weights)
                 in_flight[ref] = (w, unit)
-                busy.add(w)
+                load[w] += 1
                 if self.on_dispatch is not None:
                     self.on_dispatch(w, unit)
             if not self.live_workers():
@@ -464,15 +468,16 @@ class RayCollector:
                     f"all {len(self.workers)} rollout workers died and used their {self.max_restarts} "
                     f"restarts; {undone} groups were not played. Last error: {self._last_error}"
                 ) from last_exc
-            wake = [c for w, c in enumerate(self._cooldown) if w not in busy and w not in self._dead]
-            timeout = max(0.0, min(wake) - time.perf_counter()) if pending and wake else None
+            now = time.perf_counter()
+            wake = [c for w, c in enumerate(self._cooldown) if c > now and w not in self._dead]
+            timeout = max(0.0, min(wake) - now) if pending and wake else None
             if not in_flight:
                 time.sleep(timeout or 0.0)  # every live worker is restarting: wait for the first
                 continue
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
             for ref in ready:
                 w, unit = in_flight.pop(ref)
-                busy.discard(w)
+                load[w] -= 1
                 try:
                     results.append(ray.get(ref))
                     self._failing[w] = False
@@ -497,11 +502,12 @@ class RayCollector:
         metrics.wall_seconds = time.perf_counter() - started
         return RolloutBatch(trajectories, metrics)
 
-    def _dispatch_order(self, busy: set[int]) -> list[int]:
-        """Idle live workers out of their restart cool-down, those that failed least first."""
+    def _next_worker(self, load: list[int]) -> int | None:
+        """The live worker, out of its restart cool-down and below ``units_in_flight``, with the
+        fewest units in flight (then the fewest failures); ``None`` when every worker is full."""
         now = time.perf_counter()
-        idle = [w for w in self.live_workers() if w not in busy and self._cooldown[w] <= now]
-        return sorted(idle, key=lambda w: (self._failures[w], w))
+        free = [w for w in self.live_workers() if load[w] < self.units_in_flight and self._cooldown[w] <= now]
+        return min(free, key=lambda w: (load[w], self._failures[w], w), default=None)
 
     def close(self) -> None:
         """Kill the workers; shut Ray down if this collector started it."""

@@ -204,8 +204,9 @@ def test_group_split_on_two_workers_equals_the_in_process_groups_and_syncs_weigh
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
-    """SIGKILL worker 0 right after it is handed its second group: that group is re-run elsewhere (or on
-    the restarted worker), every group arrives complete, and the batch equals an undisturbed one."""
+    """SIGKILL worker 0 when it is handed its third group (it has finished one, is playing the next, and
+    has one queued): the lost groups are re-run elsewhere (or on the restarted worker), every group
+    arrives complete, and the batch equals an undisturbed one."""
     config, collector = two_workers
     policy = build_policy(config)
     tasks, rc = sample_tasks(config, 2) * 2, rollout_config(config, 2)  # 8 groups
@@ -214,7 +215,7 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
 
     def kill_worker_0(worker: int, unit) -> None:
         sent.append(worker)
-        if worker == 0 and sent.count(0) == 2:
+        if worker == 0 and sent.count(0) == 3:
             os.kill(before[0], signal.SIGKILL)
 
     collector.on_dispatch = kill_worker_0
@@ -223,9 +224,9 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
     finally:
         collector.on_dispatch = None
     m = batch.metrics
-    print(f"killed worker 0 (pid {before[0]}) at its group #2: worker_failures={m.worker_failures} "
+    print(f"killed worker 0 (pid {before[0]}) at its group #3: worker_failures={m.worker_failures} "
           f"rerun_groups={m.rerun_groups} units={m.units} trajectories={m.trajectories}")
-    assert sent.count(0) >= 2, "worker 0 never got a second group; the kill did not happen"
+    assert sent.count(0) >= 3, "worker 0 never got a third group; the kill did not happen"
     assert m.worker_failures >= 1 and m.rerun_groups >= 1
     by_group: dict[str, list[int]] = {}
     for t in batch.trajectories:
@@ -252,7 +253,14 @@ def test_a_worker_past_its_restarts_is_dropped_and_the_error_says_what_was_lost(
     collector = RayCollector(config, 1, address=cluster.address, max_restarts=0)
     try:
         pid = collector.pids()[0]
-        collector.on_dispatch = lambda worker, unit: os.kill(pid, signal.SIGKILL)
+        kills: list[int] = []
+
+        def kill_once(worker: int, unit) -> None:
+            if not kills:
+                kills.append(worker)
+                os.kill(pid, signal.SIGKILL)
+
+        collector.on_dispatch = kill_once
         with pytest.raises(WorkersLost, match=r"all 1 rollout workers died .* 0 restarts; 4 groups were not played"):
             collector.collect(sample_tasks(config, 0), policy, rollout_config(config, 0))
         assert collector.live_workers() == []
