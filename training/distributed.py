@@ -35,9 +35,13 @@ weights ``policy`` holds when ``collect`` is called, as the in-process collector
     batches). Chunk 0 keeps ``rollout_config.seed``, so **with one worker the rollouts are bit-for-bit
     those of the in-process** :func:`collect`; with more workers the samples depend on the split.
 
+**Scheduling.** Units go to the worker with the fewest in flight; each worker holds up to
+``units_in_flight`` (2) so it starts its next unit without waiting for the driver.
+
 **Fault tolerance.** Actors are created with ``max_restarts``; a unit whose worker died (the call
-raises :class:`ray.exceptions.RayActorError`) goes back to the front of the queue and is re-run on
-the next free worker (the restarted one included, after it reloads the weights). Its partial results
+raises :class:`ray.exceptions.RayActorError`: the unit it was playing and the one queued behind it)
+goes back to the front of the queue and is re-run on the next free worker (the restarted one
+included, after a 0.5 s cool-down and a reload of the weights). Its partial results
 never arrive, so a group is never lost and never half-counted; the re-runs are counted in
 :class:`DistributedRolloutMetrics` (``rerun_groups``, ``worker_failures``). A worker that keeps dying
 past ``max_restarts`` is dropped; :class:`WorkersLost` is raised when none is left. Environment
