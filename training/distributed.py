@@ -363,7 +363,13 @@ class RayCollector:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if units_in_flight < 1:
             raise ValueError(f"units_in_flight must be >= 1, got {units_in_flight!r}")
-        import ray
+        try:
+            import ray
+        except ImportError as exc:
+            raise ImportError(
+                f"rollouts on {num_workers} Ray workers need Ray: pip install 'turngym[ray]' "
+                "(or set rollout.ray_workers: 0 to collect in this process)"
+            ) from exc
 
         kwargs = dict(init_kwargs or {})
         if address is None:
