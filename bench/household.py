@@ -46,7 +46,6 @@ from typing import Any
 def _games(per_type: int, steps: int, seed: int) -> list[dict[str, Any]]:
     """Pick games and record a random admissible command sequence for each (untimed)."""
     import numpy as np
-
     from turngym.envs.household.env import HouseholdEnv
     from turngym.envs.household.generator import TASK_TYPES
 
