@@ -55,6 +55,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         err.print("give exactly one of: an environment id, or --all")
         return 2
     ids = list(registry()) if args.all else [args.env_id]
+    if args.family:
+        from turngym.envs.registration import FAMILIES
+
+        wanted = {f.strip() for f in args.family.split(",") if f.strip()}
+        unknown = sorted(wanted - set(FAMILIES))
+        if unknown:
+            err.print(f"unknown family {', '.join(map(repr, unknown))}; families: {', '.join(FAMILIES)}")
+            return 2
+        ids = [i for i in ids if turngym.spec(i).family in wanted]
     reports = []
     for env_id in ids:
         report = check(env_id)
@@ -301,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "outcome on truncation, malformed actions, fork). Exits 1 if any environment violates the contract.")
     p.add_argument("env_id", nargs="?", help="environment id, e.g. turngym/TicTacToe-v0")
     p.add_argument("--all", action="store_true", help="check every registered environment")
+    p.add_argument("--family", help="with --all: only these families, comma-separated (game, search, household, code, toy, other)")
     p.add_argument("--verbose", "-v", action="store_true", help="show every check, not only failures")
     p.add_argument("--json", metavar="FILE", help="also write the reports as JSON to FILE")
     p.set_defaults(func=cmd_check)

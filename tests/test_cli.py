@@ -28,9 +28,13 @@ def test_list_json_lists_the_six_games():
 
 
 def test_check_all_exits_zero():
-    result = turngym("check", "--all")
+    # the games and toys here; every other family's ids are checked by its own tests (tests/<family>/)
+    result = turngym("check", "--all", "--family", "game,toy")
     assert "environments conform" in result.stdout
     assert "FAIL" not in result.stdout
+    assert "turngym/TicTacToe-v0" in result.stdout and "SearchQA" not in result.stdout
+    bad = turngym("check", "--all", "--family", "boardgame", check=False)
+    assert bad.returncode == 2 and "'boardgame'" in bad.stderr
 
 
 def test_check_unknown_id_suggests_and_exits_2():
