@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.set_defaults(fn=_doctor)
     s = sub.add_parser("serve", help="serve sandboxes over HTTP (create/exec/files/fork/close)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=int, default=8766)
     s.add_argument("--token", action="append", help="bearer token a client must send (repeatable)")
     s.add_argument("--token-file", help="file with one token per line")
     s.add_argument("--backend", default="auto", choices=["auto", "docker", "bwrap"])

@@ -63,7 +63,7 @@ class ServerConfig:
     """Settings of the sandbox service."""
 
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = 8766
     tokens: Sequence[str] = ()
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     max_limits: SandboxLimits = field(default_factory=lambda: SandboxLimits(

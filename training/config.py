@@ -223,6 +223,11 @@ class TrainConfig(_Section):
                 f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be <= "
                 f"rollout.max_episode_tokens ({self.rollout.max_episode_tokens})"
             )
+        if self.rollout.ray_address and not self.rollout.ray_workers:
+            raise ValueError(
+                f"rollout.ray_address is {self.rollout.ray_address!r} but rollout.ray_workers is 0; "
+                "set rollout.ray_workers to the number of rollout actors"
+            )
         pool = self.selfplay.opponents or self.selfplay.snapshot_every
         if pool and not self.rollout.self_play:
             raise ValueError("selfplay.opponents / selfplay.snapshot_every need rollout.self_play: true")
