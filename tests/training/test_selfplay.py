@@ -155,8 +155,3 @@ def test_self_play_run_with_pool_snapshots_and_anchor_ratings(tmp_path: Path):
     assert [e["snapshot_step"] for e in snapshots] == [3]
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["step-3"]
     assert rows[-1]["selfplay/pool_size"] == 2.0
-
-
-def test_a_ray_address_without_workers_is_an_error():
-    with pytest.raises(ValueError, match="ray_workers is 0"):
-        TrainConfig.model_validate({"rollout": {"ray_address": "auto"}})

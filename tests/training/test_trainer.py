@@ -123,3 +123,8 @@ def test_information_gain_is_the_change_in_gold_answer_logprob(tmp_path):
     assert np.allclose(gains[:2], np.diff(ells)) and np.isnan(gains[2])
     no_answer = Trajectory("x/Y-v0", 0, "g", 0, 0, turns=turns, outcome=0.0)
     assert np.isnan(information_gain_rewards(policy, [no_answer])[0]).all()
+
+
+def test_a_ray_address_without_workers_is_an_error():
+    with pytest.raises(ValueError, match="ray_workers is 0"):
+        TrainConfig.model_validate({"rollout": {"ray_address": "auto"}})
