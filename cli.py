@@ -142,6 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             agent_name=args.agent,
             opponent_name=args.opponent,
             on_episode=lambda _: progress.advance(task),
+            env_kwargs=_env_kwargs(args),
         )
     data = summary.to_dict()
     if args.save_trajectories:
@@ -157,6 +158,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json != "-":
         _print_summary(summary, s.num_seats)
     return 0
+
+
+def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--env-arg key=value`` (repeatable; values parsed as YAML) → constructor kwargs."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in args.env_arg or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--env-arg {item!r} must look like key=value, e.g. --env-arg split=dev")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
 
 
 def _is_model_spec(agent: str) -> bool:
@@ -190,7 +204,7 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
         summary, trajectories = evaluate_model(
             args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
             temperature=args.temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
-            on_progress=lambda done, total: progress.update(task, completed=done),
+            on_progress=lambda done, total: progress.update(task, completed=done), env_kwargs=_env_kwargs(args),
         )
     if args.save_trajectories:
         write_jsonl(trajectories, args.save_trajectories)
@@ -341,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32, help="model agents: tokens per reply (default 32)")
     p.add_argument("--context", choices=("full", "turn"), default="full",
                    help="model agents: full conversation history, or the current observation only (default full)")
+    p.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="constructor argument of the env, e.g. --env-arg split=dev (repeatable; values parsed as YAML)")
     p.add_argument("--tokenizer", help="openai: agents: the served model's tokenizer (hf:<path-or-id> or smollm2-135m); "
                                        "default: the model name when it is smollm2-135m or a local folder")
     p.set_defaults(func=cmd_eval)
@@ -417,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UnknownEnvironment, ValueError) as exc:
+    except (UnknownEnvironment, ValueError, TypeError) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True)
         return 2
     except BrokenPipeError:  # e.g. `turngym list --json | head`

@@ -54,6 +54,16 @@ def test_eval_minimax_never_loses_to_random(tmp_path):
     assert summary["invalid_action_rate"]["count"] == 0
 
 
+def test_eval_env_args_reach_the_constructor():
+    result = turngym("eval", "turngym/TicTacToe-v0", "--agent", "first", "--opponent", "random", "--episodes", "2",
+                     "--env-arg", "valid_move_reward=0.25", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["mean_return"]["value"] > summary["mean_outcome"]["value"]  # the dense reward was paid
+    bad = turngym("eval", "turngym/TicTacToe-v0", "--agent", "first", "--opponent", "random", "--episodes", "2",
+                  "--env-arg", "colour=red", check=False)
+    assert bad.returncode == 2 and "'colour'" in bad.stderr
+
+
 def test_eval_kuhn_nash_beats_random_with_interval_above_zero():
     result = turngym("eval", "turngym/KuhnPoker-v0", "--agent", "nash", "--opponent", "random",
                      "--episodes", "2000", "--json")

@@ -61,6 +61,7 @@ def evaluate(
     agent_name: str = "agent",
     opponent_name: str | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> tuple[EvalSummary, list[tuple[int, EpisodeResult]]]:
     """Play ``episodes`` episodes and summarize them from the agent's side.
 
@@ -72,7 +73,7 @@ def evaluate(
     num_seats = turn_spec.num_seats
     if num_seats > 1 and make_opponent is None:
         raise ValueError(f"{env_id!r} is a {num_seats}-player game: give an opponent (e.g. --opponent random)")
-    env = make(env_id)
+    env = make(env_id, **(env_kwargs or {}))
     agent, opponent = make_agent(), (make_opponent() if make_opponent else None)
     played: list[tuple[int, EpisodeResult]] = []
     for i in range(episodes):
@@ -97,6 +98,7 @@ def evaluate_model(
     context: str = "full",
     agent_name: str = "model",
     on_progress: Callable[[int, int], None] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Evaluate a model policy with the batched rollout engine: one episode per seed ``seed + i``.
 
@@ -108,6 +110,7 @@ def evaluate_model(
     config = RolloutConfig(
         group_size=1, temperature=temperature, max_new_tokens=max_new_tokens,
         max_episode_tokens=max(4096, max_new_tokens), opponent=opponent, context=context, seed=seed,
+        env_kwargs={env_id: dict(env_kwargs or {})},
     )
     batch = collect([Task(env_id, seed + i) for i in range(episodes)], policy, config, on_progress=on_progress)
     played = []
