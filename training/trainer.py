@@ -150,7 +150,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
             periodic = evaluate_policy(policy, config, config.eval.every_episodes)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
-        if rater is not None and (state.step % config.ratings.every == 0 or state.step == config.steps):
+        out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
+        last_step = state.step == config.steps or out_of_time
+        if rater is not None and (state.step % config.ratings.every == 0 or last_step):
             metrics.update(rate_policy(rater, policy, config, state, out))
         if pool is not None:
             metrics.update(pool_metrics(pool))
@@ -159,8 +161,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             state.pool = pool.to_dict()
         log.write(metrics)
         progress.update(state.step, metrics)
-        out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
-        if state.step % config.checkpoint_every == 0 or state.step == config.steps or out_of_time:
+        if state.step % config.checkpoint_every == 0 or last_step:
             save_checkpoint(out, model, optimizer, state)
         if out_of_time:
             break
