@@ -65,7 +65,8 @@ def _episodes(task_set: str, n: int) -> dict[str, Any]:
 
 
 def _throughput(task_set: str, n: int, pool_size: int, workers: int = 2) -> dict[str, Any]:
-    from turngym.envs.swe.env import RepairEnv, task_set as load
+    from turngym.envs.swe.env import RepairEnv
+    from turngym.envs.swe.env import task_set as load
 
     load(task_set)  # build/load outside the timed region
     seeds = list(range(n))

@@ -38,12 +38,19 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.swe import grading, rewards
-from turngym.envs.swe.tasks import RepoTask, is_test_path
-from turngym.envs.swe.tools import ACTION_FORMAT, CallError, EditError, ToolCall, parse_call, snippet, truncate
 from turngym.envs.swe import tools as editor
+from turngym.envs.swe.tasks import RepoTask, is_test_path
+from turngym.envs.swe.tools import (
+    ACTION_FORMAT,
+    CallError,
+    EditError,
+    ToolCall,
+    parse_call,
+    snippet,
+    truncate,
+)
 from turngym.envs.types import StopReason, TurnRecord
 
 CHARS_PER_TOKEN = 4
@@ -336,8 +343,7 @@ class RepairEnv(TurnEnv):
         """A repo-relative path, or :class:`EditError` for paths outside the repository."""
         path = path.strip()
         for prefix in (self._repo + "/", self._repo):
-            if path.startswith(prefix):
-                path = path[len(prefix):]
+            path = path.removeprefix(prefix)
         if path.startswith("/"):
             raise EditError(f"path {path!r} is outside the repository; use paths relative to /work/repo")
         norm = posixpath.normpath(path or ".")

@@ -71,7 +71,7 @@ os._exit(0)
 """
 
 _TIMING = re.compile(r" in \d+(\.\d+)?s( \(\d+:\d\d:\d\d\))?")
-_XML_LINE = re.compile(r"^-+ generated xml file: .*$\n?", re.M)
+_XML_LINE = re.compile(r"^-+ generated xml file: .*$\n?", re.MULTILINE)
 
 
 @dataclass

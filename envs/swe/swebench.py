@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import tarfile
+import time
 from pathlib import Path
 
 from turngym.envs.swe.tasks import RepoTask, content_hash, split_patch, unified_diff
@@ -163,7 +163,8 @@ def clean_image(image: str, repo_dir: str = "/testbed") -> str:
 
 def build_fixture(names: tuple[str, ...] = FIXTURE_REPOS) -> Path:
     """Build the local SWE-bench-format fixture (images + ``instances.jsonl``); returns the JSONL path."""
-    from turngym.envs.swe.build import cache_root, load_tasks as load_swe
+    from turngym.envs.swe.build import cache_root
+    from turngym.envs.swe.build import load_tasks as load_swe
     from turngym.sandbox.image import ensure_image
 
     tasks = {t.meta["repo"]: t for t in load_swe("swe", names=tuple(sorted(names)))[0]}

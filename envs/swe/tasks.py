@@ -119,7 +119,7 @@ def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
     return "".join(chunks)
 
 
-_DIFF_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.M)
+_DIFF_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
 
 
 def split_patch(patch: str) -> list[tuple[str, str]]:
@@ -202,7 +202,7 @@ def patch_hunks(patch: str) -> list[tuple[str, str, list[Hunk]]]:
 def nodeid_key(nodeid: str) -> str:
     """Normalise a pytest node id to the junit-xml form ``dotted.module[.Class]::name``."""
     file_part, _, rest = nodeid.partition("::")
-    module = file_part[:-3] if file_part.endswith(".py") else file_part
+    module = file_part.removesuffix(".py")
     module = module.replace("/", ".")
     names = rest.split("::")
     classes, name = names[:-1], names[-1]

@@ -135,7 +135,7 @@ def _from_json_object(obj: Any) -> ToolCall | None:
 
 
 _ATTR = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-_TAG = re.compile(r"<(" + "|".join(TOOLS) + r")\b([^>]*?)(/?)>", re.S)
+_TAG = re.compile(r"<(" + "|".join(TOOLS) + r")\b([^>]*?)(/?)>", re.DOTALL)
 
 
 def _tag_call(text: str) -> ToolCall | None:
@@ -163,8 +163,8 @@ def _tag_call(text: str) -> ToolCall | None:
         args["text"] = _strip_one_newline(body or "")
     elif name == "str_replace":
         inner = body or ""
-        old = re.search(r"<old>(.*?)</old>", inner, re.S)
-        new = re.search(r"<new>(.*?)</new>", inner, re.S)
+        old = re.search(r"<old>(.*?)</old>", inner, re.DOTALL)
+        new = re.search(r"<new>(.*?)</new>", inner, re.DOTALL)
         if not old or not new:
             raise CallError("<str_replace> needs <old>…</old> and <new>…</new> inside")
         args["old"], args["new"] = _strip_one_newline(old.group(1)), _strip_one_newline(new.group(1))
@@ -173,7 +173,7 @@ def _tag_call(text: str) -> ToolCall | None:
 
 def _strip_one_newline(s: str) -> str:
     """Tag bodies usually start right after a newline; drop exactly one leading newline."""
-    return s[1:] if s.startswith("\n") else s
+    return s.removeprefix("\n")
 
 
 def parse_call(text: str) -> ToolCall:

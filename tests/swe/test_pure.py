@@ -5,12 +5,15 @@ from __future__ import annotations
 import ast
 
 import pytest
-
 from turngym.envs.swe import rewards, tools
 from turngym.envs.swe.mutations import KINDS, mutants, ordered
 from turngym.envs.swe.swerepos import load_bundles, parse_bundle
 from turngym.envs.swe.tasks import (
-    is_test_path, nodeid_key, patch_hunks, strip_test_changes, unified_diff,
+    is_test_path,
+    nodeid_key,
+    patch_hunks,
+    strip_test_changes,
+    unified_diff,
 )
 
 SOURCE = '''def f(xs, limit):
