@@ -32,8 +32,14 @@ def _check_env(env_id: str, sequence: list) -> None:
             break
 
 
+# Examples per env: a reset costs microseconds in games but ~0.4 s in the ALFWorld engine and a
+# sandbox in code envs, where fewer examples keep the suite's time bounded (their own tests go deeper).
+EXAMPLES = {"household": 8, "code": 6}
+
+
 def _make_test(env_id: str):
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=EXAMPLES.get(turngym.spec(env_id).family, 60), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(actions, min_size=1, max_size=4))
     def test(sequence):
         _check_env(env_id, sequence)
