@@ -50,6 +50,7 @@ class StopReason(str, enum.Enum):
     GAME_OVER = "game_over"  # a game reached a terminal state under its rules
     TURN_LIMIT = "turn_limit"  # the turn budget ran out; the outcome is still computed
     TOKEN_LIMIT = "token_limit"  # the token budget ran out; the outcome is still computed
+    TIME_LIMIT = "time_limit"  # the wall-time budget ran out (e.g. sandbox time); the outcome is still computed
     INVALID_ACTION = "invalid_action"  # too many malformed / illegal actions
     ENV_ERROR = "env_error"  # the environment itself failed (masked by the learner)
     SANDBOX_ERROR = "sandbox_error"  # the code sandbox failed (masked by the learner)

@@ -463,7 +463,7 @@ def collect(
             metrics.failed += t.failed
             metrics.turns += len(t.turns)
             metrics.invalid_actions += sum(not turn.record.valid_action for turn in t.turns)
-            metrics.truncated += t.stop_reason in ("turn_limit", "token_limit")
+            metrics.truncated += t.stop_reason in ("turn_limit", "token_limit", "time_limit")
     metrics.wall_seconds = time.perf_counter() - started
     return RolloutBatch(trajectories, metrics)
 

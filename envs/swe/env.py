@@ -18,7 +18,7 @@ or tool error) and ``test_progress`` (0.5 × change of the visible pass fraction
 Budgets: a reply longer than ``max_turn_tokens`` (≈ 4 characters per token) is rejected unexecuted;
 once ``max_episode_tokens`` are spent the episode stops with ``token_limit``; each command runs at
 most ``turn_timeout_s``; once ``episode_time_s`` of tool time is spent the episode stops with
-``turn_limit`` (``info["budget"] == "time"``). Stops compute the outcome (no submit ⇒ −1).
+``time_limit``. Stops compute the outcome (no submit ⇒ −1).
 
 A sandbox failure (the engine, not the code) ends the episode with ``stop_reason="sandbox_error"``
 and outcome 0, which the learner masks: it is never scored as a task failure. ``fork()`` copies the
@@ -313,8 +313,7 @@ class RepairEnv(TurnEnv):
             return self._finish(record, info, obs + "\n\nThe episode's token budget is spent.", StopReason.TOKEN_LIMIT,
                                 self.ladder.no_submit, truncated=True)
         if self._time_used > self.episode_time_s:
-            info["budget"] = "time"
-            return self._finish(record, info, obs + "\n\nThe episode's time budget is spent.", StopReason.TURN_LIMIT,
+            return self._finish(record, info, obs + "\n\nThe episode's time budget is spent.", StopReason.TIME_LIMIT,
                                 self.ladder.no_submit, truncated=True)
         record.reward = record.turn_reward
         info["turn"] = record

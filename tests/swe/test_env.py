@@ -164,7 +164,7 @@ def test_token_and_time_budgets(make_env):
     env = make_env(episode_time_s=0.01)
     env.reset(seed=0)
     *_, truncated, info = env.step("<bash>sleep 0.2</bash>")
-    assert truncated and info["budget"] == "time" and info["turn"].outcome == LADDER.no_submit
+    assert truncated and info["turn"].stop_reason == "time_limit" and info["turn"].outcome == LADDER.no_submit
 
 
 def test_sandbox_failure_is_sandbox_error_not_task_failure(make_env):
