@@ -23,18 +23,10 @@ import functools
 from typing import Any
 
 _ORIGINALS: dict[str, Any] = {}
+_CACHED: dict[str, Any] = {}  # built once, so uninstall/install keeps the caches warm
 
 
-def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
-    """Memoize TextWorld's template parsing and fast-downward's PDDL→SAS translation (idempotent)."""
-    import textworld.envs.pddl.logic as pddl_logic
-    from textworld.envs.pddl import textgen
-
-    if _ORIGINALS:
-        return
-    parse = _ORIGINALS["parse"] = textgen._parse_and_convert
-    translate = _ORIGINALS["pddl2sas"] = pddl_logic.fast_downward.pddl2sas
-
+def _build_cached(parse, translate, maxsize: int, sas_maxsize: int) -> None:
     @functools.lru_cache(maxsize=maxsize)
     def parsed(text: str, rule_name: str | None) -> Any:
         return parse(text, rule_name=rule_name)
@@ -48,12 +40,26 @@ def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
     def cached_translate(domain: str, problem: str, verbose: bool = False, optimize: bool = False):
         return translate(domain, problem, verbose=verbose, optimize=optimize)
 
-    textgen._parse_and_convert = cached_parse
-    pddl_logic.fast_downward.pddl2sas = cached_translate
+    _CACHED.update(parse=cached_parse, pddl2sas=cached_translate)
+
+
+def install_caches(maxsize: int = 8192, sas_maxsize: int = 64) -> None:
+    """Memoize TextWorld's template parsing and fast-downward's PDDL→SAS translation (idempotent)."""
+    import textworld.envs.pddl.logic as pddl_logic
+    from textworld.envs.pddl import textgen
+
+    if _ORIGINALS:
+        return
+    _ORIGINALS["parse"] = textgen._parse_and_convert
+    _ORIGINALS["pddl2sas"] = pddl_logic.fast_downward.pddl2sas
+    if not _CACHED:
+        _build_cached(_ORIGINALS["parse"], _ORIGINALS["pddl2sas"], maxsize, sas_maxsize)
+    textgen._parse_and_convert = _CACHED["parse"]
+    pddl_logic.fast_downward.pddl2sas = _CACHED["pddl2sas"]
 
 
 def uninstall_caches() -> None:
-    """Restore TextWorld's and fast-downward's uncached functions."""
+    """Restore TextWorld's and fast-downward's uncached functions (the caches stay warm for later)."""
     import textworld.envs.pddl.logic as pddl_logic
     from textworld.envs.pddl import textgen
 
