@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -18,10 +20,20 @@ def _sandbox_ready() -> str | None:
 _WHY = _sandbox_ready()
 
 
+REQUIRE = os.environ.get("TURNGYM_REQUIRE_DOCKER") == "1"
+
+
+def skip_or_fail(why: str) -> None:
+    """Skip without a sandbox engine; under ``TURNGYM_REQUIRE_DOCKER=1`` (CI) fail instead."""
+    if REQUIRE:
+        pytest.fail(why + " (TURNGYM_REQUIRE_DOCKER=1: code-env tests must run)")
+    pytest.skip(why)
+
+
 @pytest.fixture
 def sandbox_ready() -> None:
     if _WHY is not None:
-        pytest.skip(_WHY)
+        skip_or_fail(_WHY)
 
 
 @pytest.fixture
@@ -40,3 +52,13 @@ def make_env(sandbox_ready):
     yield factory
     for env in made:
         env.close()
+
+
+@pytest.fixture
+def docker_engine(sandbox_ready) -> None:
+    """The Docker engine itself (SWE-bench instances are Docker images); skip or fail without it."""
+    from turngym.sandbox.docker import engine_problem
+
+    problem = engine_problem()
+    if problem is not None:
+        skip_or_fail(f"SWE-bench instances need a Docker engine: {problem}")

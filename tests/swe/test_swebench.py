@@ -36,12 +36,9 @@ def test_invalid_records_name_the_problem(change, fragment):
 
 
 @pytest.mark.docker
-def test_fixture_is_swebench_format_with_future_history_stripped(sandbox_ready, make_env):
+def test_fixture_is_swebench_format_with_future_history_stripped(docker_engine, make_env):
     from turngym.envs.swe.swebench import build_fixture
-    from turngym.sandbox.docker import docker_client, engine_problem
-
-    if engine_problem() is not None:
-        pytest.skip(f"SWE-bench instances need a Docker engine: {engine_problem()}")
+    from turngym.sandbox.docker import docker_client
 
     path = build_fixture()
     records = read_instances(path)
