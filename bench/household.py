@@ -33,13 +33,12 @@ Target (issue #6): our overhead over the raw engine <= 10%, i.e. ``ours / alfwor
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -199,17 +198,10 @@ def run(quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", default=None, help="write the result here (default: print)")
-    args = p.parse_args(argv)
-    result = run(quick=args.quick)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+    from _script import script_main
+
+    return script_main(__doc__, run, None, argv)
 
 
 if __name__ == "__main__":

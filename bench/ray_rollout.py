@@ -38,13 +38,12 @@ beat one process by much: the ratios say what the Ray path costs and what it gai
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 IMPLEMENTATIONS = ("single", "ray1", "ray2", "ray2_worker")
@@ -229,19 +228,10 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument("--quick", action="store_true", help="smaller batches, 1 round (smoke run)")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+    from _script import script_main
+
+    return script_main(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ machine's cores, so this is a lower bound for a dedicated server.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -43,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -229,17 +229,10 @@ def _version(dist: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result to FILE (default: print it)")
-    parser.add_argument("--quick", action="store_true", help="fewer queries and rounds (smoke run)")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+    from _script import script_main
+
+    return script_main(__doc__, run, None, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ machine does not distort; ``2 × cpu_efficiency_2`` is the speed-up two idle cor
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -42,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 ENV_ID = "turngym/TicTacToe-v0"
@@ -146,19 +146,10 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument("--quick", action="store_true", help="fewer games and rounds (smoke run)")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+    from _script import script_main
+
+    return script_main(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":
