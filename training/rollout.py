@@ -111,12 +111,15 @@ class Task:
 
     ``opponent`` (games only) overrides :attr:`RolloutConfig.opponent` / ``self_play`` for this task:
     ``"self"`` — the policy plays every seat; an agent spec — the policy plays seat ``seed % 2``
-    against it (scripted names or a frozen checkpoint ``hf:<path>``).
+    against it (scripted names or a frozen checkpoint ``hf:<path>``). ``seat`` (games against an
+    opponent only) puts the policy in that seat instead of ``seed % 2`` — e.g. to play one deal from
+    both seats for duplicate scoring.
     """
 
     env_id: str
     seed: int
     opponent: str | None = None
+    seat: int | None = None
 
     @property
     def group_id(self) -> str:
@@ -239,6 +242,8 @@ class _Episode:
             opponent = resolve_agent(opponent_spec, task.env_id, seed=task.seed * 7919 + 1)
             opponent.reset(task.seed * 7919 + 1)
             overrides["opponent"] = opponent
+            if task.seat is not None:
+                overrides["agent_seat"] = task.seat
         self.env = make(task.env_id, **overrides)
         self.trajectories: dict[int, Trajectory] = {}
         self.sequences: dict[int, list[int]] = {}

@@ -16,7 +16,9 @@ Two pieces the trainer uses when ``rollout.self_play`` is on (see ``SelfPlaySect
 
 :class:`AnchorRater`
     Every ``ratings.every`` steps the current policy plays ``games`` games per anchor and env
-    (seats alternating, greedy by default) against fixed anchors; a Bradley–Terry fit over those
+    (every deal from both seats, greedy by default) against fixed anchors; in games of chance (the
+    ``chance`` tag) the two games of a deal form one duplicate match scored by summed outcome, so the
+    cards do not decide the rating; a Bradley–Terry fit over those
     games plus a round robin among the anchors themselves (played once, scripted, cheap) puts the
     policy on a stable Elo scale with bootstrap intervals. Self-play win rates sit near 50% by
     construction; the anchor rating is what shows progress.
@@ -33,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from turngym.training.ratings import GameResult, bootstrap_intervals, bradley_terry, score_from_outcomes
+from turngym.training.ratings import (
+    GameResult,
+    bootstrap_intervals,
+    bradley_terry,
+    duplicate_matches,
+    score_from_outcomes,
+)
 from turngym.training.rollout import RolloutConfig, Task, collect, play_episode
 
 SELF = "self"
@@ -162,8 +170,9 @@ class AnchorRating:
         env_id: the game.
         elo, low, high: Bradley–Terry Elo and its bootstrap 95% interval (anchors share the scale).
         anchors: every anchor's Elo (fitted together with the learner).
-        per_anchor: per anchor, the learner's ``score`` (mean of 1/0.5/0), ``win_seat0`` and
-            ``win_seat1`` (win rates by the learner's seat), and ``games``.
+        per_anchor: per anchor, the learner's ``score`` (mean of 1/0.5/0 over games — over duplicate
+            matches in games of chance), ``win_seat0`` and ``win_seat1`` (win rates of single games by
+            the learner's seat), and ``games`` (games, or matches in games of chance).
     """
 
     step: int
@@ -213,8 +222,19 @@ class AnchorRater:
                 resolve_agent(anchor, env_id, seed=0)  # raises, listing valid names, if it does not play
         self.env_ids, self.anchors = list(env_ids), list(anchors)
         self.games, self.anchor_games, self.seed, self.n_boot = games, anchor_games, seed, n_boot
-        self.anchor_results = {env_id: self._anchor_round_robin(env_id) for env_id in self.env_ids}
+        self.anchor_results = {env_id: self._scored(env_id, self._anchor_round_robin(env_id)) for env_id in self.env_ids}
         self.history: list[AnchorRating] = []
+
+    @staticmethod
+    def _scored(env_id: str, games: list[GameResult]) -> list[GameResult]:
+        """Games of chance are scored as duplicate matches (one deal from both seats, summed outcome),
+        so the cards do not decide the rating; other games game by game."""
+        from turngym.envs.registration import spec
+
+        if "chance" not in spec(env_id).tags:
+            return games
+        complete = [g for g in games if sum(1 for h in games if h.pair == g.pair and h.index // 2 == g.index // 2) == 2]
+        return duplicate_matches(complete)
 
     def _anchor_round_robin(self, env_id: str) -> list[GameResult]:
         from turngym.agents.specs import resolve_agent
@@ -243,17 +263,24 @@ class AnchorRater:
             games: list[GameResult] = []
             per_anchor: dict[str, dict[str, float]] = {}
             for anchor in self.anchors:
-                # task seed s puts the learner in seat s % 2: consecutive seeds alternate seats
-                tasks = [Task(env_id, self.seed * 7_919 + k, opponent=anchor) for k in range(self.games)]
+                # game k: deal k // 2, learner in seat k % 2 — every deal is played from both seats
+                tasks = [Task(env_id, self.seed * 7_919 + k // 2, opponent=anchor, seat=k % 2) for k in range(self.games)]
                 config = RolloutConfig(**{**rollout.__dict__, "group_size": 1, "self_play": False})
                 batch = collect(tasks, policy, config)
-                wins = {0: [], 1: []}
+                wins: dict[int, list[bool]] = {0: [], 1: []}
+                played = []
+                base = self.seed * 7_919
                 for t in batch.trajectories:
                     if t.failed:
                         continue
-                    score = score_of_seat(t.info.get("outcomes", {str(t.seat): t.outcome or 0.0}), t.seat)
+                    k = 2 * (t.seed - base) + t.seat  # the game's index in the paired schedule
+                    outcomes = t.info.get("outcomes", {str(t.seat): t.outcome or 0.0})
+                    score = score_of_seat(outcomes, t.seat)
                     wins[t.seat].append(score == 1.0)
-                    games.append(GameResult(self.PLAYER, anchor, score, env_id, t.seed, t.seat))
+                    other = [float(v) for s, v in outcomes.items() if s != str(t.seat)]
+                    played.append(GameResult(self.PLAYER, anchor, score, env_id, t.seed, t.seat, index=k,
+                                             outcome_a=float(outcomes.get(str(t.seat), 0.0)), outcome_b=other[0] if other else 0.0))
+                games.extend(self._scored(env_id, played))
                 scores = [g.score_a for g in games if g.player_b == anchor]
                 per_anchor[anchor] = {
                     "score": float(np.mean(scores)) if scores else math.nan,

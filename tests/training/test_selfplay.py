@@ -155,3 +155,44 @@ def test_self_play_run_with_pool_snapshots_and_anchor_ratings(tmp_path: Path):
     assert [e["snapshot_step"] for e in snapshots] == [3]
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["step-3"]
     assert rows[-1]["selfplay/pool_size"] == 2.0
+
+
+class _KingBetsPolicy(_FirstLegalPolicy):
+    """A Kuhn rule through the token-level policy interface: bet or call with the king, else check or fold."""
+
+    def generate(self, prompts, params):
+        import re
+
+        from turngym.agents.base import Generation
+
+        out = []
+        for prompt in prompts:
+            text = self.tokenizer.decode(prompt)
+            king = re.findall(r"Your card: (\w)", text)[-1] == "K"
+            legal = re.findall(r"\[(\w+)\]", text.rsplit("Your move:", 1)[1])
+            wanted = ("bet", "call") if king else ("check", "fold")
+            move = f"[{next(m for m in legal if m in wanted)}]"
+            ids = self.tokenizer.encode(move, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+            out.append(Generation(move, ids, np.zeros(len(ids), dtype=np.float32), "stop"))
+        return out
+
+
+def test_chance_games_are_rated_on_duplicate_matches_with_both_seats_per_deal():
+    rater = AnchorRater(["turngym/KuhnPoker-v0"], ["random", "nash"], games=8, anchor_games=40, n_boot=50)
+    anchors = rater.anchor_results["turngym/KuhnPoker-v0"]
+    assert len(anchors) == 20 and all(g.stop_reason == "duplicate" for g in anchors)  # 40 hands = 20 matches
+    (rating,) = rater.rate(_KingBetsPolicy(), step=0,
+                           rollout=RolloutConfig(max_new_tokens=8, context="turn"))
+    assert rating.per_anchor["random"]["games"] == 4.0  # 8 hands = 4 deals played from both seats
+    assert rating.low <= rating.elo <= rating.high
+
+
+def test_a_task_seat_puts_the_policy_in_that_seat():
+    from turngym.agents.tiny import char_tokenizer
+    from turngym.agents.text_policy import TextFunctionPolicy
+    from turngym.training.rollout import collect
+
+    policy = TextFunctionPolicy(char_tokenizer(), lambda prompt: "[1]")
+    batch = collect([Task("turngym/TicTacToe-v0", 4, opponent="random", seat=1), Task("turngym/TicTacToe-v0", 4, opponent="random", seat=0)],
+                    policy, RolloutConfig(group_size=1, context="turn"))
+    assert sorted(t.seat for t in batch.trajectories) == [0, 1]
