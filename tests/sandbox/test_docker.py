@@ -184,6 +184,28 @@ class UnixProxy:
                 pass
 
 
+def exec_interrupted(sb, interrupt) -> object:
+    """Start a 30 s exec, call ``interrupt()`` (take the engine away) half a second in, and return
+    what the exec gave: an ``ExecResult`` or the ``SandboxError`` it raised. Fails if it hangs."""
+    from turngym.sandbox.base import SandboxError
+
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(sb.exec("sleep 30", timeout=30))
+        except SandboxError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    interrupt()
+    t.join(60)
+    assert not t.is_alive(), "the exec hung after the engine went away"
+    return outcome[0]
+
+
 def test_row21_engine_gone_mid_exec_raises_a_typed_error():
     import docker
     from turngym.sandbox.base import SandboxError
@@ -194,20 +216,7 @@ def test_row21_engine_gone_mid_exec_raises_a_typed_error():
     sb = DockerSandbox(limits=SMALL, client=client, retries=1)
     try:
         assert sb.exec("echo via-proxy").stdout == "via-proxy\n"
-        outcome: list = []
-
-        def run():
-            try:
-                outcome.append(sb.exec("sleep 30", timeout=30))
-            except SandboxError as exc:
-                outcome.append(exc)
-
-        t = threading.Thread(target=run)
-        t.start()
-        time.sleep(0.5)
-        proxy.stop()
-        t.join(60)
-        assert not t.is_alive()
+        outcome = [exec_interrupted(sb, proxy.stop)]
         assert isinstance(outcome[0], SandboxError), outcome
         with pytest.raises(SandboxError):
             sb.exec("true")
@@ -285,19 +294,7 @@ def test_row21_real_daemon_restart_mid_exec_is_a_typed_error_and_recovers():
         ensure_image(client=client)
         sb = DockerSandbox(limits=SMALL, client=client, retries=2)
         assert sb.exec("echo before").stdout == "before\n"
-        outcome: list = []
-
-        def run():
-            try:
-                outcome.append(sb.exec("sleep 30", timeout=30))
-            except SandboxError as exc:
-                outcome.append(exc)
-
-        t = threading.Thread(target=run)
-        t.start()
-        time.sleep(0.5)
-        engine.stop()
-        t.join(60)
+        outcome = [exec_interrupted(sb, engine.stop)]
         assert isinstance(outcome[0], SandboxError) and "engine went away" in str(outcome[0]), outcome
         assert engine.sock in str(outcome[0])
         engine.start()  # the daemon comes back; the old container is gone (no live-restore)
