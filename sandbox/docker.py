@@ -190,18 +190,20 @@ def reap(client=None, *, max_age_s: float | None = 24 * 3600, run_id: str | None
     for info in found:
         lab = info.get("Labels") or {}
         doomed = run_id is not None and lab.get(f"{LABEL}.run_id") == run_id
-        if dead_owners and lab.get(f"{LABEL}.owner_host") == HOSTNAME:
+        live_owner = False
+        if lab.get(f"{LABEL}.owner_host") == HOSTNAME:
             try:
                 owner = int(lab.get(f"{LABEL}.owner_pid", "0"))
             except ValueError:
                 owner = 0
-            if owner and owner != os.getpid() and not _pid_alive(owner):
+            live_owner = owner == os.getpid() or (owner > 0 and _pid_alive(owner))
+            if dead_owners and owner and not live_owner:
                 doomed = True
         try:
             created = float(lab.get(f"{LABEL}.created_at", info.get("Created", now)))
         except ValueError:
             created = now
-        if max_age_s is not None and now - created > max_age_s:
+        if max_age_s is not None and now - created > max_age_s and not (spare_live_owners and live_owner):
             doomed = True
         if doomed:
             try:
