@@ -580,7 +580,7 @@ class LiarsDiceHeuristicAgent(ScriptedAgent):
             int(params.get(f"numdice{p}", params.get("numdice", 1))) for p in range(players)
         ]
         tokens = state.information_state_string(seat).split()
-        mine = [int(ch) for ch in tokens[0]] if tokens and tokens[0].isdigit() else []
+        mine = [int(ch) for ch in tokens[0]] if tokens and tokens[0].isascii() and tokens[0].isdigit() else []
         unseen = sum(per_player) - len(mine)
 
         def p_true(quantity: int, face: int) -> float:

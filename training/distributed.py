@@ -297,7 +297,7 @@ def _probe(address: str, timeout_s: float) -> None:
     """Fail fast with :class:`ClusterUnreachable` when nothing listens at ``host:port``."""
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):
         raise ClusterUnreachable(
             f"cannot connect to the Ray cluster at {address!r}: expected 'host:port', 'ray://host:port' "
             "or 'auto'"

@@ -52,7 +52,7 @@ class TicTacToeEnv(OpenSpielGame):
         cells = self.board_cells()
         for candidate in candidates:
             text = normalize_move_text(candidate)
-            digits = [c for c in text if c.isdigit()]
+            digits = [c for c in text if c in "0123456789"]  # ASCII only: "²".isdigit() but int("²") fails
             if len(digits) == 1 and text.endswith(digits[0]) and digits[0] != "0":
                 cell = int(digits[0])
                 if cells[cell - 1] in ("X", "O"):
