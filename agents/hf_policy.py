@@ -21,6 +21,12 @@ The decode loop, per batch:
    ``generate`` keeps computing finished rows until the longest one ends.
 4. Feed the new tokens (one per running row) with the grown mask and the next positions.
 
+**Cross-turn KV reuse.** Inside :meth:`HFPolicy.kv_session` (the rollout engine opens one per
+``collect`` call) every row's KV cache is kept when it finishes, and a later prompt that extends a
+kept sequence — the next turn of the same episode, or a branch forked from it — resumes from it:
+only the new tokens are prefilled (:mod:`turngym.agents.kv_reuse`). Results equal a full prefill up
+to float round-off.
+
 :meth:`HFPolicy.score` gives teacher-forced log-probs of given continuations: one forward through
 the decoder body for hidden states, then the output projection applied only at the positions that
 predict a continuation token, a chunk of positions at a time, so no ``[batch, seq, vocab]`` tensor
@@ -29,14 +35,22 @@ is ever built. :func:`chunked_target_logprobs` is the differentiable core, for l
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy
+from turngym.agents.kv_reuse import (
+    KVReuseStats,
+    PrefixKVStore,
+    assemble_batch_cache,
+    cache_layers,
+    extract_row,
+)
 
 # Extra decoded tokens kept in front of the longest stop string when matching stop strings on the
 # tail of a row (covers tokens that decode to nothing, e.g. skipped special tokens).
@@ -130,6 +144,9 @@ class HFPolicy(TokenizerPolicy):
         share_prefix: prefill the prefix common to a batch's prompts once (see :meth:`_prefill`);
             used when it is at least ``min_shared_prefix`` tokens. Results equal the plain prefill
             up to float round-off.
+        kv_reuse: keep finished rows' KV caches inside :meth:`kv_session` and resume later prompts
+            from their longest stored prefix.
+        kv_reuse_bytes: memory budget of that store (least-recently-used entries are evicted).
     """
 
     def __init__(
@@ -144,6 +161,8 @@ class HFPolicy(TokenizerPolicy):
         prune_finished: bool = True,
         share_prefix: bool = True,
         min_shared_prefix: int = 16,
+        kv_reuse: bool = True,
+        kv_reuse_bytes: int = 4 * 2**30,
     ):
         super().__init__(tokenizer, getattr(model, "generation_config", None))
         if max_batch_size < 1:
@@ -163,6 +182,31 @@ class HFPolicy(TokenizerPolicy):
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_id
         self._head_checked: bool | None = None  # whether decoder+lm_head reproduces model logits
+        if kv_reuse_bytes < 0:
+            raise ValueError(f"kv_reuse_bytes must be >= 0, got {kv_reuse_bytes!r}")
+        self.kv_reuse, self.kv_reuse_bytes = bool(kv_reuse), int(kv_reuse_bytes)
+        self._kv_store: PrefixKVStore | None = None
+        self.last_kv_stats = KVReuseStats()
+        """Counters of the most recently closed :meth:`kv_session`."""
+
+    @contextlib.contextmanager
+    def kv_session(self) -> Iterator[PrefixKVStore | None]:
+        """Keep and reuse KV caches across ``generate`` calls until the block exits.
+
+        Open it around calls made with the SAME weights (one rollout collection); cached keys and
+        values are stale once the weights change, and the store is emptied on exit. Nested
+        sessions share the outer store. Yields the store (``None`` when ``kv_reuse`` is off).
+        """
+        if not self.kv_reuse or self._kv_store is not None:
+            yield self._kv_store
+            return
+        self._kv_store = PrefixKVStore(self.kv_reuse_bytes, self.min_shared_prefix)
+        try:
+            yield self._kv_store
+        finally:
+            self.last_kv_stats = self._kv_store.stats
+            self._kv_store.clear()
+            self._kv_store = None
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -221,6 +265,10 @@ class HFPolicy(TokenizerPolicy):
         and suffix, masked out; positions keep counting real tokens).
         """
         model = self.model
+        if self._kv_store is not None:
+            matches = [self._kv_store.lookup(p) for p in prompts]
+            if any(n for _, n in matches):
+                return self._prefill_resumed(prompts, matches)
         shared = common_prefix_length(prompts) if self.share_prefix and len(prompts) > 1 else 0
         if shared < self.min_shared_prefix:
             input_ids, mask, positions = self._left_pad(prompts)
@@ -238,6 +286,26 @@ class HFPolicy(TokenizerPolicy):
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                     past_key_values=cache, use_cache=True, logits_to_keep=1)
         self.shared_prefix_tokens += shared * (len(prompts) - 1)
+        return out, mask, positions
+
+    def _prefill_resumed(
+        self, prompts: list[list[int]], matches: list[tuple[Any, int]]
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Prefill only what the KV store does not hold: row ``b`` resumes after its ``n_b`` matched tokens.
+
+        Layout per row: ``[pad | matched prefix (n_b) | pad | suffix]``, pads masked out, positions
+        ``0..n_b-1`` for the prefix (as when it was computed) and ``n_b, n_b+1, …`` for the suffix.
+        """
+        cache = self._new_cache()
+        prefix_mask = assemble_batch_cache(cache, matches, self.device)
+        input_ids, suffix_mask, suffix_positions = self._left_pad(
+            [p[n:] for p, (_, n) in zip(prompts, matches)]
+        )
+        starts = torch.tensor([n for _, n in matches], dtype=torch.long, device=self.device)
+        mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
+        positions = suffix_positions + starts[:, None]
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out, mask, positions
 
     def _generate_batch(
@@ -264,6 +332,8 @@ class HFPolicy(TokenizerPolicy):
                 out, mask, positions = self._prefill(prompts)
                 logits = out.logits[:, -1, :]
                 cache = out.past_key_values
+                store = self._kv_store
+                kv_layers = cache_layers(cache) if store is not None else None
                 next_pos = positions[:, -1:] + 1
                 running = list(range(n))  # batch slot -> prompt index
                 while True:
@@ -312,6 +382,8 @@ class HFPolicy(TokenizerPolicy):
                             elif len(tokens[row]) >= params.max_new_tokens:
                                 finish[row] = ("length", None)
                                 keep.remove(slot)
+                    if kv_layers is not None and len(keep) < sum(r >= 0 for r in running):
+                        self._store_finished(store, kv_layers, mask, running, keep, prompts, tokens)
                     if not keep:
                         break
 
@@ -341,6 +413,30 @@ class HFPolicy(TokenizerPolicy):
             if was_training:
                 model.train()
         return [self._finish(t, lp, f) for t, lp, f in zip(tokens, logprobs, finish)]
+
+    @staticmethod
+    def _store_finished(
+        store: PrefixKVStore,
+        layers: list[Any],
+        mask: torch.Tensor,
+        running: list[int],
+        keep: list[int],
+        prompts: list[list[int]],
+        tokens: list[list[int]],
+    ) -> None:
+        """Keep the KV cache of every row that finished this step: its prompt and all generated
+        tokens but the last (sampled, never fed), at the unmasked positions of its batch row."""
+        alive = set(keep)
+        real = mask.bool()
+        for slot, row in enumerate(running):
+            if row < 0 or slot in alive:
+                continue
+            ids = prompts[row] + tokens[row][:-1]
+            if int(real[slot].sum()) != len(ids):  # the cache is not laid out as assumed: keep nothing
+                raise RuntimeError(
+                    f"KV reuse: row {row} has {int(real[slot].sum())} cached positions for {len(ids)} ids"
+                )
+            store.add(extract_row(layers, slot, real[slot], ids))
 
     def _finish(
         self, ids: list[int], lps: list[float], finish: tuple[str, str | int | None]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import json
 import os
@@ -264,6 +265,10 @@ class ServeConfig:
     batch_wait_s: float = 0.005
     max_request_bytes: int = 4 * 2**20
     max_n: int = 16
+    kv_reuse: bool = True
+    """Prefix caching for the server's lifetime (a policy with ``kv_session``, e.g. HFPolicy): a
+    request that repeats an earlier conversation and adds to it prefills only what is new. The
+    served weights must not change while the server runs."""
 
 
 def build_app(policy: Any, config: ServeConfig) -> Any:
@@ -334,14 +339,25 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
         logprobs = body.get("logprobs") is not None and body.get("logprobs") is not False
         return web.json_response(completion_response(config.model_name, prompts, n, generations, policy.tokenizer, logprobs))
 
+    kv_sessions = contextlib.ExitStack()
+    kv_store: list[Any] = [None]
+
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "model": config.model_name, "batches": batcher.batches})
+        body: dict[str, Any] = {"status": "ok", "model": config.model_name, "batches": batcher.batches}
+        if kv_store[0] is not None:
+            stats = kv_store[0].stats
+            body["kv_reuse"] = {"reused_tokens": stats.reused_tokens, "prefilled_tokens": stats.prefilled_tokens}
+        return web.json_response(body)
 
     async def on_startup(_: web.Application) -> None:
+        session = getattr(policy, "kv_session", None)
+        if config.kv_reuse and callable(session):
+            kv_store[0] = kv_sessions.enter_context(session())
         await batcher.start()
 
     async def on_cleanup(_: web.Application) -> None:
         await batcher.stop()
+        kv_sessions.close()
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=config.max_request_bytes)
     app.router.add_get("/v1/models", models)
@@ -419,6 +435,8 @@ def build_parser(prog: str = "turngym serve") -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=32, help="rows per batched generate call")
     p.add_argument("--max-request-bytes", type=int, default=4 * 2**20)
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--no-kv-reuse", action="store_true",
+                   help="do not keep KV caches between requests (prefix caching is on by default)")
     return p
 
 
@@ -444,7 +462,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
 
         policy = load_policy(args.model, max_batch_size=args.max_batch_size)
     config = ServeConfig(model_name=args.served_name or args.model, token=args.token, max_batch_size=args.max_batch_size,
-                         max_request_bytes=args.max_request_bytes)
+                         max_request_bytes=args.max_request_bytes, kv_reuse=not args.no_kv_reuse)
     print(f"serving {config.model_name!r} on http://{args.host}:{args.port}/v1 (auth: {'bearer token' if args.token else 'none'})", flush=True)
     web.run_app(build_app(policy, config), host=args.host, port=args.port, print=None)
     return 0

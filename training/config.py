@@ -84,6 +84,10 @@ class RolloutSection(_Section):
     prompt and the current observation (bounded history; for envs whose observation is the state)."""
     max_batch_size: int = Field(64, ge=1)
     """Rows per generate micro-batch."""
+    kv_reuse: bool = True
+    """Keep each episode's KV cache between its turns within a collection (only new tokens are prefilled)."""
+    kv_reuse_gib: float = Field(4.0, ge=0)
+    """Memory budget of those caches (least-recently-used entries are evicted past it)."""
     ray_workers: int = Field(0, ge=0)
     """Rollout workers as Ray actors (0: collect in this process). See ``training/distributed.py``."""
     ray_address: str | None = None

@@ -200,6 +200,10 @@ class RolloutMetrics:
     truncated: int = 0
     length_finishes: int = 0
     generated_tokens: int = 0
+    kv_reused_tokens: int = 0
+    """Prompt tokens served from the policy's KV store instead of being prefilled (``kv_session``)."""
+    prefilled_tokens: int = 0
+    """Prompt tokens prefilled while a KV store was open (0 when the policy has none)."""
     generate_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -209,6 +213,8 @@ class RolloutMetrics:
         d["truncation_rate"] = self.truncated / self.trajectories if self.trajectories else 0.0
         d["failure_rate"] = self.failed / self.trajectories if self.trajectories else 0.0
         d["tokens_per_second"] = self.generated_tokens / self.generate_seconds if self.generate_seconds else 0.0
+        prompt = self.kv_reused_tokens + self.prefilled_tokens
+        d["kv_reuse_share"] = self.kv_reused_tokens / prompt if prompt else 0.0
         return d
 
 
@@ -386,6 +392,8 @@ def collect(
     (or is replayed, see ``on_env_error``); groups never shrink silently — every
     ``(task, sample_index)`` yields its trajectories, failed or not, and :class:`RolloutMetrics` counts.
     ``on_progress(episodes_done, episodes_total)`` is called after every round (progress bars).
+    A policy with ``kv_session()`` keeps its KV caches across the rounds of this call, so each turn
+    prefills only its new tokens; the session closes (caches dropped) before ``collect`` returns.
     """
     import time
 
@@ -435,27 +443,32 @@ def collect(
             if on_progress is not None:
                 on_progress(len(finished) + sum(ep.done for ep in episodes), total)
 
-    queue: list[tuple[Task, int, int]] = []
-    if config.branch_turn is None:
-        queue = [(task, k, 0) for task in tasks for k in range(config.group_size)]
-    else:  # fork-based branching: one trunk per task, forked into the group at the branch turn
-        trunks = [_Episode(task, 0, 0, config, chat) for task in tasks]
-        for ep in trunks:
-            _guard(ep, ep.reset)
-        play(trunks, until_turn=config.branch_turn)
-        branches = [trunk.branch(k) for trunk in trunks for k in range(config.group_size)]
-        metrics.branched += sum(not b.done for b in branches)
-        play(branches)
-        for ep in branches:
-            _collect_or_retry(ep, config, queue, finished, metrics)
-    while queue:
-        episodes = [_Episode(task, k, attempt, config, chat) for task, k, attempt in queue]
-        queue = []
-        for ep in episodes:
-            _guard(ep, ep.reset)
-        play(episodes)
-        for ep in episodes:
-            _collect_or_retry(ep, config, queue, finished, metrics)
+    with _kv_session(policy) as store:  # cross-turn KV reuse, valid while the weights are fixed
+        reused_before = (store.stats.reused_tokens, store.stats.prefilled_tokens) if store is not None else (0, 0)
+        queue: list[tuple[Task, int, int]] = []
+        if config.branch_turn is None:
+            queue = [(task, k, 0) for task in tasks for k in range(config.group_size)]
+        else:  # fork-based branching: one trunk per task, forked into the group at the branch turn
+            trunks = [_Episode(task, 0, 0, config, chat) for task in tasks]
+            for ep in trunks:
+                _guard(ep, ep.reset)
+            play(trunks, until_turn=config.branch_turn)
+            branches = [trunk.branch(k) for trunk in trunks for k in range(config.group_size)]
+            metrics.branched += sum(not b.done for b in branches)
+            play(branches)
+            for ep in branches:
+                _collect_or_retry(ep, config, queue, finished, metrics)
+        while queue:
+            episodes = [_Episode(task, k, attempt, config, chat) for task, k, attempt in queue]
+            queue = []
+            for ep in episodes:
+                _guard(ep, ep.reset)
+            play(episodes)
+            for ep in episodes:
+                _collect_or_retry(ep, config, queue, finished, metrics)
+        if store is not None:
+            metrics.kv_reused_tokens = store.stats.reused_tokens - reused_before[0]
+            metrics.prefilled_tokens = store.stats.prefilled_tokens - reused_before[1]
     trajectories = []
     for ep in sorted(finished, key=lambda e: (e.task.env_id, e.task.seed, e.sample_index)):
         metrics.episodes += 1
@@ -471,6 +484,14 @@ def collect(
             metrics.truncated += t.stop_reason in ("turn_limit", "token_limit", "time_limit")
     metrics.wall_seconds = time.perf_counter() - started
     return RolloutBatch(trajectories, metrics)
+
+
+def _kv_session(policy: Any) -> Any:
+    """The policy's ``kv_session()`` (cross-turn KV reuse, see :class:`HFPolicy`) or a no-op context."""
+    import contextlib
+
+    session = getattr(policy, "kv_session", None)
+    return session() if callable(session) else contextlib.nullcontext()
 
 
 def _collect_or_retry(ep: _Episode, config: RolloutConfig, queue: list, finished: list, metrics: RolloutMetrics) -> None:

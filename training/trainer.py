@@ -430,15 +430,17 @@ def build_policy(config: TrainConfig) -> Any:
 
     m = config.model
     dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[m.dtype]
+    r = config.rollout
+    options = {"max_batch_size": r.max_batch_size, "kv_reuse": r.kv_reuse, "kv_reuse_bytes": int(r.kv_reuse_gib * 2**30)}
     if m.name in ("tiny-random", "tiny-char"):
         if m.name == "tiny-char":
             from turngym.agents.tiny import tiny_char_model as make
         else:
             from turngym.agents.models import tiny_random_model as make
         model, tokenizer = make(config.seed, num_layers=m.tiny_layers, hidden_size=m.tiny_hidden)
-        policy = HFPolicy(model, tokenizer, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+        policy = HFPolicy(model, tokenizer, device=m.device, dtype=dtype, **options)
     else:
-        policy = load_policy(m.name, device=m.device, dtype=dtype, max_batch_size=config.rollout.max_batch_size)
+        policy = load_policy(m.name, device=m.device, dtype=dtype, **options)
     if m.lora is not None:
         try:
             from peft import LoraConfig, get_peft_model

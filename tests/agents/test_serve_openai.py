@@ -259,3 +259,21 @@ def test_openai_policy_against_llama_cpp_server_on_the_embedded_gguf(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_a_continued_conversation_resumes_from_the_servers_kv_cache(client, server, policy):
+    """Prefix caching: the second request repeats the first conversation and adds to it; only the
+    new part is prefilled, and the reply equals a from-scratch generation."""
+    messages = [{"role": "system", "content": "You play a word game. Reply with one word."},
+                {"role": "user", "content": "Start with a word about the sea, please."}]
+    first = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0)
+    before = _health(server)["kv_reuse"]["reused_tokens"]
+    messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "Now one about the sky."}]
+    second = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0)
+    reused = _health(server)["kv_reuse"]["reused_tokens"] - before
+    # at least the system prompt and the first user turn came from the cache
+    assert reused >= len(_chat_ids(policy, messages[:2])) - 3
+    fresh = HFPolicy(policy.model, policy.tokenizer, kv_reuse=False)
+    direct = fresh.generate([_chat_ids(policy, messages)], SamplingParams(max_new_tokens=10, temperature=0))[0]
+    assert second.choices[0].message.content == direct.text
