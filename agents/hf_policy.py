@@ -141,8 +141,8 @@ class HFPolicy(TokenizerPolicy):
         score_chunk_size: positions per output-projection chunk in :meth:`score`.
         prune_finished: drop finished rows from the running batch (faster; greedy results do not
             depend on it beyond float round-off).
-        share_prefix: prefill the prefix common to a batch's prompts once (see :meth:`_prefill`);
-            used when it is at least ``min_shared_prefix`` tokens. Results equal the plain prefill
+        share_prefix: prefill identical prompts once, and the prefix common to a batch's prompts
+            once (see :meth:`_prefill`), the latter when it is at least ``min_shared_prefix`` tokens. Results equal the plain prefill
             up to float round-off.
         kv_reuse: keep finished rows' KV caches inside :meth:`kv_session` and resume later prompts
             from their longest stored prefix.
@@ -179,6 +179,8 @@ class HFPolicy(TokenizerPolicy):
         self.share_prefix, self.min_shared_prefix = share_prefix, max(1, int(min_shared_prefix))
         self.shared_prefix_tokens = 0
         """Prompt tokens whose prefill was saved by prefix sharing (a counter, for benchmarks)."""
+        self.prefilled_tokens = 0
+        """Prompt tokens actually run through the model (padding excluded; a counter, for benchmarks)."""
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_id
         self._head_checked: bool | None = None  # whether decoder+lm_head reproduces model logits
@@ -256,8 +258,26 @@ class HFPolicy(TokenizerPolicy):
 
         return DynamicCache(config=self.model.config)
 
-    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """Run the prompts through the model; returns the output (with its cache), mask and positions.
+    def _prefill(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+        """Run the prompts through the model; returns last-position logits ``[B, V]``, cache, mask, positions.
+
+        Identical prompts (the ``group_size`` rollouts of one task start from the same prompt) are
+        prefilled once and their cache rows repeated (``share_prefix`` governs this too).
+        """
+        if not self.share_prefix:
+            return self._prefill_rows(prompts)
+        unique: dict[tuple[int, ...], int] = {}
+        inverse = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        if len(unique) == len(prompts):
+            return self._prefill_rows(prompts)
+        logits, cache, mask, positions = self._prefill_rows([list(key) for key in unique])
+        index = torch.tensor(inverse, device=self.device)
+        cache.batch_select_indices(index)
+        self.shared_prefix_tokens += sum(len(p) for p in prompts) - sum(len(key) for key in unique)
+        return logits[index], cache, mask[index], positions[index]
+
+    def _prefill_rows(self, prompts: list[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+        """:meth:`_prefill` for distinct prompts.
 
         With ``share_prefix``, the longest prefix common to every prompt (the system prompt, the
         task statement…) is computed ONCE, its KV cache is repeated over the batch, and only the
@@ -274,7 +294,8 @@ class HFPolicy(TokenizerPolicy):
             input_ids, mask, positions = self._left_pad(prompts)
             out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                         past_key_values=self._new_cache(), use_cache=True, logits_to_keep=1)
-            return out, mask, positions
+            self.prefilled_tokens += sum(len(p) for p in prompts)
+            return out.logits[:, -1, :], out.past_key_values, mask, positions
         prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
         cache = self._new_cache()
         model(input_ids=prefix, position_ids=torch.arange(shared, device=self.device)[None],
@@ -286,7 +307,8 @@ class HFPolicy(TokenizerPolicy):
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                     past_key_values=cache, use_cache=True, logits_to_keep=1)
         self.shared_prefix_tokens += shared * (len(prompts) - 1)
-        return out, mask, positions
+        self.prefilled_tokens += shared + sum(len(p) - shared for p in prompts)
+        return out.logits[:, -1, :], out.past_key_values, mask, positions
 
     def _prefill_resumed(
         self, prompts: list[list[int]], matches: list[tuple[Any, int]]
@@ -306,7 +328,8 @@ class HFPolicy(TokenizerPolicy):
         positions = suffix_positions + starts[:, None]
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out, mask, positions
+        self.prefilled_tokens += sum(len(p) - n for p, (_, n) in zip(prompts, matches))
+        return out.logits[:, -1, :], out.past_key_values, mask, positions
 
     def _generate_batch(
         self, prompts: list[list[int]], params: SamplingParams, generator: torch.Generator | None
@@ -329,9 +352,7 @@ class HFPolicy(TokenizerPolicy):
         model.eval()
         try:
             with torch.inference_mode():
-                out, mask, positions = self._prefill(prompts)
-                logits = out.logits[:, -1, :]
-                cache = out.past_key_values
+                logits, cache, mask, positions = self._prefill(prompts)
                 store = self._kv_store
                 kv_layers = cache_layers(cache) if store is not None else None
                 next_pos = positions[:, -1:] + 1

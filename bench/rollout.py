@@ -21,10 +21,12 @@ object; only batching and ``HFPolicy.kv_reuse`` differ):
 
 ``engine``
     turngym's default: one ``collect`` over all games — every round ONE batched ``generate`` over all
-    games still running — with cross-turn KV reuse: each turn prefills only its new tokens (the
-    environment's reply), resuming from the KV cache the previous turn left.
+    games still running — with cross-turn KV reuse (each turn prefills only its new tokens, the
+    environment's reply, resuming from the KV cache the previous turn left) and prompt sharing
+    (identical prompts prefilled once, a prefix common to the batch once).
 ``batched``
-    the same batching, KV reuse off: every turn re-prefills the whole history (ablation).
+    the same batching; KV reuse and prompt sharing off: every turn re-prefills every row's whole
+    history (ablation).
 ``naive``
     the issue's baseline: one game at a time (batch size 1), the whole history re-read every turn,
     no KV reuse between turns.
@@ -67,6 +69,7 @@ MODEL = "smollm2-135m"
 SEED = 0
 SAMPLING_SEED = 1234
 MAX_NEW_TOKENS = 8
+max_new_tokens = MAX_NEW_TOKENS  # --max-new-tokens overrides it for a run
 TEMPERATURE = 1.0
 CONTEXTS = ("full", "turn")  # the default run measures "full" only (--context turn adds the other)
 IMPLEMENTATIONS = ("engine", "batched", "naive")
@@ -133,7 +136,7 @@ def _config(context: str, seed: int) -> Any:
 
     return RolloutConfig(
         group_size=1,
-        max_new_tokens=MAX_NEW_TOKENS,
+        max_new_tokens=max_new_tokens,
         temperature=TEMPERATURE,
         top_p=1.0,
         top_k=0,
@@ -150,7 +153,8 @@ def play(
     from turngym.training.rollout import Task, collect
 
     policy.reset()
-    policy.inner.kv_reuse = impl == "engine"
+    policy.inner.kv_reuse = policy.inner.share_prefix = impl == "engine"
+    prefilled_before = policy.inner.prefilled_tokens
     trajectories = []
     started = time.perf_counter()
     if impl != "naive":
@@ -165,8 +169,8 @@ def play(
     wall = time.perf_counter() - started
     stats = policy.last_kv_stats
     counts = policy.counts()
-    # tokens actually run through the model: what KV reuse and prefix sharing did not save
-    prefilled = counts["prompt_tokens"] - (stats.reused_tokens if impl == "engine" else 0)
+    # prompt tokens actually run through the model: what KV reuse and prefix sharing did not save
+    prefilled = policy.inner.prefilled_tokens - prefilled_before
     turns = [len(t.turns) for t in trajectories]
     processed = counts["prompt_tokens"] + counts["useful_generated_tokens"]
     return {
@@ -266,7 +270,6 @@ def _versions() -> dict[str, str | None]:
 def run(quick: bool = False, contexts: tuple[str, ...] = ("full",)) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import torch
-
     from turngym.agents.hf_policy import load_policy
 
     started = time.time()
@@ -289,7 +292,7 @@ def run(quick: bool = False, contexts: tuple[str, ...] = ("full",)) -> dict[str,
             "env": ENV_ID,
             "opponent": "random",
             "model": "SmolLM2-135M-Instruct (embedded), float32, CPU",
-            "max_new_tokens": MAX_NEW_TOKENS,
+            "max_new_tokens": max_new_tokens,
             "temperature": TEMPERATURE,
             "contexts": list(contexts),
         },
@@ -352,9 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"{QUICK_GAMES} games, {QUICK_ROUNDS} round (smoke run)",
     )
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                        help="generation budget per turn (default: %(default)s)")
     parser.add_argument("--context", choices=CONTEXTS, action="append",
                         help="context mode(s) to measure (repeatable; default: full)")
     args = parser.parse_args(argv)
+    global max_new_tokens
+    max_new_tokens = args.max_new_tokens
     result = run(quick=args.quick, contexts=tuple(args.context or ("full",)))
     text = json.dumps(result, indent=2)
     if args.json:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import settings
-
 import turngym
+from hypothesis import settings
 
 # CI replays a fixed set of examples (reproducible runs; no example database on a clean clone);
 # on a workstation every run explores new ones. TURNGYM_FUZZ_SCALE multiplies the fuzz budget.

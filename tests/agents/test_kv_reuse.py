@@ -127,7 +127,7 @@ def test_finished_rows_are_stored_whether_or_not_the_batch_prunes_them(tiny):
         plain = HFPolicy(model, tok, prune_finished=prune, kv_reuse=False)
         stop = SamplingParams(max_new_tokens=12, temperature=0, stop=("e", "a"))  # rows end at different steps
         with reuse.kv_session() as store:
-            got1, p2, got2 = _two_turns(reuse, tok, FIRSTS, REPLIES, stop)
+            got1, _, got2 = _two_turns(reuse, tok, FIRSTS, REPLIES, stop)
             assert store.stats.hits == len(FIRSTS)
         want1, _, want2 = _two_turns(plain, tok, FIRSTS, REPLIES, stop)
         _same(got1, want1)
@@ -189,3 +189,17 @@ def test_multi_turn_collect_is_unchanged_by_kv_reuse_and_reports_the_reuse(tiny)
     assert all(len(t.turns) == 3 for t in reuse.trajectories)
     assert reuse.metrics.kv_reused_tokens > 0
     assert 0 < reuse.metrics.to_dict()["kv_reuse_share"] < 1
+
+
+def test_identical_prompts_are_prefilled_once_and_sampled_independently(tiny):
+    """A GRPO group starts `group_size` rollouts from one prompt: its prefill runs once."""
+    model, tok = tiny
+    plain = HFPolicy(model, tok, share_prefix=False, kv_reuse=False)
+    shared = HFPolicy(model, tok, kv_reuse=False)
+    a, b = _enc(tok, FIRSTS[0]), _enc(tok, FIRSTS[2])
+    batch = [a, b, a, a, b]
+    _same(shared.generate(batch, GREEDY), plain.generate(batch, GREEDY))
+    assert shared.prefilled_tokens == len(a) + len(b)
+    assert plain.prefilled_tokens == 3 * len(a) + 2 * len(b)
+    sampled = shared.generate([a] * 6, SamplingParams(max_new_tokens=10, seed=3, ignore_eos=True))
+    assert len({tuple(g.token_ids) for g in sampled}) > 1  # one prefill, six independent draws

@@ -128,3 +128,17 @@ def test_information_gain_is_the_change_in_gold_answer_logprob(tmp_path):
 def test_a_ray_address_without_workers_is_an_error():
     with pytest.raises(ValueError, match="ray_workers is 0"):
         TrainConfig.model_validate({"rollout": {"ray_address": "auto"}})
+
+
+def test_cross_turn_kv_reuse_leaves_training_unchanged(tmp_path):
+    """`rollout.kv_reuse` only saves prefill: the same seed trains to the same metrics with it on or off."""
+    runs = {}
+    for reuse in (True, False):
+        config = load_preset("ci-tiny", [f"out_dir={tmp_path / str(reuse)}", "steps=2", "checkpoint_every=2",
+                                         f"rollout.kv_reuse={str(reuse).lower()}"])
+        train(config, show_progress=False)
+        runs[reuse] = _metrics(tmp_path / str(reuse))
+    for on, off in zip(runs[True], runs[False]):
+        for key in ("reward/mean_outcome", "loss", "policy_tokens"):
+            assert on[key] == pytest.approx(off[key], rel=1e-4, abs=1e-6), (on["step"], key)
+        assert on["rollout/kv_reuse_share"] > 0.3 and off["rollout/kv_reuse_share"] == 0
