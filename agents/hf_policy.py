@@ -114,6 +114,18 @@ def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch
     return scores
 
 
+def cache_kwarg_name(model: Any) -> str:
+    """The forward argument that takes a KV cache: ``cache`` where transformers renamed it (the old
+    ``past_key_values`` is deprecated for removal in 5.40), else ``past_key_values``."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # a forward without an inspectable signature
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     """Length of the longest prefix shared by every row, leaving at least one token of each row."""
     if not rows:
@@ -184,6 +196,7 @@ class HFPolicy(TokenizerPolicy):
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_id
         self._head_checked: bool | None = None  # whether decoder+lm_head reproduces model logits
+        self._cache_kwarg: str | None = None  # "cache" or "past_key_values", by transformers version
         if kv_reuse_bytes < 0:
             raise ValueError(f"kv_reuse_bytes must be >= 0, got {kv_reuse_bytes!r}")
         self.kv_reuse, self.kv_reuse_bytes = bool(kv_reuse), int(kv_reuse_bytes)
@@ -284,7 +297,6 @@ class HFPolicy(TokenizerPolicy):
         rows' distinct suffixes are prefilled, left-padded after it (the padding sits between prefix
         and suffix, masked out; positions keep counting real tokens).
         """
-        model = self.model
         if self._kv_store is not None:
             matches = [self._kv_store.lookup(p) for p in prompts]
             if any(n for _, n in matches):
@@ -292,23 +304,21 @@ class HFPolicy(TokenizerPolicy):
         shared = common_prefix_length(prompts) if self.share_prefix and len(prompts) > 1 else 0
         if shared < self.min_shared_prefix:
             input_ids, mask, positions = self._left_pad(prompts)
-            out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                        past_key_values=self._new_cache(), use_cache=True, logits_to_keep=1)
+            cache = self._new_cache()
+            logits = self._forward(input_ids, mask, positions, cache)
             self.prefilled_tokens += sum(len(p) for p in prompts)
-            return out.logits[:, -1, :], out.past_key_values, mask, positions
+            return logits, cache, mask, positions
         prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
         cache = self._new_cache()
-        model(input_ids=prefix, position_ids=torch.arange(shared, device=self.device)[None],
-              past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self._forward(prefix, None, torch.arange(shared, device=self.device)[None], cache)
         cache.batch_repeat_interleave(len(prompts))
         input_ids, suffix_mask, suffix_positions = self._left_pad([p[shared:] for p in prompts])
         mask = torch.cat([suffix_mask.new_ones((len(prompts), shared)), suffix_mask], dim=-1)
         positions = suffix_positions + shared
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        logits = self._forward(input_ids, mask, positions, cache)
         self.shared_prefix_tokens += shared * (len(prompts) - 1)
         self.prefilled_tokens += shared + sum(len(p) - shared for p in prompts)
-        return out.logits[:, -1, :], out.past_key_values, mask, positions
+        return logits, cache, mask, positions
 
     def _prefill_resumed(
         self, prompts: list[list[int]], matches: list[tuple[Any, int]]
@@ -326,10 +336,18 @@ class HFPolicy(TokenizerPolicy):
         starts = torch.tensor([n for _, n in matches], dtype=torch.long, device=self.device)
         mask = torch.cat([prefix_mask, suffix_mask], dim=-1)
         positions = suffix_positions + starts[:, None]
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        logits = self._forward(input_ids, mask, positions, cache)
         self.prefilled_tokens += sum(len(p) - n for p, (_, n) in zip(prompts, matches))
-        return out.logits[:, -1, :], out.past_key_values, mask, positions
+        return logits, cache, mask, positions
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor,
+                 cache: Any) -> torch.Tensor:
+        """One forward pass that appends to ``cache`` in place; returns the last position's logits ``[B, V]``."""
+        if self._cache_kwarg is None:
+            self._cache_kwarg = cache_kwarg_name(self.model)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1, **{self._cache_kwarg: cache})
+        return out.logits[:, -1, :]
 
     def _generate_batch(
         self, prompts: list[list[int]], params: SamplingParams, generator: torch.Generator | None
@@ -419,16 +437,7 @@ class HFPolicy(TokenizerPolicy):
                             alive = set(keep)
                             running = [r if s in alive else -1 for s, r in enumerate(running)]
                     mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-                    out = model(
-                        input_ids=step_ids[:, None],
-                        attention_mask=mask,
-                        position_ids=next_pos,
-                        past_key_values=cache,
-                        use_cache=True,
-                        logits_to_keep=1,
-                    )
-                    logits = out.logits[:, -1, :]
-                    cache = out.past_key_values
+                    logits = self._forward(step_ids[:, None], mask, next_pos, cache)
                     next_pos = next_pos + 1
         finally:
             if was_training:
