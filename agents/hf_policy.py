@@ -119,8 +119,9 @@ def cache_kwarg_name(model: Any) -> str:
     ``past_key_values`` is deprecated for removal in 5.40), else ``past_key_values``."""
     import inspect
 
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT forwards **kwargs
     try:
-        parameters = inspect.signature(model.forward).parameters
+        parameters = inspect.signature(base.forward).parameters
     except (TypeError, ValueError):  # a forward without an inspectable signature
         return "past_key_values"
     return "cache" if "cache" in parameters else "past_key_values"
