@@ -155,8 +155,8 @@ class HFPolicy(TokenizerPolicy):
         prune_finished: drop finished rows from the running batch (faster; greedy results do not
             depend on it beyond float round-off).
         share_prefix: prefill identical prompts once, and the prefix common to a batch's prompts
-            once (see :meth:`_prefill`), the latter when it is at least ``min_shared_prefix`` tokens. Results equal the plain prefill
-            up to float round-off.
+            once (see :meth:`_prefill`), the latter when it is at least ``min_shared_prefix``
+            tokens. Results equal the plain prefill up to float round-off.
         kv_reuse: keep finished rows' KV caches inside :meth:`kv_session` and resume later prompts
             from their longest stored prefix.
         kv_reuse_bytes: memory budget of that store (least-recently-used entries are evicted).
@@ -323,7 +323,7 @@ class HFPolicy(TokenizerPolicy):
 
     def _prefill_resumed(
         self, prompts: list[list[int]], matches: list[tuple[Any, int]]
-    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
         """Prefill only what the KV store does not hold: row ``b`` resumes after its ``n_b`` matched tokens.
 
         Layout per row: ``[pad | matched prefix (n_b) | pad | suffix]``, pads masked out, positions
@@ -463,7 +463,7 @@ class HFPolicy(TokenizerPolicy):
             if row < 0 or slot in alive:
                 continue
             ids = prompts[row] + tokens[row][:-1]
-            if int(real[slot].sum()) != len(ids):  # the cache is not laid out as assumed: keep nothing
+            if int(real[slot].sum()) != len(ids):  # a layout bug: fail loudly, never store wrong KV
                 raise RuntimeError(
                     f"KV reuse: row {row} has {int(real[slot].sum())} cached positions for {len(ids)} ids"
                 )
