@@ -105,9 +105,10 @@ class PrefixKVStore:
         """
         self.stats.lookups += 1
         query = np.asarray(prompt, dtype=np.int64)
+        reusable = query[:-1]
         best_key, best = None, 0
         for key, entry in self._entries.items():
-            n = common_prefix(entry.ids, query[:-1])
+            n = common_prefix(entry.ids, reusable)
             if n > best:
                 best_key, best = key, n
         if best_key is None or best < self.min_reuse:
@@ -149,6 +150,7 @@ def cache_layers(cache: Any) -> list[Any] | None:
     can be sliced per row; sliding-window or quantized caches are not reused.
     """
     layers = getattr(cache, "layers", None)
+    # the exact type: sliding-window, indexed and quantized layers all subclass DynamicLayer
     if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
         return None
     return list(layers)

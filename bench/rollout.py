@@ -10,7 +10,7 @@ or import it by path and call :func:`run` (``bench/`` is a folder of scripts, no
 
 **Workload.** ``turngym/TicTacToe-v0`` (default rules: an invalid move forfeits the game), the
 embedded SmolLM2-135M-Instruct (fp32, CPU) against the ``random`` opponent, sampling at temperature
-1.0 (no top-k/top-p), ``max_new_tokens=8`` per turn, game ``i`` reset with seed ``SEED + i`` (so the
+1.0 (no top-k/top-p), ``max_new_tokens=8`` per turn (``--max-new-tokens``), game ``i`` reset with seed ``SEED + i`` (so the
 model plays X in even games and O in odd ones; the opponent's dice depend on the seed only). Context
 ``full``: each seat's episode is one growing token sequence (the whole game so far is the prompt of
 every turn), the multi-turn setting the issue's baseline describes (``--context turn`` re-runs it
@@ -39,6 +39,7 @@ invalid-move rates); throughput is therefore measured in tokens per second, not 
   This is the headline figure and the one the targets apply to.
 * ``prefilled_tok_per_turn`` — prompt tokens actually run through the model per generated turn
   (after KV reuse and prefix sharing); ``prompt_tokens`` counts what was *given* to ``generate``.
+* ``processed_tok_per_s`` — prompt tokens given to ``generate`` plus generated tokens, per second.
 * ``useful_tok_per_s_in_generate`` — generated tokens per second inside ``generate`` only.
 
 Counting is done by a thin wrapper around the policy's ``generate`` (calls, rows, prompt tokens,
@@ -69,7 +70,6 @@ MODEL = "smollm2-135m"
 SEED = 0
 SAMPLING_SEED = 1234
 MAX_NEW_TOKENS = 8
-max_new_tokens = MAX_NEW_TOKENS  # --max-new-tokens overrides it for a run
 TEMPERATURE = 1.0
 CONTEXTS = ("full", "turn")  # the default run measures "full" only (--context turn adds the other)
 IMPLEMENTATIONS = ("engine", "batched", "naive")
@@ -131,7 +131,7 @@ class CountingPolicy:
         }
 
 
-def _config(context: str, seed: int) -> Any:
+def _config(context: str, seed: int, max_new_tokens: int) -> Any:
     from turngym.training.rollout import RolloutConfig
 
     return RolloutConfig(
@@ -147,7 +147,8 @@ def _config(context: str, seed: int) -> Any:
 
 
 def play(
-    impl: str, policy: CountingPolicy, seeds: list[int], context: str, sampling_seed: int
+    impl: str, policy: CountingPolicy, seeds: list[int], context: str, sampling_seed: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
 ) -> dict[str, Any]:
     """Play the games of ``seeds`` with one implementation; returns counts and timings."""
     from turngym.training.rollout import Task, collect
@@ -159,12 +160,12 @@ def play(
     started = time.perf_counter()
     if impl != "naive":
         trajectories += collect(
-            [Task(ENV_ID, s) for s in seeds], policy, _config(context, sampling_seed)
+            [Task(ENV_ID, s) for s in seeds], policy, _config(context, sampling_seed, max_new_tokens)
         ).trajectories
     else:
         for i, s in enumerate(seeds):
             trajectories += collect(
-                [Task(ENV_ID, s)], policy, _config(context, sampling_seed + i)
+                [Task(ENV_ID, s)], policy, _config(context, sampling_seed + i, max_new_tokens)
             ).trajectories
     wall = time.perf_counter() - started
     stats = policy.last_kv_stats
@@ -202,15 +203,17 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def bench_context(policy: CountingPolicy, context: str, games: int, rounds: int) -> dict[str, Any]:
+def bench_context(
+    policy: CountingPolicy, context: str, games: int, rounds: int, max_new_tokens: int = MAX_NEW_TOKENS
+) -> dict[str, Any]:
     seeds = list(range(SEED, SEED + games))
     for impl in IMPLEMENTATIONS:  # warm-up, untimed (allocator, kernels, tokenizer caches)
-        play(impl, policy, seeds[:2], context, SAMPLING_SEED - 1)
+        play(impl, policy, seeds[:2], context, SAMPLING_SEED - 1, max_new_tokens)
     samples: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPLEMENTATIONS}
     for r in range(rounds):
         order = list(IMPLEMENTATIONS[r % len(IMPLEMENTATIONS):] + IMPLEMENTATIONS[: r % len(IMPLEMENTATIONS)])
         for impl in order:
-            samples[impl].append(play(impl, policy, seeds, context, SAMPLING_SEED + 1000 * r))
+            samples[impl].append(play(impl, policy, seeds, context, SAMPLING_SEED + 1000 * r, max_new_tokens))
 
     def med(impl: str, key: str) -> float | None:
         return _median([s[key] for s in samples[impl] if s[key] is not None])
@@ -267,7 +270,9 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def run(quick: bool = False, contexts: tuple[str, ...] = ("full",)) -> dict[str, Any]:
+def run(
+    quick: bool = False, contexts: tuple[str, ...] = ("full",), max_new_tokens: int = MAX_NEW_TOKENS
+) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import torch
     from turngym.agents.hf_policy import load_policy
@@ -277,7 +282,7 @@ def run(quick: bool = False, contexts: tuple[str, ...] = ("full",)) -> dict[str,
     games = QUICK_GAMES if quick else FULL_GAMES
     rounds = QUICK_ROUNDS if quick else FULL_ROUNDS
     policy = CountingPolicy(load_policy(MODEL, device="cpu", dtype=torch.float32))
-    results = {ctx: bench_context(policy, ctx, games, rounds) for ctx in contexts}
+    results = {ctx: bench_context(policy, ctx, games, rounds, max_new_tokens) for ctx in contexts}
     verdicts = [t["pass"] for c in results.values() for t in c["targets"].values()]
     return {
         "suite": "rollout",
@@ -360,9 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", choices=CONTEXTS, action="append",
                         help="context mode(s) to measure (repeatable; default: full)")
     args = parser.parse_args(argv)
-    global max_new_tokens
-    max_new_tokens = args.max_new_tokens
-    result = run(quick=args.quick, contexts=tuple(args.context or ("full",)))
+    result = run(quick=args.quick, contexts=tuple(args.context or ("full",)), max_new_tokens=args.max_new_tokens)
     text = json.dumps(result, indent=2)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -203,7 +203,8 @@ class RolloutMetrics:
     kv_reused_tokens: int = 0
     """Prompt tokens served from the policy's KV store instead of being prefilled (``kv_session``)."""
     prefilled_tokens: int = 0
-    """Prompt tokens prefilled while a KV store was open (0 when the policy has none)."""
+    """Prompt tokens the KV store could not serve (0 when the policy has no store; prompt sharing
+    may still have saved some of them)."""
     generate_seconds: float = 0.0
     wall_seconds: float = 0.0
 

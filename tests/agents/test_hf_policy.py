@@ -28,14 +28,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny (or the test is about correctness): one intra-op thread is faster than
-    two on a shared CI machine, where OpenMP barriers wait on other processes' time slices."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/agents/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ GREEDY = SamplingParams(max_new_tokens=10, temperature=0, ignore_eos=True)
 SAMPLED = SamplingParams(max_new_tokens=10, seed=7, ignore_eos=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/agents/conftest.py
 
 
 @pytest.fixture(scope="module")
