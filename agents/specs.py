@@ -3,7 +3,7 @@
 Accepted: the env's own scripted agents (``TurnSpec.agents``, e.g. a search oracle or a household
 planner expert); the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
 valid per game); ``random`` for any single-agent environment (it plays ``env.sample_valid_action``);
-and, in games, model specs — ``smollm2-135m`` or ``hf:<path>`` (e.g. a trained run's
+and, in games, model specs — ``smollm2-135m``, ``hf:<path>`` or ``vllm:<path>`` (e.g. a trained run's
 ``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
 (``hf:runs/q/model@0.7``; greedy by default), and ``openai:<model>@<base_url>`` — any
 OpenAI-compatible chat endpoint (``turngym serve``, vLLM, llama.cpp, a hosted API; key from
@@ -103,7 +103,7 @@ def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
 
         model, url = parse_openai_spec(agent_spec)
         return ChatAgent(OpenAIPolicy(model, url), agent_spec, seed=seed)
-    if agent_spec.startswith(("hf:", "smollm2")):
+    if agent_spec.startswith(("hf:", "vllm:", "smollm2")):
         if turn_spec.num_seats == 1:
             raise ValueError(f"model agents play games; for {env_id!r} use `turngym eval --agent {agent_spec}`")
         return _model_agent(agent_spec, seed)
