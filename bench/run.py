@@ -38,6 +38,7 @@ SUITES: dict[str, str] = {
     "household": "bench/household.py",
     "swe": "bench/swe.py",
     "ray": "bench/ray_rollout.py",
+    "vllm": "bench/vllm_backend.py",  # run it with the vLLM environment's python (.ci/vllm-venv)
 }
 
 
