@@ -427,7 +427,7 @@ class ServerThread:
 # ================================================================================================
 def build_parser(prog: str = "turngym serve") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Serve a policy over an OpenAI-compatible API (/v1/chat/completions, /v1/completions).")
-    p.add_argument("--model", default="smollm2-135m", help="policy spec: smollm2-135m, hf:<path>, vllm:<path>, or tiny-char (default: %(default)s)")
+    p.add_argument("--model", default="smollm2-135m", help="policy spec: smollm2-135m, hf:<path>, or tiny-char (default: %(default)s)")
     p.add_argument("--served-name", help="the model name clients send (default: the --model spec)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s; others need --token)")
     p.add_argument("--port", type=int, default=8000)

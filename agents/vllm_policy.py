@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -175,6 +176,7 @@ class VLLMPolicy(TokenizerPolicy):
                 raise ValueError(f"kv_cache_gib must be > 0 (or None), got {kv_cache_gib!r}")
             options["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         self.llm = vllm.LLM(**options)
+        self._owner_thread = threading.get_ident()
         super().__init__(self.llm.get_tokenizer(), _generation_config(self.model_name))
         config = self.llm.llm_engine.model_config
         self.vocab_size = int(config.get_vocab_size())
@@ -229,6 +231,7 @@ class VLLMPolicy(TokenizerPolicy):
         both lengths); a prompt that leaves fewer than ``max_new_tokens`` is generated up to the
         limit and ends with ``finish_reason="length"``.
         """
+        self._check_thread()
         prompts = [check_prompt_ids(i, p, self.vocab_size) for i, p in enumerate(prompts)]
         if not prompts:
             return []
@@ -285,6 +288,14 @@ class VLLMPolicy(TokenizerPolicy):
         stop = out.stop_reason if out.stop_reason is not None else ids[-1]  # None: the model's EOS
         return Generation(text, ids, logprobs, "stop", stop)
 
+    def _check_thread(self) -> None:
+        """vLLM's in-process engine keeps its parallel state per thread: calls from another fail deep inside."""
+        if threading.get_ident() != self._owner_thread:
+            raise RuntimeError(
+                "VLLMPolicy must be called from the thread that created it (vLLM's in-process engine "
+                "state is per thread); to serve a vLLM model over HTTP run `vllm serve` and use openai:<model>@<url>"
+            )
+
     # ------------------------------------------------------------------ scoring
     def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Teacher-forced raw log-probs of each continuation token (vLLM ``prompt_logprobs``).
@@ -292,6 +303,7 @@ class VLLMPolicy(TokenizerPolicy):
         One float32 array per pair, ``len(continuation)`` long, the quantity
         :attr:`Generation.logprobs` reports; same contract as ``HFPolicy.score``.
         """
+        self._check_thread()
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         pairs = [(check_prompt_ids(i, p, self.vocab_size), [int(t) for t in c]) for i, (p, c) in enumerate(zip(prompts, continuations))]
