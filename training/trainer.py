@@ -94,7 +94,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         state = load_checkpoint(out, model, optimizer)
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
-    sync_seconds = sync_rollout_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
+    sync_rollout_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard)
     pool = build_pool(config, state)
     rater = build_rater(config)
