@@ -223,6 +223,27 @@ def test_serving_off_loopback_needs_a_token():
     check_binding("127.0.0.1", None)
 
 
+def _llama_died(proc: subprocess.Popen, log: Path) -> str:
+    return (f"llama.cpp's server exited with code {proc.returncode}. A -11 (segfault) on a CPU that "
+            "advertises AMX is a native llama-cpp-python build meeting a VM that faults on AMX tiles; "
+            "install the portable build with `.ci/llama-cpp-wheel`. Server log tail:\n"
+            + log.read_text()[-2000:])
+
+
+def _wait_for_llama_server(proc: subprocess.Popen, models_url: str, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(models_url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(_llama_died(proc, log))
+            time.sleep(0.5)
+    pytest.fail(f"llama.cpp's server did not answer {models_url} within {timeout_s:.0f} s; log tail:\n"
+                + log.read_text()[-2000:])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python[server] is not installed")
 def test_openai_policy_against_llama_cpp_server_on_the_embedded_gguf(tmp_path):
@@ -239,16 +260,15 @@ def test_openai_policy_against_llama_cpp_server_on_the_embedded_gguf(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "llama.log").read_text()[-2000:]
-                time.sleep(0.5)
+        _wait_for_llama_server(proc, f"{url}/models", tmp_path / "llama.log")
         remote = OpenAIPolicy("smollm2", url, load_smollm2_tokenizer(), timeout_s=120)
-        replies = remote.chat([[{"role": "user", "content": "Say hello."}]], SamplingParams(max_new_tokens=8, temperature=0))
+        try:
+            replies = remote.chat([[{"role": "user", "content": "Say hello."}]],
+                                  SamplingParams(max_new_tokens=8, temperature=0))
+        except PolicyServerError:
+            if proc.poll() is not None:  # the server died under the request, not our client
+                pytest.fail(_llama_died(proc, tmp_path / "llama.log"))
+            raise
         assert isinstance(replies[0], str) and replies[0].strip()
         summary, trajectories = evaluate_model("turngym/TicTacToe-v0", remote, episodes=2, opponent="random", seed=0,
                                                temperature=0.0, max_new_tokens=8, context="turn")
