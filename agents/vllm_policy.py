@@ -160,6 +160,11 @@ class VLLMPolicy(TokenizerPolicy):
             enforce_eager = not on_gpu
         if dtype is None:
             dtype = "bfloat16" if on_gpu else "float32"
+        if not on_gpu:
+            # vLLM's CPU backend defaults to 128-token KV blocks, and its prefix cache reuses whole
+            # blocks only; 32 is the smallest its CPU attention takes (MultipleOf(32)). On 8
+            # TicTacToe games it cut the prompt tokens prefilled per turn from 102 to 77.
+            engine_kwargs.setdefault("block_size", 32)
         options: dict[str, Any] = {
             "model": self.model_name,
             "dtype": dtype,
