@@ -447,6 +447,12 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
+    if args.model.startswith("vllm:"):
+        # VLLMPolicy serves only the thread that built it, and this server generates on a worker thread
+        print(f"error: --model {args.model!r}: an in-process vLLM engine cannot be served from the server's "
+              f"worker thread; run vLLM's own server instead (`vllm serve <path>`) and point clients, or "
+              f"`--agent openai:<model>@http://host:8000/v1`, at it")
+        return 2
     import torch
     from aiohttp import web
 

@@ -216,6 +216,13 @@ def test_flaky_server_is_retried_and_client_errors_are_not():
         loop.call_soon_threadsafe(loop.stop)
 
 
+def test_serve_refuses_an_in_process_vllm_engine_at_start(capsys):
+    from turngym.agents.serve import serve_main
+
+    assert serve_main(["--model", "vllm:smollm2-135m"]) == 2
+    assert "vllm serve" in capsys.readouterr().out
+
+
 def test_serving_off_loopback_needs_a_token():
     with pytest.raises(ValueError, match="--token"):
         check_binding("0.0.0.0", None)
