@@ -230,11 +230,14 @@ def test_serving_off_loopback_needs_a_token():
     check_binding("127.0.0.1", None)
 
 
+def _log_tail(log: Path) -> str:
+    return "server log tail:\n" + log.read_text()[-2000:]
+
+
 def _llama_died(proc: subprocess.Popen, log: Path) -> str:
     return (f"llama.cpp's server exited with code {proc.returncode}. A -11 (segfault) on a CPU that "
             "advertises AMX is a native llama-cpp-python build meeting a VM that faults on AMX tiles; "
-            "install the portable build with `.ci/llama-cpp-wheel`. Server log tail:\n"
-            + log.read_text()[-2000:])
+            "install the portable build with `.ci/llama-cpp-wheel`. " + _log_tail(log))
 
 
 def _wait_for_llama_server(proc: subprocess.Popen, models_url: str, log: Path, timeout_s: float = 180) -> None:
@@ -247,8 +250,7 @@ def _wait_for_llama_server(proc: subprocess.Popen, models_url: str, log: Path, t
             if proc.poll() is not None:
                 pytest.fail(_llama_died(proc, log))
             time.sleep(0.5)
-    pytest.fail(f"llama.cpp's server did not answer {models_url} within {timeout_s:.0f} s; log tail:\n"
-                + log.read_text()[-2000:])
+    pytest.fail(f"llama.cpp's server did not answer {models_url} within {timeout_s:.0f} s; " + _log_tail(log))
 
 
 @pytest.mark.slow
