@@ -7,9 +7,10 @@ Shapes (``B`` sequences, ``L`` = longest sequence in the micro-batch):
   predicted from the hidden state at ``t``. ``loss_mask [B, L-1]`` is 1 exactly on tokens the policy
   generated; ``old_logprobs``, ``advantages``, ``clip_scale`` and ``turn_ids`` are aligned with it.
 
-:func:`policy_token_logprobs` runs the decoder once and applies the output projection only at the
-positions of policy tokens, a chunk at a time (``chunked_target_logprobs``): full-vocabulary logits
-are never materialized for the whole batch, which is what dominates memory in TRL's trainer.
+:func:`policy_token_stats` runs the decoder once and applies the output projection only at the
+positions of policy tokens, a chunk at a time (:func:`chunked_logprobs_entropy`): full-vocabulary
+logits are never materialized for the whole batch, which is what dominates memory in TRL's trainer.
+The same pass yields each policy token's full-distribution entropy (no extra forward).
 """
 
 from __future__ import annotations
@@ -33,14 +34,21 @@ class TrainRow:
     old_logprobs: list[float]
     advantages: list[float]
     clip_scale: list[float]
+    group: str = ""
+    """The GRPO group (task and seat) the row belongs to; mini-batches never split a group."""
 
     @property
     def num_policy_tokens(self) -> int:
         return int(sum(self.loss_mask))
 
 
-def make_rows(trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_scale: np.ndarray | None) -> list[TrainRow]:
-    """Broadcast per-turn advantages (and clip scales) to the tokens of each turn, per training sequence."""
+def make_rows(
+    trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_scale: np.ndarray | None, group: str = ""
+) -> list[TrainRow]:
+    """Broadcast per-turn advantages (and clip scales) to the tokens of each turn, per training sequence.
+
+    ``group`` tags every row with its GRPO group (see :attr:`TrainRow.group`).
+    """
     if len(turn_advantages) != len(trajectory.turns):
         raise ValueError(
             f"trajectory has {len(trajectory.turns)} turns but {len(turn_advantages)} turn advantages"
@@ -49,7 +57,7 @@ def make_rows(trajectory: Trajectory, turn_advantages: np.ndarray, turn_clip_sca
     for flat in trajectory.sequences():
         adv = [float(turn_advantages[k]) if k >= 0 else 0.0 for k in flat.turn_ids]
         scale = [float(turn_clip_scale[k]) if (k >= 0 and turn_clip_scale is not None) else 1.0 for k in flat.turn_ids]
-        rows.append(TrainRow(flat.token_ids, flat.loss_mask, flat.turn_ids, flat.old_logprobs, adv, scale))
+        rows.append(TrainRow(flat.token_ids, flat.loss_mask, flat.turn_ids, flat.old_logprobs, adv, scale, group))
     return rows
 
 
@@ -100,23 +108,72 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
     )
 
 
-def policy_token_logprobs(model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512) -> torch.Tensor:
-    """``[B, L-1]`` log π(token t+1 | ≤ t) at policy-token positions (0 elsewhere); differentiable.
+def chunked_logprobs_entropy(
+    hidden: torch.Tensor,
+    lm_head: torch.nn.Module,
+    targets: torch.Tensor,
+    chunk_size: int = 512,
+    *,
+    softcap: float | None = None,
+    entropy_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position ``log p(target)`` and entropy ``H = -Σ_v p_v log p_v``, ``chunk_size`` rows at a time.
+
+    Args:
+        hidden: ``[N, H]`` final hidden states (after the model's last norm), one per target.
+        lm_head: the output projection (``model.get_output_embeddings()``).
+        targets: ``[N]`` token ids.
+        softcap: the model's ``final_logit_softcapping`` if it has one (Gemma-2 style).
+        entropy_grad: keep the entropy in the autograd graph (needed for an entropy bonus; costs a
+            second ``chunk × vocab`` buffer per chunk in the backward pass). Otherwise the entropy
+            is computed under ``no_grad`` from the same logits.
+
+    Returns ``([N], [N])`` float32 log-probs (differentiable) and entropies in nats. Never holds
+    more than ``chunk_size × vocab`` logits at once outside autograd's saved tensors.
+    """
+    if hidden.shape[0] != targets.shape[0]:
+        raise ValueError(f"hidden has {hidden.shape[0]} rows but targets has {targets.shape[0]}")
+    logps, entropies = [], []
+    for start in range(0, hidden.shape[0], chunk_size):
+        logits = lm_head(hidden[start : start + chunk_size]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        lse = torch.logsumexp(logits, dim=-1)
+        chosen = logits.gather(1, targets[start : start + chunk_size, None].long()).squeeze(1)
+        logps.append(chosen - lse)
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            # H = lse - Σ p·logits (one pass over the chunk; p = softmax(logits))
+            entropies.append(lse - (torch.softmax(logits, dim=-1) * logits).sum(-1))
+    if not logps:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat(logps), torch.cat(entropies)
+
+
+def policy_token_stats(
+    model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512, *, entropy_grad: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([B, L-1], [B, L-1])``: log π(token t+1 | ≤ t) and the entropy of π(· | ≤ t) at policy-token
+    positions (0 elsewhere). The log-probs are differentiable; the entropy is only when ``entropy_grad``.
 
     Uses ``model.get_decoder()`` for hidden states and ``model.get_output_embeddings()`` on the
     selected positions only, ``chunk_size`` rows at a time.
     """
-    from turngym.agents.hf_policy import chunked_target_logprobs
-
     hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
     targets = batch.input_ids[:, 1:][where]
-    picked = chunked_target_logprobs(
+    picked, entropy = chunked_logprobs_entropy(
         hidden[:, :-1][where],
         model.get_output_embeddings(),
         targets,
         chunk_size,
         softcap=getattr(model.config, "final_logit_softcapping", None),
+        entropy_grad=entropy_grad,
     )
-    out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=picked.device)
-    return out.index_put(where, picked.float())
+    zeros = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=picked.device)
+    return zeros.index_put(where, picked.float()), zeros.index_put(where, entropy.float())
+
+
+def policy_token_logprobs(model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512) -> torch.Tensor:
+    """``[B, L-1]`` log π(token t+1 | ≤ t) at policy-token positions (0 elsewhere); differentiable."""
+    return policy_token_stats(model, batch, chunk_size)[0]

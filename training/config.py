@@ -170,6 +170,19 @@ class AlgoSection(_Section):
     """Add IGPO information gain (teacher-forced log-prob of the gold answer, per turn) to the dense
     turn rewards; needs environments that expose ``info["answer"]`` and ``rollout.context: full``."""
     info_gain_weight: float = Field(1.0, ge=0)
+    entropy_coef: float = Field(0.0, ge=0)
+    """Entropy bonus: the loss subtracts ``entropy_coef × H``, the token-mean entropy (nats) of the
+    learner's distribution over the policy tokens (the same mean as the policy loss). The starting
+    value when ``target_entropy`` is set."""
+    target_entropy: float | None = Field(None, gt=0)
+    """Target-entropy controller: after each step ``entropy_coef += entropy_coef_lr × (target − H)``,
+    clipped to ``[0, entropy_coef_max]`` — the bonus rises while the policy is more certain than the
+    target and fades once it is not (``None``: a fixed coefficient)."""
+    entropy_coef_lr: float = Field(0.01, gt=0)
+    entropy_coef_max: float = Field(0.05, ge=0)
+    no_signal_warn_steps: int = Field(3, ge=1)
+    """Warn (progress line and summary) once every group has been dropped for zero reward variance
+    this many steps in a row: the policy has become deterministic on these tasks."""
 
     @field_validator("estimator")
     @classmethod
@@ -192,6 +205,17 @@ class OptimSection(_Section):
     """Sequences per forward/backward; gradients accumulate over the whole batch."""
     score_chunk_size: int = Field(512, ge=1)
     """Positions per output-projection chunk when computing log-probs (bounds logits memory)."""
+    mini_batches: int = Field(1, ge=1)
+    """Optimizer steps per pass over a rollout batch: the batch is split into this many mini-batches
+    (shuffled with the step's seeded RNG). The rollout's log-probs stay the old policy, so from the
+    second update on the importance ratio moves and clipping acts (PPO / DAPO / A²TGPO clip)."""
+    epochs: int = Field(1, ge=1)
+    """Passes over each rollout batch (``mini_batches × epochs`` optimizer steps at most)."""
+    mini_batch_split: Literal["group", "sequence"] = "group"
+    """``group``: mini-batches hold whole GRPO groups; ``sequence``: any sequences."""
+    target_kl: float | None = Field(None, gt=0)
+    """Stop a step's remaining updates once a mini-batch's ``approx_kl`` (k3, KL(π_old‖π_θ) over its
+    tokens, measured before its own update) exceeds this (``None``: never)."""
 
 
 class EvalSection(_Section):

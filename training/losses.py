@@ -93,8 +93,9 @@ def aggregate_loss(
 
 def _turn_log_ratio(
     token_log_ratio: torch.Tensor, turn_ids: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """``[B, T]``: each token's turn mean ``logρ_{b,k} = mean_{τ ∈ turn k of b} log-ratio_τ``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn means ``logρ_{b,k} = mean_{τ ∈ turn k of b} log-ratio_τ``: ``([B, T]`` broadcast to each
+    token, ``[K]`` one value per turn that has at least one policy token``)``."""
     tid = torch.where(
         mask, turn_ids.long(), torch.zeros((), dtype=torch.long, device=turn_ids.device)
     )
@@ -109,7 +110,8 @@ def _turn_log_ratio(
     counts = torch.zeros_like(sums)
     sums.scatter_add_(0, seg, (token_log_ratio * m).reshape(-1))
     counts.scatter_add_(0, seg, m.reshape(-1))
-    return (sums / counts.clamp_min(1.0))[seg].reshape(tid.shape)
+    means = sums / counts.clamp_min(1.0)
+    return means[seg].reshape(tid.shape), means[counts > 0]
 
 
 def policy_loss(
@@ -157,7 +159,8 @@ def policy_loss(
         ``(loss, metrics)``; metrics (floats, over policy tokens): ``clip_frac`` (tokens whose
         clipped term is active, i.e. with no gradient), ``clip_frac_high`` (A > 0, ratio above
         the range), ``clip_frac_low`` (A < 0, ratio below), ``approx_kl`` (k3 estimate of
-        KL(π_old‖π_θ) from the token ratios), ``ratio_mean``, ``ratio_max``, ``num_tokens``.
+        KL(π_old‖π_θ) from the token ratios), ``ratio_mean``, ``ratio_max``, ``num_tokens``; with
+        ``turn_level_ratio`` also ``turn_ratio_mean/min/max`` over turns (one value per turn).
     """
     _check_2d("logprobs", logprobs)
     shape = logprobs.shape
@@ -187,7 +190,7 @@ def policy_loss(
 
     if turn_level_ratio:
         assert turn_ids is not None
-        turn_lr = _turn_log_ratio(raw_log_ratio.detach(), turn_ids, mask)
+        turn_lr, per_turn_lr = _turn_log_ratio(raw_log_ratio.detach(), turn_ids, mask)
         log_ratio = (logp - logp.detach() + turn_lr).clamp(max=TURN_LOG_RATIO_MAX)
     else:
         log_ratio = token_log_ratio
@@ -225,6 +228,11 @@ def policy_loss(
             "ratio_max": float(torch.where(mask, ratio, zero).max()) if n_tok > 0 else 0.0,
             "num_tokens": float(n_tok),
         }
+        if turn_level_ratio and per_turn_lr.numel():
+            turn_ratio = torch.exp(per_turn_lr.clamp(max=TURN_LOG_RATIO_MAX))
+            metrics["turn_ratio_mean"] = float(turn_ratio.mean())
+            metrics["turn_ratio_min"] = float(turn_ratio.min())
+            metrics["turn_ratio_max"] = float(turn_ratio.max())
     return loss, metrics
 
 

@@ -35,10 +35,9 @@ import torch
 
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
-from turngym.training.batching import TrainRow, collate, make_rows, policy_token_logprobs
+from turngym.training.batching import make_rows
 from turngym.training.config import TrainConfig
 from turngym.training.info_gain import information_gain_rewards
-from turngym.training.losses import kl_loss, policy_loss
 from turngym.training.rewards import RolloutRewards, assemble
 from turngym.training.rollout import RolloutConfig, Task, collect
 from turngym.training.selfplay import (
@@ -49,8 +48,10 @@ from turngym.training.selfplay import (
     plot_ratings,
     score_of_seat,
 )
+from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
 from turngym.training.stats import mean_interval, wilson_interval
 from turngym.training.trajectory import Trajectory
+from turngym.training.update import next_entropy_coef, optimize
 
 CHECKPOINT = "checkpoint"
 
@@ -67,6 +68,10 @@ class TrainerState:
     """The self-play opponent pool (:class:`~turngym.training.selfplay.OpponentPool`), with its PFSP stats."""
     ratings: list[dict[str, Any]] = field(default_factory=list)
     """Every anchor rating so far (:class:`~turngym.training.selfplay.AnchorRating` as dicts)."""
+    entropy_coef: float | None = None
+    """The entropy bonus in force (moved by the target-entropy controller); ``None`` before step 1."""
+    no_signal_since: int | None = None
+    """First step of the current run of steps whose every group was dropped (see training/signal.py)."""
 
 
 # ================================================================================================
@@ -124,15 +129,22 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
         advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state, gains)
+        groups = [f"{t.group_id}/seat{t.seat}" for t in batch.trajectories]  # seats of one game are different tasks
         rows = [
             row
             for i, t in enumerate(batch.trajectories)
             if keep[i] and t.num_generated_tokens > 0
-            for row in make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i])
+            for row in make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i], groups[i])
         ]
+        dropped = dropped_group_share(groups, keep, [t.failed for t in batch.trajectories])
+        state.no_signal_since = no_signal_since(state.no_signal_since, step + 1, dropped)
 
-        # ALGO 4: one policy-gradient step over all kept policy tokens ----------------------------
-        optim_stats = optimize(model, optimizer, rows, config, policy.pad_token_id, reference)
+        # ALGO 4: policy-gradient updates over the kept policy tokens (mini-batches × epochs) ------
+        if state.entropy_coef is None:
+            state.entropy_coef = config.algo.entropy_coef
+        update = optimize(model, optimizer, rows, config.algo, config.optim, policy.pad_token_id, reference,
+                          rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef)
+        state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
         sync_seconds = sync_rollout_weights(rollouts, model)
 
         # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
@@ -142,8 +154,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "step": state.step,
             **rollout_summary(batch.trajectories),
             **{f"rollout/{k}": v for k, v in batch.metrics.to_dict().items()},
-            **optim_stats,
+            **update.to_metrics(),
             "kept_trajectories": int(sum(keep)),
+            "groups/dropped_share": dropped,
             "train_sequences": len(rows),
             "time/rollout_s": rollout_seconds,
             **({"time/weight_sync_s": sync_seconds} if rollouts is not policy else {}),
@@ -151,6 +164,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "time/train_total_s": state.train_seconds,
             "memory/peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         }
+        warning = no_signal_warning(state.no_signal_since, state.step, config.algo.no_signal_warn_steps)
+        if warning:
+            metrics["warning"] = warning  # shown by the progress display; text, so not a TensorBoard scalar
         if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
             periodic = evaluate_policy(rollouts, config, config.eval.every_episodes)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
@@ -323,64 +339,6 @@ def compute_advantages(
         out.clip_scale = None
     new_rae = out.rae_state.to_dict() if out.rae_state is not None else rae_state
     return out, keep, new_rae
-
-
-def optimize(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    rows: list[TrainRow],
-    config: TrainConfig,
-    pad_id: int,
-    reference: torch.nn.Module | None,
-) -> dict[str, float]:
-    """One optimizer step over ``rows``, accumulated over micro-batches; returns loss statistics."""
-    stats: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "grad_norm": 0.0, "policy_tokens": 0.0}
-    total_tokens = sum(r.num_policy_tokens for r in rows)
-    if total_tokens == 0:
-        return stats  # every group was uninformative: no update, and it is visible in the metrics
-    algo, optim = config.algo, config.optim
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    ordered = sorted(rows, key=lambda r: len(r.token_ids))  # similar lengths share a micro-batch
-    max_len = max(r.num_policy_tokens for r in rows)
-    for start in range(0, len(ordered), optim.micro_batch_size):
-        micro = ordered[start : start + optim.micro_batch_size]
-        batch = collate(micro, pad_id, device=next(model.parameters()).device)
-        logprobs = policy_token_logprobs(model, batch, optim.score_chunk_size)
-        share = len(micro) / len(rows)  # seq-mean aggregations average per micro-batch
-        loss, m = policy_loss(
-            logprobs,
-            batch.old_logprobs,
-            batch.advantages,
-            batch.loss_mask,
-            clip_low=algo.clip_low,
-            clip_high=algo.clip_high,
-            agg=algo.agg,
-            max_len=max_len,
-            turn_ids=batch.turn_ids,
-            clip_scale=batch.clip_scale,
-            turn_level_ratio=algo.turn_level_ratio,
-            denominator=total_tokens if algo.agg == "token-mean" else None,
-        )
-        if algo.agg != "token-mean":
-            loss = loss * share
-        if reference is not None:
-            with torch.no_grad():
-                ref_logprobs = policy_token_logprobs(reference, batch, optim.score_chunk_size)
-            kl = kl_loss(logprobs, ref_logprobs, batch.loss_mask, kind=algo.kl_kind, denominator=total_tokens)
-            loss = loss + algo.kl_coef * kl
-            stats["kl"] += float(kl.detach())
-        loss.backward()
-        tokens = float(batch.loss_mask.sum())
-        stats["loss"] += float(loss.detach())
-        stats["clip_frac"] += m["clip_frac"] * tokens / total_tokens
-        stats["approx_kl"] += m["approx_kl"] * tokens / total_tokens
-    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    model.eval()
-    stats["policy_tokens"] = float(total_tokens)
-    return stats
 
 
 def evaluate_policy(policy: Any, config: TrainConfig, episodes: int) -> dict[str, Any]:
@@ -589,6 +547,9 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
         "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
         "plot": str(out / "curves.png"),
     }
+    warning = no_signal_warning(state.no_signal_since, state.step, config.algo.no_signal_warn_steps)
+    if warning:
+        summary["no_learning_signal"] = {"since_step": state.no_signal_since, "message": warning}
     if state.ratings:
         first = {r["env_id"]: r for r in state.ratings if r["step"] == state.ratings[0]["step"]}
         last = {r["env_id"]: r for r in state.ratings if r["step"] == state.ratings[-1]["step"]}
@@ -628,7 +589,16 @@ def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) ->
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, grid = plt.subplots(2, 3, figsize=(15, 8))
+    axes = grid[0]
+    for ax, key, title in (
+        (grid[1][0], "entropy", "policy token entropy (nats, learner)"),
+        (grid[1][1], "groups/dropped_share", "groups dropped (zero reward variance)"),
+        (grid[1][2], "clip_frac", "clipped token share"),
+    ):
+        ax.plot(steps, [r.get(key, float("nan")) for r in rows], marker="o", ms=3)
+        ax.set_title(title)
+        ax.set_xlabel("step")
     for ax, key, title in (
         (axes[0], "reward/mean_outcome", "mean outcome (training rollouts)"),
         (axes[1], "reward/success_rate", "success / win rate (training rollouts)"),

@@ -1,0 +1,224 @@
+"""The learner's update on one rollout batch: mini-batches × epochs of clipped policy-gradient steps.
+
+The rows of a batch (one per training sequence, :class:`~turngym.training.batching.TrainRow`) are
+split into ``optim.mini_batches`` mini-batches — whole GRPO groups by default, or single sequences —
+in an order drawn from the step's seeded RNG (so a resumed run replays it exactly). Each of the
+``optim.epochs`` passes takes one optimizer step per mini-batch, accumulating gradients over
+micro-batches of ``optim.micro_batch_size`` sequences. The loss is normalised per mini-batch
+(token-mean over that mini-batch's policy tokens), exactly as the one-step update normalises over
+the whole batch; with ``1 × 1`` the update is today's single step, bit for bit.
+
+The old policy is always the rollout's: its per-token log-probs are stored in the rows. On the first
+update the importance ratio is 1 (up to rollout/learner numerics); from the second on it moves, and
+PPO-clip, DAPO's clip-higher and A²TGPO's adaptive turn clip act. ``optim.target_kl`` stops a step's
+remaining updates once a mini-batch has drifted past it.
+
+Per-token loss of one mini-batch (``losses.policy_loss`` for the clipped term)::
+
+    loss = policy_loss(...)                     # token-mean over the mini-batch
+         + kl_coef · KL(π_θ ‖ π_ref)            # optional anchor to the initial weights (k1/k2/k3)
+         − entropy_coef · H(π_θ)                # optional entropy bonus, same token-mean
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from turngym.training.batching import TrainRow, collate, policy_token_logprobs, policy_token_stats
+from turngym.training.config import AlgoSection, OptimSection
+from turngym.training.losses import aggregate_loss, kl_loss, policy_loss
+
+
+def split_mini_batches(
+    rows: Sequence[TrainRow], count: int, by: str, rng: np.random.Generator | None
+) -> list[list[TrainRow]]:
+    """Split ``rows`` into at most ``count`` non-empty mini-batches of near-equal size.
+
+    ``by="group"`` keeps every GRPO group (``TrainRow.group``) whole; ``by="sequence"`` splits
+    freely. Units (groups or rows) are permuted with ``rng`` first (``None``: kept in order); a
+    batch with fewer units than ``count`` gets one mini-batch per unit.
+    """
+    if by not in ("group", "sequence"):
+        raise ValueError(f"mini-batch split must be 'group' or 'sequence', got {by!r}")
+    if count < 1:
+        raise ValueError(f"mini-batch count must be >= 1, got {count!r}")
+    if by == "group":
+        units: dict[str, list[TrainRow]] = {}
+        for row in rows:
+            units.setdefault(row.group, []).append(row)
+        grouped = list(units.values())
+    else:
+        grouped = [[row] for row in rows]
+    order = rng.permutation(len(grouped)) if rng is not None else np.arange(len(grouped))
+    parts = np.array_split(order, min(count, len(grouped))) if grouped else []
+    return [[row for i in part for row in grouped[int(i)]] for part in parts]
+
+
+def next_entropy_coef(coef: float, entropy: float, algo: AlgoSection) -> float:
+    """The target-entropy controller: ``coef + lr·(target − H)`` clipped to ``[0, max]``.
+
+    Returns ``coef`` unchanged without a target or when ``entropy`` is not finite (a step with no
+    policy tokens measured nothing).
+    """
+    if algo.target_entropy is None or not math.isfinite(entropy):
+        return coef
+    return float(min(max(coef + algo.entropy_coef_lr * (algo.target_entropy - entropy), 0.0), algo.entropy_coef_max))
+
+
+@dataclass
+class UpdateStats:
+    """What one batch's updates measured; :meth:`to_metrics` gives the logged names.
+
+    ``entropy`` is the learner's token-mean entropy on the batch in the first pass (the policy that
+    generated it); the clip/ratio/KL figures are token-weighted within each update and averaged over
+    the updates taken (``ratio_max`` / ``turn_ratio_max`` are maxima, ``turn_ratio_min`` a minimum).
+    """
+
+    policy_tokens: int = 0
+    updates: int = 0
+    early_stopped: bool = False
+    entropy: float = math.nan
+    entropy_coef: float = 0.0
+    per_update: list[dict[str, float]] = field(default_factory=list)
+
+    def to_metrics(self) -> dict[str, float]:
+        means = ("loss", "kl", "clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean",
+                 "grad_norm", "turn_ratio_mean")
+        out: dict[str, float] = {name: 0.0 for name in means[:-1]}
+        out["ratio_max"] = 0.0
+        for name in means:
+            values = [u[name] for u in self.per_update if name in u]
+            if values:
+                out[name] = float(np.mean(values))
+        for name, pick in (("ratio_max", max), ("turn_ratio_max", max), ("turn_ratio_min", min)):
+            values = [u[name] for u in self.per_update if name in u]
+            if values:
+                out[name] = float(pick(values))
+        out["policy_tokens"] = float(self.policy_tokens)
+        out["entropy"] = self.entropy
+        out["entropy_coef"] = self.entropy_coef
+        out["optim/updates"] = float(self.updates)
+        out["optim/early_stopped"] = float(self.early_stopped)
+        return out
+
+
+def optimize(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rows: list[TrainRow],
+    algo: AlgoSection,
+    optim: OptimSection,
+    pad_id: int,
+    reference: torch.nn.Module | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+    entropy_coef: float = 0.0,
+) -> UpdateStats:
+    """All updates for one rollout batch (see the module docstring); returns their statistics.
+
+    ``rng`` orders the mini-batches (derive it from ``(seed, step)`` for exact resume); it is only
+    drawn from when ``optim.mini_batches > 1``. A batch without policy tokens takes no step.
+    """
+    stats = UpdateStats(policy_tokens=sum(r.num_policy_tokens for r in rows), entropy_coef=entropy_coef)
+    if stats.policy_tokens == 0:
+        return stats  # every group was uninformative: no update, and it is visible in the metrics
+    max_len = max(r.num_policy_tokens for r in rows)
+    entropy_sum, entropy_tokens = 0.0, 0
+    model.train()
+    try:
+        for epoch in range(optim.epochs):
+            shuffle = rng if optim.mini_batches > 1 else None
+            for mini in split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle):
+                result, entropy_total = _update(model, optimizer, mini, algo, optim, pad_id, reference, max_len, entropy_coef)
+                if epoch == 0:
+                    entropy_sum += entropy_total
+                    entropy_tokens += sum(r.num_policy_tokens for r in mini)
+                if result is None:  # past target_kl: this mini-batch's step is not taken
+                    stats.early_stopped = True
+                    break
+                stats.per_update.append(result)
+                stats.updates += 1
+            if stats.early_stopped:
+                break
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        model.eval()
+    stats.entropy = entropy_sum / entropy_tokens
+    return stats
+
+
+def _update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rows: list[TrainRow],
+    algo: AlgoSection,
+    optim: OptimSection,
+    pad_id: int,
+    reference: torch.nn.Module | None,
+    max_len: int,
+    entropy_coef: float,
+) -> tuple[dict[str, float] | None, float]:
+    """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``."""
+    optimizer.zero_grad(set_to_none=True)
+    total_tokens = sum(r.num_policy_tokens for r in rows)
+    stats = {"loss": 0.0, "kl": 0.0}
+    weighted: dict[str, float] = {}
+    ratio_max, turn_stats = 0.0, {"turn_ratio_max": -math.inf, "turn_ratio_min": math.inf, "turn_ratio_mean": 0.0}
+    turns_seen = 0.0
+    entropy_total = 0.0
+    ordered = sorted(rows, key=lambda r: len(r.token_ids))  # similar lengths share a micro-batch
+    device = next(model.parameters()).device
+    for start in range(0, len(ordered), optim.micro_batch_size):
+        micro = ordered[start : start + optim.micro_batch_size]
+        batch = collate(micro, pad_id, device=device)
+        logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
+        share = len(micro) / len(rows)  # seq-mean aggregations average per micro-batch
+        loss, m = policy_loss(
+            logprobs,
+            batch.old_logprobs,
+            batch.advantages,
+            batch.loss_mask,
+            clip_low=algo.clip_low,
+            clip_high=algo.clip_high,
+            agg=algo.agg,
+            max_len=max_len,
+            turn_ids=batch.turn_ids,
+            clip_scale=batch.clip_scale,
+            turn_level_ratio=algo.turn_level_ratio,
+            denominator=total_tokens if algo.agg == "token-mean" else None,
+        )
+        if algo.agg != "token-mean":
+            loss = loss * share
+        if reference is not None and algo.kl_coef > 0:
+            with torch.no_grad():
+                ref_logprobs = policy_token_logprobs(reference, batch, optim.score_chunk_size)
+            kl = kl_loss(logprobs, ref_logprobs, batch.loss_mask, kind=algo.kl_kind, denominator=total_tokens)
+            loss = loss + algo.kl_coef * kl
+            stats["kl"] += float(kl.detach())
+        if entropy_coef > 0:
+            loss = loss - entropy_coef * aggregate_loss(entropy, batch.loss_mask, denominator=total_tokens)
+        loss.backward()
+        tokens = float(batch.loss_mask.sum())
+        stats["loss"] += float(loss.detach())
+        entropy_total += float((entropy.detach() * batch.loss_mask).sum())
+        for name in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean"):
+            weighted[name] = weighted.get(name, 0.0) + m[name] * tokens / total_tokens
+        ratio_max = max(ratio_max, m["ratio_max"])
+        if "turn_ratio_mean" in m:
+            turn_stats["turn_ratio_max"] = max(turn_stats["turn_ratio_max"], m["turn_ratio_max"])
+            turn_stats["turn_ratio_min"] = min(turn_stats["turn_ratio_min"], m["turn_ratio_min"])
+            turn_stats["turn_ratio_mean"] += m["turn_ratio_mean"] * tokens
+            turns_seen += tokens
+    if optim.target_kl is not None and weighted["approx_kl"] > optim.target_kl:
+        return None, entropy_total
+    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+    optimizer.step()
+    stats.update(weighted, ratio_max=ratio_max)
+    if turns_seen:
+        stats.update(turn_stats, turn_ratio_mean=turn_stats["turn_ratio_mean"] / turns_seen)
+    return stats, entropy_total
