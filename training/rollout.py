@@ -382,7 +382,11 @@ class _Episode:
 
 
 def collect(
-    tasks: list[Task], policy: Any, config: RolloutConfig, on_progress: Callable[[int, int], None] | None = None
+    tasks: list[Task],
+    policy: Any,
+    config: RolloutConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_episode_done: Callable[[list[Any]], None] | None = None,
 ) -> RolloutBatch:
     """Play ``config.group_size`` rollouts of every task with ``policy`` and return their trajectories.
 
@@ -392,7 +396,10 @@ def collect(
     checked for prefix stability first. An environment that raises marks its trajectories ``failed``
     (or is replayed, see ``on_env_error``); groups never shrink silently — every
     ``(task, sample_index)`` yields its trajectories, failed or not, and :class:`RolloutMetrics` counts.
-    ``on_progress(episodes_done, episodes_total)`` is called after every round (progress bars).
+    ``on_progress(episodes_done, episodes_total)`` is called after every round (progress bars);
+    ``on_episode_done(trajectories)`` once per episode as soon as it has ended for good (not when it
+    is about to be replayed), with the trajectories it contributes to the result (one per seat that
+    acted, seat order) — e.g. a running success rate.
     A policy with ``kv_session()`` keeps its KV caches across the rounds of this call, so each turn
     prefills only its new tokens; the session closes (caches dropped) before ``collect`` returns.
     """
@@ -408,11 +415,22 @@ def collect(
     finished: list[_Episode] = []
     rounds = [0]
     total = len(tasks) * config.group_size
+    reported: set[int] = set()
+
+    def report_done(episodes: list[_Episode]) -> None:
+        if on_episode_done is None:
+            return
+        for ep in episodes:
+            if ep.done and id(ep) not in reported and not _will_replay(ep, config):
+                reported.add(id(ep))
+                on_episode_done([t for _, t in sorted(ep.trajectories.items()) if t.turns or t.failed])
 
     def play(episodes: list[_Episode], until_turn: int | None = None) -> None:
         """Advance ``episodes`` in lock-step (one batched generate per round) until they end, or
         until each has taken ``until_turn`` policy turns."""
         while True:
+            if until_turn is None:  # (a trunk that stops at the branch turn has not ended for good)
+                report_done(episodes)
             active = [ep for ep in episodes if not ep.done and (until_turn is None or ep.policy_turns < until_turn)]
             if not active:
                 return
@@ -497,12 +515,17 @@ def _kv_session(policy: Any) -> Any:
 
 def _collect_or_retry(ep: _Episode, config: RolloutConfig, queue: list, finished: list, metrics: RolloutMetrics) -> None:
     """A finished episode is kept, or queued for a replay when it failed and re-sampling is on."""
-    failed = any(t.failed for t in ep.trajectories.values())
-    if failed and config.on_env_error == "resample" and ep.attempt < config.max_resamples:
+    if _will_replay(ep, config):
         metrics.resampled += 1
         queue.append((ep.task, ep.sample_index, ep.attempt + 1))
     else:
         finished.append(ep)
+
+
+def _will_replay(ep: _Episode, config: RolloutConfig) -> bool:
+    """Whether a finished episode is replayed instead of kept (it failed and re-sampling is on)."""
+    failed = any(t.failed for t in ep.trajectories.values())
+    return failed and config.on_env_error == "resample" and ep.attempt < config.max_resamples
 
 
 def _guard(ep: _Episode, action: Callable[[], None]) -> None:
