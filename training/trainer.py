@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from turngym.console import Progress, format_duration
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
@@ -111,7 +112,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if state.step == 0 and config.eval.episodes and "before" not in state.evals:
-        state.evals["before"] = evaluate_policy(rollouts, config, config.eval.episodes)
+        state.evals["before"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
     if rater is not None and state.step == 0 and not state.ratings:
         rate_policy(rater, rollouts, config, state, out)
 
@@ -120,6 +121,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         step_start = time.perf_counter()
 
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
+        progress.phase(step, "rollout")
         tasks = sample_tasks(config, step, pool)
         batch = (collector.collect if collector else collect)(tasks, rollouts, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
@@ -127,6 +129,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             update_pool(pool, batch.trajectories)
 
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
+        progress.phase(step, "advantages")
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
         advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state, gains)
         groups = [f"{t.group_id}/seat{t.seat}" for t in batch.trajectories]  # seats of one game are different tasks
@@ -140,6 +143,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         state.no_signal_since = no_signal_since(state.no_signal_since, step + 1, dropped)
 
         # ALGO 4: policy-gradient updates over the kept policy tokens (mini-batches × epochs) ------
+        progress.phase(step, "update")
         if state.entropy_coef is None:
             state.entropy_coef = config.algo.entropy_coef
         update = optimize(model, optimizer, rows, config.algo, config.optim, policy.pad_token_id, reference,
@@ -168,7 +172,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if warning:
             metrics["warning"] = warning  # shown by the progress display; text, so not a TensorBoard scalar
         if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
-            periodic = evaluate_policy(rollouts, config, config.eval.every_episodes)
+            progress.phase(step, "eval")
+            periodic = evaluate_policy(rollouts, config, config.eval.every_episodes, show_progress=show_progress)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in _flat_eval(r).items()})
         out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
         last_step = state.step == config.steps or out_of_time
@@ -191,7 +196,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: evaluate after training; PLUMBING: export, plots, summary -----------------------------
     if config.eval.episodes and "after" not in state.evals:
-        state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes)
+        state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
         save_checkpoint(out, model, optimizer, state)
     export_model(out, policy)
     summary = write_summary(out, config, state, log.rows())
@@ -341,14 +346,20 @@ def compute_advantages(
     return out, keep, new_rae
 
 
-def evaluate_policy(policy: Any, config: TrainConfig, episodes: int) -> dict[str, Any]:
-    """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed."""
+def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, Any]:
+    """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed.
+
+    With ``show_progress``, each decoding mode reports episodes done / total and the running success
+    rate on stderr as episodes finish (:class:`_EvalProgress`).
+    """
     per_env = max(1, episodes // len(config.envs))
     tasks = [Task(e.id, config.eval.seed_offset + i) for e in config.envs for i in range(per_env)]
     results = {}
     for temperature in config.eval.temperatures:
         mode = "greedy" if temperature == 0 else f"T={temperature:g}"
-        batch = collect(tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1))
+        with _EvalProgress(f"eval {mode}", len(tasks), enabled=show_progress) as progress:
+            batch = collect(tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
+                            on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = episode_stats(batch.trajectories)
     return results
 
@@ -631,22 +642,59 @@ def export_model(out: Path, policy: Any) -> None:
 
 
 class _Progress:
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """The training bar on stderr (:class:`turngym.console.Progress`): steps done / total, the phase of
+    the step running now (rollout, advantages, update, eval) and the last step's figures; a metrics
+    ``warning`` is printed as its own line when it first appears or changes."""
 
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TextColumn("{task.description}"))
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total, completed=done)
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = Progress("train", total, unit="steps", completed=done, enabled=enabled)
+        self.last = ""
+        self.warning: str | None = None
+
+    def phase(self, step: int, name: str) -> None:
+        """Step ``step + 1`` is now in phase ``name``."""
+        self.bar.update(info=f"step {step + 1}: {name}" + (f" · last: {self.last}" if self.last else ""))
 
     def update(self, step: int, metrics: dict[str, Any]) -> None:
-        if self.bar is not None:
-            desc = (f"outcome {metrics['reward/mean_outcome']:+.2f}  win {metrics['reward/success_rate']:.2f}  "
-                    f"invalid {metrics['reward/invalid_rate']:.2f}  {metrics['time/step_s']:.0f}s/step")
-            self.bar.update(self.task, completed=step, description=desc)
+        """Step ``step`` finished with ``metrics`` (a ``metrics.jsonl`` row)."""
+        self.last = (f"outcome {metrics['reward/mean_outcome']:+.2f}  win {metrics['reward/success_rate']:.2f}  "
+                     f"invalid {metrics['reward/invalid_rate']:.2f}  {format_duration(metrics['time/step_s'])}/step")
+        warning = metrics.get("warning")
+        if warning and warning != self.warning:
+            self.bar.note(f"warning (step {step}): {warning}")
+        self.warning = warning
+        self.bar.update(step, info=self.last)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self.bar.close()
+
+
+class _EvalProgress(Progress):
+    """Evaluation progress: episodes done / total and the running success rate (outcome > 0, as in
+    :func:`episode_stats`); ``round`` and ``episode`` are :func:`collect`'s two callbacks."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True):
+        super().__init__(label, total, unit="episodes", enabled=enabled)
+        self.rounds = self.episodes = self.scored = self.successes = self.failed = 0
+
+    def round(self, done: int, total: int) -> None:
+        self.rounds += 1
+        self.update(info=self._info())
+
+    def episode(self, trajectories: list[Trajectory]) -> None:
+        self.episodes += 1
+        for t in trajectories:
+            if t.failed or t.outcome is None:
+                self.failed += 1
+            else:
+                self.scored += 1
+                self.successes += t.outcome > 0
+        self.update(self.episodes, info=self._info())
+
+    def _info(self) -> str:
+        parts = [f"turn {self.rounds}"]
+        if self.scored:
+            parts.append(f"success {self.successes / self.scored:.2f}")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return " · ".join(parts)
