@@ -174,36 +174,29 @@ def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _is_model_spec(agent: str) -> bool:
-    return agent.startswith(("hf:", "vllm:", "smollm2", "openai:")) or agent in ("tiny-char",)
+    from turngym.agents.factory import is_model_spec
+
+    return is_model_spec(agent)
 
 
 def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
-    """``--agent smollm2-135m`` / ``hf:<path>``: batched rollouts of the model (greedy unless --temperature)."""
+    """``--agent smollm2-135m`` / ``hf:<path>`` / any model spec of :mod:`turngym.agents.factory`:
+    batched rollouts of the model (greedy unless --temperature or a ``@T`` suffix)."""
+    from turngym.agents.factory import load_policy, parse_spec
     from turngym.training.evaluate import evaluate_model
     from turngym.training.trajectory import write_jsonl
 
-    if args.agent == "tiny-char":
-        from turngym.agents.hf_policy import HFPolicy
-        from turngym.agents.tiny import tiny_char_model
-
-        policy = HFPolicy(*tiny_char_model(args.seed))
-    elif args.agent.startswith("openai:"):
-        from turngym.agents.openai_policy import OpenAIPolicy, parse_openai_spec, tokenizer_for
-
-        model, url = parse_openai_spec(args.agent)
-        policy = OpenAIPolicy(model, url, tokenizer_for(model, args.tokenizer))
-    else:
-        from turngym.agents.hf_policy import load_policy
-
-        policy = load_policy(args.agent)
+    spec = parse_spec(args.agent)
+    policy = load_policy(spec, seed=args.seed, tokenizer=args.tokenizer)
+    temperature = args.temperature if spec.temperature is None else spec.temperature
     from rich.progress import Progress
 
-    err.print(f"evaluating {args.agent} on {args.episodes} episodes (temperature {args.temperature:g}) …")
+    err.print(f"evaluating {args.agent} on {args.episodes} episodes (temperature {temperature:g}) …")
     with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
         task = progress.add_task(f"{args.agent} vs {args.opponent or '-'}", total=args.episodes)
         summary, trajectories = evaluate_model(
             args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
-            temperature=args.temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
+            temperature=temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
             on_progress=lambda done, total: progress.update(task, completed=done), env_kwargs=_env_kwargs(args),
         )
     if args.save_trajectories:

@@ -37,9 +37,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from turngym.envs.types import Message
 
 FinishReason = Literal["stop", "length"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. ``role`` is one of ``system``, ``user``, ``assistant``, ``tool``."""
+
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True)
@@ -232,4 +243,4 @@ class TokenizerPolicy(abc.ABC):
         return self.generate([self.encode_chat(c) for c in conversations], params)
 
 
-__all__ = ["FinishReason", "Generation", "Policy", "SamplingParams", "TokenizerPolicy", "check_prompt_ids"]
+__all__ = ["FinishReason", "Generation", "Message", "Policy", "Role", "SamplingParams", "TokenizerPolicy", "check_prompt_ids"]

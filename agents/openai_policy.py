@@ -34,9 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-
-from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy
-from turngym.envs.types import Message
+from turngym.agents.base import Generation, Message, SamplingParams, TokenizerPolicy
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -263,41 +261,6 @@ def _error_message(text: str) -> str:
 # ================================================================================================
 # Agent specs: openai:<model>@<url>
 # ================================================================================================
-def parse_openai_spec(spec: str) -> tuple[str, str]:
-    """``openai:<model>@<base_url>`` → ``(model, base_url)``."""
-    if not spec.startswith("openai:"):
-        raise ValueError(f"not an openai agent spec: {spec!r}; expected openai:<model>@<base_url>")
-    model, at, url = spec[len("openai:"):].rpartition("@")
-    if not at or not model or not url.startswith(("http://", "https://")):
-        raise ValueError(f"agent spec {spec!r} must look like openai:<model>@http://host:port/v1")
-    return model, url
-
-
-def tokenizer_for(model: str, tokenizer: str | None = None) -> Any:
-    """The tokenizer of a served model: ``tokenizer`` (a policy spec or path) or, failing that, ``model``
-    itself when it is ``smollm2-135m`` or a local folder. Raises with the fix otherwise."""
-    from pathlib import Path
-
-    choice = tokenizer or model
-    if choice in ("smollm2-135m", "smollm2"):
-        from turngym.agents.models import load_smollm2_tokenizer
-
-        return load_smollm2_tokenizer()
-    if choice == "tiny-char":
-        from turngym.agents.tiny import char_tokenizer
-
-        return char_tokenizer()
-    path = choice[3:] if choice.startswith("hf:") else choice
-    if Path(path).is_dir() or tokenizer is not None:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(path)
-    raise ValueError(
-        f"the rollout engine is token-in/token-out and needs the tokenizer of {model!r}: "
-        "pass --tokenizer hf:<path-or-id> (or smollm2-135m)"
-    )
-
-
 class ChatAgent:
     """A direct game agent backed by a chat endpoint: replies to the acting seat's observation."""
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turngym.agents.base import Generation, SamplingParams
+from turngym.agents.factory import load_policy, parse_spec
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_TOKENS = 256
@@ -427,7 +428,7 @@ class ServerThread:
 # ================================================================================================
 def build_parser(prog: str = "turngym serve") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Serve a policy over an OpenAI-compatible API (/v1/chat/completions, /v1/completions).")
-    p.add_argument("--model", default="smollm2-135m", help="policy spec: smollm2-135m, hf:<path>, or tiny-char (default: %(default)s)")
+    p.add_argument("--model", default="smollm2-135m", help="model spec: smollm2-135m, hf:<path>, tiny-char, tiny-random (default: %(default)s)")
     p.add_argument("--served-name", help="the model name clients send (default: the --model spec)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s; others need --token)")
     p.add_argument("--port", type=int, default=8000)
@@ -447,26 +448,27 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
-    if args.model.startswith("vllm:"):
+    try:
+        spec = parse_spec(args.model)
+    except ValueError as exc:
+        print(f"error: --model: {exc}")
+        return 2
+    if spec.kind == "vllm":
         # VLLMPolicy serves only the thread that built it, and this server generates on a worker thread
         print(f"error: --model {args.model!r}: an in-process vLLM engine cannot be served from the server's "
               f"worker thread; run vLLM's own server instead (`vllm serve <path>`) and point clients, or "
               f"`--agent openai:<model>@http://host:8000/v1`, at it")
+        return 2
+    if spec.kind == "openai":
+        print(f"error: --model {args.model!r} is already an OpenAI-compatible endpoint; point clients at "
+              f"{spec.base_url} directly")
         return 2
     import torch
     from aiohttp import web
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model == "tiny-char":
-        from turngym.agents.hf_policy import HFPolicy
-        from turngym.agents.tiny import tiny_char_model
-
-        policy = HFPolicy(*tiny_char_model(0), max_batch_size=args.max_batch_size)
-    else:
-        from turngym.agents.hf_policy import load_policy
-
-        policy = load_policy(args.model, max_batch_size=args.max_batch_size)
+    policy = load_policy(spec, max_batch_size=args.max_batch_size)
     config = ServeConfig(model_name=args.served_name or args.model, token=args.token, max_batch_size=args.max_batch_size,
                          max_request_bytes=args.max_request_bytes, kv_reuse=not args.no_kv_reuse)
     print(f"serving {config.model_name!r} on http://{args.host}:{args.port}/v1 (auth: {'bearer token' if args.token else 'none'})", flush=True)

@@ -1,10 +1,11 @@
 """Agent specs on the command line → agents.
 
-Accepted: the env's own scripted agents (``TurnSpec.agents``, e.g. a search oracle or a household
-planner expert); the scripted names of :mod:`turngym.agents.scripted` (``random``, ``minimax``, ``nash``…,
-valid per game); ``random`` for any single-agent environment (it plays ``env.sample_valid_action``);
-and, in games, model specs — ``smollm2-135m``, ``hf:<path>`` or ``vllm:<path>`` (e.g. a trained run's
-``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
+Accepted: the env's own agents (``TurnSpec.agents``: a search oracle, a household planner expert, the
+games' scripted bots ``random``, ``minimax``, ``nash``… of :mod:`turngym.envs.games.bots`, valid per
+game, with ``name:value`` for a bot's parameter, e.g. ``alphabeta:6``); ``random`` for any
+single-agent environment (it plays ``env.sample_valid_action``); and, in games, any model spec of
+:mod:`turngym.agents.factory` — ``smollm2-135m``, ``hf:<path>``, ``vllm:<path>``, ``tiny-char``… (e.g.
+a trained run's ``hf:runs/quickstart/model``), optionally with ``@T`` for a sampling temperature
 (``hf:runs/q/model@0.7``; greedy by default), and ``openai:<model>@<base_url>`` — any
 OpenAI-compatible chat endpoint (``turngym serve``, vLLM, llama.cpp, a hosted API; key from
 ``OPENAI_API_KEY``). Model agents answer from the system prompt and the
@@ -16,8 +17,11 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
-
+from turngym.agents.base import SamplingParams
+from turngym.agents.factory import is_model_spec, load_policy, parse_spec, shared_policy
+from turngym.agents.openai_policy import ChatAgent
 from turngym.envs.core import TurnEnv
+from turngym.envs.games.bots import make_agent
 from turngym.envs.registration import spec as env_spec
 
 
@@ -55,8 +59,6 @@ class ModelAgent:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, env) -> str:
-        from turngym.agents.base import SamplingParams
-
         observation = env.observe(env.current_seat)
         messages = ([{"role": "system", "content": env.system_prompt}] if env.system_prompt else []) + [
             {"role": "user", "content": observation}
@@ -68,21 +70,17 @@ class ModelAgent:
         return self.policy.generate([list(ids)], params)[0].text
 
 
-_POLICIES: dict[str, object] = {}
+def model_agent(agent_spec: str, seed: int | None = None) -> ModelAgent | ChatAgent:
+    """A game agent backed by the model ``agent_spec`` names, greedy unless it ends in ``@T``.
 
-
-def release_model(agent_spec: str) -> None:
-    """Forget the cached weights of a model agent (e.g. a self-play snapshot evicted from the pool)."""
-    _POLICIES.pop(agent_spec.partition("@")[0], None)
-
-
-def _model_agent(agent_spec: str, seed: int | None) -> ModelAgent:
-    model, _, temperature = agent_spec.partition("@")
-    if model not in _POLICIES:  # one copy of the weights per process, however many agents use them
-        from turngym.agents.hf_policy import load_policy
-
-        _POLICIES[model] = load_policy(model)
-    return ModelAgent(_POLICIES[model], agent_spec, float(temperature or 0.0), seed=seed)
+    Local models share one copy of their weights per process, however many agents use them
+    (:func:`turngym.agents.factory.shared_policy`); an endpoint is only a URL, so each agent has its own.
+    """
+    parsed = parse_spec(agent_spec)
+    temperature = parsed.temperature or 0.0
+    if parsed.kind == "openai":
+        return ChatAgent(load_policy(parsed, chat_only=True), agent_spec, temperature, seed=seed)
+    return ModelAgent(shared_policy(parsed), agent_spec, temperature, seed=seed)
 
 
 def _load_entry_point(entry_point: str):
@@ -96,22 +94,15 @@ def resolve_agent(agent_spec: str, env_id: str, seed: int | None = None):
     turn_spec = env_spec(env_id)
     if agent_spec in turn_spec.agents:
         return _load_entry_point(turn_spec.agents[agent_spec])(seed=seed)
-    if agent_spec.startswith("openai:"):
+    if is_model_spec(agent_spec):
         if turn_spec.num_seats == 1:
-            raise ValueError(f"endpoint agents play games directly; for {env_id!r} use `turngym eval --agent {agent_spec}`")
-        from turngym.agents.openai_policy import ChatAgent, OpenAIPolicy, parse_openai_spec
-
-        model, url = parse_openai_spec(agent_spec)
-        return ChatAgent(OpenAIPolicy(model, url), agent_spec, seed=seed)
-    if agent_spec.startswith(("hf:", "vllm:", "smollm2")):
-        if turn_spec.num_seats == 1:
-            raise ValueError(f"model agents play games; for {env_id!r} use `turngym eval --agent {agent_spec}`")
-        return _model_agent(agent_spec, seed)
+            endpoint = parse_spec(agent_spec).kind == "openai"
+            kind = "endpoint agents play games directly" if endpoint else "model agents play games"
+            raise ValueError(f"{kind}; for {env_id!r} use `turngym eval --agent {agent_spec}`")
+        return model_agent(agent_spec, seed)
     if turn_spec.num_seats == 1:
         if agent_spec == "random":
             return SampleValidAgent(seed)
         names = ", ".join(["random", *sorted(turn_spec.agents)])
         raise ValueError(f"unknown agent {agent_spec!r} for single-agent env {env_id!r}; available: {names}")
-    from turngym.agents.scripted import make_agent
-
-    return make_agent(agent_spec, env_id, seed=seed)
+    return make_agent(agent_spec, env_id, seed=seed)  # a bot's ``name:value``, the generic bots, or the error

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy, check_prompt_ids
 from turngym.agents.kv_reuse import KVReuseStats
 
@@ -397,21 +396,4 @@ def _generation_config(model: str) -> Any:
         return None
 
 
-def load_vllm_policy(spec: str, **kwargs: Any) -> VLLMPolicy:
-    """``vllm:<path-or-id>`` → :class:`VLLMPolicy`; ``vllm:smollm2-135m`` serves the embedded model.
-
-    ``kwargs`` go to :class:`VLLMPolicy` (``kv_cache_gib``, ``max_model_len``…).
-    """
-    target = spec.removeprefix("vllm:")
-    if not target:
-        raise ValueError("empty model in spec 'vllm:'; use vllm:<local path>, vllm:<hub id> or vllm:smollm2-135m")
-    from turngym.agents.hf_policy import EMBEDDED_SPECS
-
-    if target in EMBEDDED_SPECS:
-        from turngym.agents.models import prepare_smollm2
-
-        target = str(prepare_smollm2())
-    return VLLMPolicy(target, **kwargs)
-
-
-__all__ = ["INSTALL_HINT", "VLLMPolicy", "WeightSync", "import_vllm", "load_vllm_policy", "trainer_weights"]
+__all__ = ["INSTALL_HINT", "VLLMPolicy", "WeightSync", "import_vllm", "trainer_weights"]

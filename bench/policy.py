@@ -86,7 +86,7 @@ def _load(seed: int = 0) -> tuple[Any, Any, str]:
 
 
 def _prompts(policy: Any, batch: int) -> list[list[int]]:
-    from turngym.envs.types import Message
+    from turngym.agents.base import Message
 
     return [
         policy.encode_chat([Message("user", QUESTIONS[i % len(QUESTIONS)])]) for i in range(batch)

@@ -96,10 +96,10 @@ def bench_workload(name: str, workload: dict[str, Any], rounds: int, quick: bool
     import torch
     from turngym.training.distributed import RayCollector
     from turngym.training.rollout import Task, collect
-    from turngym.training.trainer import build_policy
+    from turngym.agents.factory import load_policy
 
     config = _train_config(workload["env"])
-    policy = build_policy(config)
+    policy = load_policy(config.model.name, **config.policy_options())
     n_tasks = workload["quick_tasks"] if quick else workload["tasks"]
     tasks = [Task(workload["env"], SEED + i) for i in range(n_tasks)]
     startup: dict[str, float] = {}

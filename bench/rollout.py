@@ -275,7 +275,7 @@ def run(
 ) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import torch
-    from turngym.agents.hf_policy import load_policy
+    from turngym.agents.factory import load_policy
 
     started = time.time()
     load_before = round(os.getloadavg()[0], 2)

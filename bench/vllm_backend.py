@@ -111,13 +111,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     import torch
     import vllm
 
-    from turngym.agents.hf_policy import load_policy
-    from turngym.agents.vllm_policy import load_vllm_policy
+    from turngym.agents.factory import load_policy
 
     started = time.time()
     rounds = 1 if quick else 3
     hf = load_policy("smollm2-135m")
-    engine, load_s = _timed(lambda: load_vllm_policy("vllm:smollm2-135m", max_model_len=2048, kv_cache_gib=2.0))
+    engine, load_s = _timed(lambda: load_policy("vllm:smollm2-135m", engine={"max_model_len": 2048, "kv_cache_gib": 2.0}))
     policies = {"hf": hf, "vllm": engine}
     prompts = _prompts(hf, 16 if quick else 64)
     result = {

@@ -12,14 +12,13 @@ from turngym.envs.registration import (
     registry,
     spec,
 )
-from turngym.envs.types import Message, StopReason, TextSpace, TurnRecord
+from turngym.envs.types import StopReason, TextSpace, TurnRecord
 
 register_builtin_envs()
 
 __all__ = [
     "EpisodeOver",
     "ForkNotSupported",
-    "Message",
     "StopReason",
     "TextSpace",
     "TurnEnv",

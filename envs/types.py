@@ -2,7 +2,6 @@
 
 These are the only shapes that cross the env → rollout → learner boundary:
 
-* :class:`Message` — one chat message (``role`` and ``content``).
 * :class:`StopReason` — why an episode ended.
 * :class:`TurnRecord` — what one ``step`` did, for whom, and which rewards it produced.
 * :class:`TextSpace` — the Gymnasium space of text observations and actions.
@@ -23,23 +22,10 @@ import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-
-Role = Literal["system", "user", "assistant", "tool"]
-
-
-@dataclass(frozen=True)
-class Message:
-    """One chat message. ``role`` is one of ``system``, ``user``, ``assistant``, ``tool``."""
-
-    role: Role
-    content: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
 
 
 class StopReason(str, enum.Enum):

@@ -302,6 +302,26 @@ class TrainConfig(_Section):
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
+    def policy_options(self) -> dict[str, Any]:
+        """The learner's options for :func:`turngym.agents.factory.load_policy` (``model.name`` is the spec)."""
+        m, r = self.model, self.rollout
+        return {
+            "device": m.device, "dtype": m.dtype, "seed": self.seed,
+            "tiny_layers": m.tiny_layers, "tiny_hidden": m.tiny_hidden,
+            "lora": None if m.lora is None else m.lora.model_dump(),
+            "max_batch_size": r.max_batch_size, "kv_reuse": r.kv_reuse, "kv_reuse_bytes": int(r.kv_reuse_gib * 2**30),
+        }
+
+    def rollout_engine_options(self) -> dict[str, Any]:
+        """The options for :func:`turngym.agents.factory.build_rollout_policy`: ``rollout.backend`` and
+        the vLLM engine's settings."""
+        r = self.rollout
+        return {
+            "backend": r.backend, "dtype": self.model.dtype, "seed": self.seed,
+            "max_model_len": r.max_episode_tokens + r.max_new_tokens,
+            "kv_cache_gib": r.vllm_kv_cache_gib, "gpu_memory_utilization": r.vllm_gpu_memory_utilization,
+        }
+
 
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))

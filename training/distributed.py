@@ -8,8 +8,8 @@
 
 **Workers.** Each worker is a Ray actor (:class:`RolloutWorker`) that builds its own
 :class:`~turngym.agents.hf_policy.HFPolicy` from the same policy spec as the learner (a
-:class:`~turngym.training.config.TrainConfig`, built with :func:`turngym.training.trainer.build_policy`
-on the worker's device, CPU by default) and creates its own environments (``collect`` makes them),
+:class:`~turngym.training.config.TrainConfig`'s ``model.name`` and options, built with
+:func:`turngym.agents.factory.load_policy` on the worker's device, CPU by default) and creates its own environments (``collect`` makes them),
 so envs, sandboxes and models live where the actor runs. A worker plays *work units* with the plain
 in-process :func:`collect`; a unit is a list of whole groups (every one of the ``group_size`` rollouts
 of its tasks), so a group is never split across workers.
@@ -68,6 +68,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Self
 
 import numpy as np
+from turngym.agents.factory import load_policy
+from turngym.training.config import TrainConfig
 from turngym.training.rollout import RolloutBatch, RolloutConfig, RolloutMetrics, Task, collect
 
 SPLITS = ("group", "worker")
@@ -201,8 +203,8 @@ class RolloutWorker:
     """One rollout worker: its own policy (built from the spec) and its own environments.
 
     Args:
-        policy_source: a :class:`TrainConfig` (the policy is ``build_policy(config)`` with
-            ``model.device`` set to ``device``) or a picklable zero-argument callable returning a policy.
+        policy_source: a :class:`TrainConfig` (the policy is the learner's, built by
+            :func:`~turngym.agents.factory.load_policy` on ``device``) or a picklable zero-argument callable returning a policy.
         device: where the worker's model runs.
         threads: torch intra-op threads in this worker.
         setup: a picklable callable run first (e.g. to register environments defined outside
@@ -238,13 +240,8 @@ class RolloutWorker:
 
 
 def _build_policy(source: Any, device: str) -> Any:
-    from turngym.training.config import TrainConfig
-
     if isinstance(source, TrainConfig):
-        from turngym.training.trainer import build_policy
-
-        model = source.model.model_copy(update={"device": device})
-        return build_policy(source.model_copy(update={"model": model}))
+        return load_policy(source.model.name, **{**source.policy_options(), "device": device})
     if callable(source):
         return source()
     raise TypeError(f"policy_source must be a TrainConfig or a zero-argument callable, got {type(source).__name__}")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from turngym.agents.factory import build_rollout_policy, discard_snapshot, load_policy, save_snapshot, sync_weights
 from turngym.console import Progress, format_duration
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
@@ -85,9 +86,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     torch.manual_seed(config.seed)
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
-    policy = build_policy(config)
+    policy = load_policy(config.model.name, **config.policy_options())
     model = policy.model
-    rollouts = build_rollout_policy(config, policy, out)  # `policy` itself, or a vLLM engine fed by weight sync
+    rollouts = build_rollout_policy(config.model.name, policy, out, **config.rollout_engine_options())  # `policy` itself, or a vLLM engine fed by weight sync
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.optim.lr,
@@ -100,7 +101,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         state = load_checkpoint(out, model, optimizer)
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
-    sync_rollout_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
+    sync_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard)
     pool = build_pool(config, state)
     rater = build_rater(config)
@@ -149,7 +150,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         update = optimize(model, optimizer, rows, config.algo, config.optim, policy.pad_token_id, reference,
                           rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
-        sync_seconds = sync_rollout_weights(rollouts, model)
+        sync_seconds = sync_weights(rollouts, model)
 
         # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
         state.step = step + 1
@@ -253,16 +254,11 @@ def pool_metrics(pool: OpponentPool) -> dict[str, float]:
 
 
 def add_snapshot(pool: OpponentPool, policy: Any, out: Path, step: int) -> None:
-    """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool."""
-    from turngym.agents.specs import release_model
-
-    path = out / "snapshots" / f"step-{step}"
-    policy.model.save_pretrained(path)
-    policy.tokenizer.save_pretrained(path)
-    evicted = pool.add_snapshot(f"hf:{path}", step)
+    """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool (the
+    snapshot it evicts, if any, is forgotten and deleted)."""
+    evicted = pool.add_snapshot(save_snapshot(policy, out / "snapshots" / f"step-{step}"), step)
     if evicted is not None:
-        release_model(evicted.spec)
-        shutil.rmtree(evicted.spec[3:], ignore_errors=True)
+        discard_snapshot(evicted.spec)
 
 
 def build_rater(config: TrainConfig) -> AnchorRater | None:
@@ -395,70 +391,6 @@ def rollout_summary(trajectories: list[Trajectory]) -> dict[str, float]:
         "reward/mean_turn_reward": float(np.mean([sum(t.turn_rewards) for t in trajectories if not t.failed] or [0.0])),
         "episode/mean_turns": stats["mean_turns"],
     }
-
-
-def build_policy(config: TrainConfig) -> Any:
-    """The rollout policy; its ``model`` is the module the optimizer trains (shared, no weight sync)."""
-    from turngym.agents.hf_policy import HFPolicy, load_policy
-
-    m = config.model
-    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[m.dtype]
-    r = config.rollout
-    options = {"max_batch_size": r.max_batch_size, "kv_reuse": r.kv_reuse, "kv_reuse_bytes": int(r.kv_reuse_gib * 2**30)}
-    if m.name in ("tiny-random", "tiny-char"):
-        if m.name == "tiny-char":
-            from turngym.agents.tiny import tiny_char_model as make
-        else:
-            from turngym.agents.models import tiny_random_model as make
-        model, tokenizer = make(config.seed, num_layers=m.tiny_layers, hidden_size=m.tiny_hidden)
-        policy = HFPolicy(model, tokenizer, device=m.device, dtype=dtype, **options)
-    else:
-        policy = load_policy(m.name, device=m.device, dtype=dtype, **options)
-    if m.lora is not None:
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as exc:
-            raise ImportError("model.lora needs peft: pip install peft") from exc
-        lora = LoraConfig(r=m.lora.r, lora_alpha=m.lora.alpha, lora_dropout=m.lora.dropout,
-                          target_modules=list(m.lora.target_modules), task_type="CAUSAL_LM")
-        policy.model = get_peft_model(policy.model, lora)
-        policy.model.eval()
-    return policy
-
-
-def build_rollout_policy(config: TrainConfig, policy: Any, out: Path) -> Any:
-    """The policy that plays rollouts: ``policy`` itself (``rollout.backend: hf``), or a
-    :class:`~turngym.agents.vllm_policy.VLLMPolicy` loaded from the same checkpoint files
-    (``vllm``), which :func:`sync_rollout_weights` keeps equal to the learner's weights."""
-    r = config.rollout
-    if r.backend == "hf":
-        return policy
-    from turngym.agents.hf_policy import EMBEDDED_SPECS
-    from turngym.agents.vllm_policy import VLLMPolicy
-
-    m = config.model
-    if m.name in EMBEDDED_SPECS:
-        from turngym.agents.models import prepare_smollm2
-
-        source = str(prepare_smollm2())
-    elif m.name.startswith("hf:") and Path(m.name[3:]).expanduser().is_dir():
-        source = m.name[3:]
-    else:  # a generated model (tiny-random) or a hub id: the engine loads what the learner holds
-        source = str(out / "vllm_init")
-        base = policy.model.get_base_model() if hasattr(policy.model, "get_base_model") else policy.model
-        base.save_pretrained(source)
-        policy.tokenizer.save_pretrained(source)
-    dtype = {"auto": None, "float32": "float32", "bfloat16": "bfloat16"}[m.dtype]
-    return VLLMPolicy(
-        source, dtype=dtype, seed=config.seed, max_model_len=r.max_episode_tokens + r.max_new_tokens,
-        kv_cache_gib=r.vllm_kv_cache_gib, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-    )
-
-
-def sync_rollout_weights(rollouts: Any, model: torch.nn.Module) -> float:
-    """Copy the learner's weights into a separate rollout engine; seconds taken (0 when shared)."""
-    sync = getattr(rollouts, "sync_weights", None)
-    return sync(model).seconds if callable(sync) else 0.0
 
 
 # ================================================================================================

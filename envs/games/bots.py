@@ -1,4 +1,8 @@
-"""Scripted reference agents for turngym's two-player games.
+"""Scripted reference agents ("bots") for turngym's two-player games.
+
+Each built-in game registers its bots as ``TurnSpec.agents`` (:func:`game_agents`, used by
+:mod:`turngym.envs.games.ids`), so ``turngym eval --opponent minimax`` and training opponents find
+them through the env spec like any env's own agents.
 
 Contract
 --------
@@ -58,6 +62,7 @@ __all__ = [
     "ScriptedAgent",
     "TicTacToeHeuristicAgent",
     "available_agents",
+    "game_agents",
     "make_agent",
     "reply_text",
 ]
@@ -740,6 +745,12 @@ def _names_for_game(game: str | None) -> dict[str, type[ScriptedAgent]]:
     if game is not None:
         names.update(_PER_GAME.get(game, {}))
     return names
+
+
+def game_agents(game: str) -> dict[str, str]:
+    """The ``TurnSpec.agents`` of an env that plays the pyspiel game ``game``: each bot's name →
+    ``"turngym.envs.games.bots:Class"`` (constructed as ``Class(seed=...)``)."""
+    return {name: f"{__name__}:{cls.__name__}" for name, cls in sorted(_names_for_game(game).items())}
 
 
 def available_agents(env_id: str | None = None) -> list[str]:

@@ -10,15 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from turngym.agents.base import Generation, Policy, SamplingParams
-from turngym.agents.hf_policy import HFPolicy, chunked_target_logprobs, load_policy
+from turngym.agents.base import Generation, Message, Policy, SamplingParams
+from turngym.agents.factory import load_policy
+from turngym.agents.hf_policy import HFPolicy, chunked_target_logprobs
 from turngym.agents.models import (
     EmbeddedModelMissing,
     cache_status,
     find_smollm2_gguf,
     tiny_random_model,
 )
-from turngym.envs.types import Message
 
 TEXTS = [
     "Hello there, how are you today?",
@@ -311,30 +311,6 @@ def test_training_mode_is_restored(policy, prompts):
         assert policy.model.training
     finally:
         policy.model.eval()
-
-
-def test_load_policy_errors(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="unknown policy spec"):
-        load_policy("gpt-5")
-    # offline (as in CI): a hub id that is not in the HF cache fails fast and says why
-    monkeypatch.setattr("turngym.agents.hf_policy._hub_offline", lambda: True)
-    with pytest.raises(ValueError, match="internet access.*local directory"):
-        load_policy("hf:definitely-not/a-local-model-xyz")
-    with pytest.raises(ValueError, match="local directory .* is not a loadable"):
-        load_policy(f"hf:{tmp_path}")
-
-
-def test_load_policy_hf_local_dir(tiny, tmp_path):
-    model, tok = tiny
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    pol = load_policy(f"hf:{tmp_path}")
-    p = [tok.encode("Hello")]
-    params = SamplingParams(max_new_tokens=5, greedy=True)
-    assert (
-        pol.generate(p, params)[0].token_ids
-        == HFPolicy(model, tok).generate(p, params)[0].token_ids
-    )
 
 
 @pytest.mark.slow

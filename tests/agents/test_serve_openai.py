@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-
 from turngym.agents.base import SamplingParams
+from turngym.agents.factory import parse_spec
 from turngym.agents.hf_policy import HFPolicy
 from turngym.agents.openai_policy import (
     OpenAIPolicy,
     PolicyRequestError,
     PolicyServerError,
-    parse_openai_spec,
 )
 from turngym.agents.serve import ServeConfig, ServerThread, check_binding
 from turngym.agents.tiny import tiny_char_model
@@ -156,7 +155,7 @@ def test_openai_agent_spec_plays_a_game_through_the_chat_endpoint(server, monkey
                                lambda: resolve_agent("random", "turngym/TicTacToe-v0", seed=1), episodes=2)
     assert summary.episodes == 2 and len(played) == 2
     with pytest.raises(ValueError, match="openai:<model>@http"):
-        parse_openai_spec("openai:tiny")
+        parse_spec("openai:tiny")
 
 
 def _free_port() -> int:
@@ -176,7 +175,6 @@ def test_retries_then_a_typed_error_when_the_server_is_gone():
 
 def test_flaky_server_is_retried_and_client_errors_are_not():
     from aiohttp import web
-
     from turngym.agents.tiny import char_tokenizer
 
     calls = {"n": 0}

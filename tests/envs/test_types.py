@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from turngym.envs.types import Message, StopReason, TextSpace, TurnRecord
+from turngym.envs.types import StopReason, TextSpace, TurnRecord
 
 
 def test_turn_record_round_trips_through_json():
@@ -43,7 +43,6 @@ def test_text_space_rejects_bad_length():
         TextSpace(max_length=0)
 
 
-def test_message_to_dict():
-    assert Message("user", "hi").to_dict() == {"role": "user", "content": "hi"}
+def test_stop_reason_str_and_turn_reward():
     assert str(StopReason.TURN_LIMIT) == "turn_limit"
     assert np.isfinite(TurnRecord(turn=0, seat=0, reward=0.0).turn_reward)

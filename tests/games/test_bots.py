@@ -1,8 +1,7 @@
-"""Scripted reference agents: strength vs random, valid moves only, determinism, registry errors."""
+"""Scripted game bots: strength vs random, valid moves only, determinism, registry errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 
@@ -11,7 +10,7 @@ import numpy as np
 import pyspiel
 import pytest
 import turngym
-from turngym.agents.scripted import (
+from turngym.envs.games.bots import (
     KuhnNashAgent,
     MinimaxAgent,
     ScriptedAgent,
@@ -26,22 +25,7 @@ KUHN = "turngym/KuhnPoker-v0"
 LEDUC = "turngym/LeducPoker-v0"
 LIARS = "turngym/LiarsDice-v0"
 NEGOTIATION = "turngym/Negotiation-v0"
-MODULES = {
-    TTT: "tictactoe",
-    C4: "connect_four",
-    KUHN: "kuhn_poker",
-    LEDUC: "leduc_poker",
-    LIARS: "liars_dice",
-    NEGOTIATION: "negotiation",
-}
-ALL_GAMES = list(MODULES)
-
-
-def require(env_id: str) -> str:
-    """Skip when the game's module does not exist at all (a broken module still fails loudly)."""
-    if importlib.util.find_spec(f"turngym.envs.games.{MODULES[env_id]}") is None:
-        pytest.skip(f"turngym.envs.games.{MODULES[env_id]} is not written yet")
-    return env_id
+ALL_GAMES = [TTT, C4, KUHN, LEDUC, LIARS, NEGOTIATION]
 
 
 def play_vs(env_id: str, agent: ScriptedAgent, opponent: ScriptedAgent, seeds) -> np.ndarray:
@@ -160,7 +144,6 @@ def test_tictactoe_heuristic_wins_and_blocks():
     [(TTT, 100), (C4, 60), (KUHN, 1000), (LEDUC, 400), (LIARS, 200), (NEGOTIATION, 200)],
 )
 def test_heuristic_beats_random(env_id, games):
-    require(env_id)
     outcomes = play_vs(
         env_id,
         make_agent("heuristic", env_id, seed=3),
@@ -175,7 +158,6 @@ def test_heuristic_beats_random(env_id, games):
 
 
 def test_alphabeta_beats_random():
-    require(C4)
     outcomes = play_vs(
         C4, make_agent("alphabeta", C4, seed=5), make_agent("random", C4, seed=6), range(30)
     )
@@ -184,7 +166,6 @@ def test_alphabeta_beats_random():
 
 
 def test_alphabeta_beats_heuristic_and_is_fast():
-    require(C4)
     agent = make_agent("alphabeta", C4, seed=7)
     times: list[float] = []
 
@@ -204,7 +185,6 @@ def test_alphabeta_beats_heuristic_and_is_fast():
 
 
 def test_alphabeta_takes_a_win_and_blocks():
-    require(C4)
     env = gymnasium.make(C4)
     env.reset(seed=0)
     game = env.unwrapped
@@ -218,7 +198,6 @@ def test_alphabeta_takes_a_win_and_blocks():
 
 
 def test_kuhn_nash_beats_random_over_2000_hands():
-    require(KUHN)
     outcomes = play_vs(
         KUHN, make_agent("nash", KUHN, seed=9), make_agent("random", KUHN, seed=10), range(2000)
     )
@@ -267,7 +246,6 @@ def test_kuhn_nash_is_an_equilibrium(alpha):
 # ------------------------------------------------------------------------------------ every agent, every game
 @pytest.mark.parametrize("env_id", ALL_GAMES)
 def test_every_agent_only_makes_valid_moves(env_id):
-    require(env_id)
     for name in available_agents(env_id):
         agent = make_agent(name, env_id, seed=11)
         games = (
@@ -286,7 +264,6 @@ def test_every_agent_only_makes_valid_moves(env_id):
 
 @pytest.mark.parametrize("env_id", ALL_GAMES)
 def test_agents_are_deterministic_given_seed(env_id):
-    require(env_id)
     for name in available_agents(env_id):
         runs = []
         for _ in range(2):
@@ -305,24 +282,21 @@ def test_replies_are_bracketed_canonical_labels():
     env.reset(seed=0)
     reply = make_agent("first", TTT)(env.unwrapped)
     assert reply == "[1]"
-    if importlib.util.find_spec("turngym.envs.games.negotiation") is not None:
-        env = gymnasium.make(NEGOTIATION)
-        env.reset(seed=0)
-        game = env.unwrapped
-        reply = make_agent("heuristic", NEGOTIATION)(game)
-        assert reply.startswith("[") and reply.endswith("]")
-        assert game._parse_move(reply)[1] is None
+    env = gymnasium.make(NEGOTIATION)
+    env.reset(seed=0)
+    game = env.unwrapped
+    reply = make_agent("heuristic", NEGOTIATION)(game)
+    assert reply.startswith("[") and reply.endswith("]")
+    assert game._parse_move(reply)[1] is None
 
 
 def test_heuristic_without_env_id_dispatches_on_the_game():
     agent = make_agent("heuristic", seed=0)
     for env_id in (TTT, C4):
-        if importlib.util.find_spec(f"turngym.envs.games.{MODULES[env_id]}") is not None:
-            play_hot_seat(env_id, (agent, make_agent("random", env_id, seed=1)), 0)
+        play_hot_seat(env_id, (agent, make_agent("random", env_id, seed=1)), 0)
 
 
 def test_wrong_game_is_refused():
-    require(C4)
     env = gymnasium.make(C4)
     env.reset(seed=0)
     with pytest.raises(ValueError, match="minimax"):
@@ -374,3 +348,14 @@ def test_make_agent_parameters():
     assert make_agent("nash:0.25", KUHN).alpha == 0.25
     agent = make_agent("random", TTT, seed=3)
     assert agent.name == "random" and callable(agent.reset)
+
+
+def test_each_game_registers_its_bots_as_env_agents():
+    from turngym.agents.specs import resolve_agent
+
+    for env_id in ALL_GAMES:
+        assert sorted(turngym.spec(env_id).agents) == available_agents(env_id)
+    assert isinstance(resolve_agent("minimax", TTT, seed=1), MinimaxAgent)
+    assert resolve_agent("alphabeta:3", C4, seed=1).depth == 3  # name:value still reaches the bot
+    with pytest.raises(ValueError, match="Did you mean 'minimax'"):
+        resolve_agent("minimx", TTT)

@@ -6,8 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import turngym  # noqa: F401  (registers the ids)
-from turngym.envs.builtin import GAMES
+import turngym  # registers the ids
 from turngym.envs.games.kuhn_poker import KuhnPokerEnv
 
 J, Q, K = 0, 1, 2
@@ -212,7 +211,7 @@ def test_outcomes(seed, moves, outcomes):
 
 
 def test_outcomes_within_registered_bounds():
-    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "KuhnPoker-v0")
+    (low, high) = turngym.spec("turngym/KuhnPoker-v0").reward_bounds
     rng = np.random.default_rng(0)
     env = KuhnPokerEnv()
     for seed in range(60):

@@ -6,8 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import turngym  # noqa: F401  (registers the ids)
-from turngym.envs.builtin import GAMES
+import turngym  # registers the ids
 from turngym.envs.games.leduc_poker import LeducPokerEnv, card_name
 
 # Seeded deals (checked in test_seeded_deals): seed -> (seat 0 card, seat 1 card, public card).
@@ -219,7 +218,7 @@ def test_outcomes(seed, moves, outcomes):
 
 
 def test_outcomes_within_registered_bounds():
-    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "LeducPoker-v0")
+    (low, high) = turngym.spec("turngym/LeducPoker-v0").reward_bounds
     rng = np.random.default_rng(0)
     env = LeducPokerEnv()
     for seed in range(60):

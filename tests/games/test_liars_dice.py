@@ -6,8 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import turngym  # noqa: F401  (registers the ids)
-from turngym.envs.builtin import GAMES
+import turngym  # registers the ids
 from turngym.envs.games.liars_dice import LiarsDiceEnv
 
 # Seeded rolls (checked in test_seeded_rolls): seed -> (seat 0 die, seat 1 die).
@@ -200,7 +199,7 @@ def test_outcomes(seed, moves, outcomes):
 
 
 def test_reveal_matches_openspiel_result():
-    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "LiarsDice-v0")
+    (low, high) = turngym.spec("turngym/LiarsDice-v0").reward_bounds
     rng = np.random.default_rng(0)
     env = LiarsDiceEnv()
     for seed in range(80):

@@ -9,8 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-import turngym  # noqa: F401  (registers the ids)
-from turngym.envs.builtin import GAMES
+import turngym  # registers the ids
 from turngym.envs.games.negotiation import NegotiationEnv
 
 # Seed 1 (checked in test_seeded_negotiation): pool 3 books, 1 hat, 2 balls; 7 moves.
@@ -251,7 +250,7 @@ def test_last_move_is_announced():
 
 
 def test_outcomes_within_registered_bounds():
-    (low, high) = next(bounds for name, _, _, bounds, *_ in GAMES if name == "Negotiation-v0")
+    (low, high) = turngym.spec("turngym/Negotiation-v0").reward_bounds
     rng = np.random.default_rng(0)
     env = NegotiationEnv()
     for seed in range(40):

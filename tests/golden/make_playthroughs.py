@@ -1,6 +1,6 @@
 """Regenerate the golden playthroughs of the built-in games: ``python tests/golden/make_playthroughs.py``.
 
-For every game id in :data:`turngym.envs.builtin.GAMES` this plays ONE episode from ``reset(seed=7)``
+For every built-in game id (family ``game`` in the ``turngym/`` namespace) this plays ONE episode from ``reset(seed=7)``
 in which each move is drawn by ``numpy.random.default_rng(7)`` among ``info["legal_actions"]``, and
 writes ``tests/golden/<Name>-v0.txt``: the id, the seed, then per step the seat to act, the observation
 shown to it, the action and the step's ``TurnRecord`` as a dict, and finally the outcomes and each
@@ -16,8 +16,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
-import turngym  # noqa: F401  (registers the ids)
-from turngym.envs.builtin import GAMES
+import turngym  # registers the ids
 
 SEED = 7
 MAX_STEPS = 500  # a safety net; every built-in game ends far sooner
@@ -26,7 +25,11 @@ GOLDEN_DIR = Path(__file__).resolve().parent
 
 def game_names() -> list[str]:
     """``["TicTacToe-v0", ...]``: the built-in game ids without the namespace."""
-    return [name for name, *_ in GAMES]
+    return [
+        env_id.split("/", 1)[1]
+        for env_id, spec in turngym.registry().items()
+        if spec.family == "game" and env_id.startswith("turngym/")
+    ]
 
 
 def playthrough(name: str, seed: int = SEED) -> str:

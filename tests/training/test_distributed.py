@@ -17,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
 
+from turngym.agents.factory import load_policy
 from turngym.training.config import load_preset
 from turngym.training.distributed import (
     ClusterUnreachable,
@@ -32,7 +33,7 @@ from turngym.training.distributed import (
     weights_payload,
 )
 from turngym.training.rollout import RolloutConfig, RolloutMetrics, Task, collect
-from turngym.training.trainer import build_policy, rollout_config, sample_tasks, train
+from turngym.training.trainer import rollout_config, sample_tasks, train
 
 MB = 2**20
 
@@ -191,7 +192,7 @@ def _group_split_reference(config, policy, tasks, rc):
 @pytest.mark.slow
 def test_group_split_on_two_workers_equals_the_in_process_groups_and_syncs_weights(two_workers):
     config, collector = two_workers
-    policy = build_policy(config)
+    policy = load_policy(config.model.name, **config.policy_options())
     with torch.no_grad():  # weights the workers cannot have built themselves: only the sync gives them
         for p in policy.model.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
@@ -208,7 +209,7 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
     has one queued): the lost groups are re-run elsewhere (or on the restarted worker), every group
     arrives complete, and the batch equals an undisturbed one."""
     config, collector = two_workers
-    policy = build_policy(config)
+    policy = load_policy(config.model.name, **config.policy_options())
     tasks, rc = sample_tasks(config, 2) * 2, rollout_config(config, 2)  # 8 groups
     before = collector.pids()
     sent: list[int] = []
@@ -249,7 +250,7 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
 @pytest.mark.slow
 def test_a_worker_past_its_restarts_is_dropped_and_the_error_says_what_was_lost(cluster):
     config = _config()
-    policy = build_policy(config)
+    policy = load_policy(config.model.name, **config.policy_options())
     collector = RayCollector(config, 1, address=cluster.address, max_restarts=0)
     try:
         pid = collector.pids()[0]

@@ -15,14 +15,14 @@ if importlib.util.find_spec("vllm") is None:
 @pytest.fixture(scope="session")
 def engine():
     """One VLLMPolicy on the embedded SmolLM2 (float32 on CPU, like HFPolicy), shared by the tests."""
-    from turngym.agents.vllm_policy import load_vllm_policy
+    from turngym.agents.factory import load_policy
 
-    return load_vllm_policy("vllm:smollm2-135m", max_model_len=1024, kv_cache_gib=1.0)
+    return load_policy("vllm:smollm2-135m", engine={"max_model_len": 1024, "kv_cache_gib": 1.0})
 
 
 @pytest.fixture(scope="session")
 def hf():
     """The same model under HFPolicy: the reference the engine must agree with."""
-    from turngym.agents.hf_policy import load_policy
+    from turngym.agents.factory import load_policy
 
     return load_policy("smollm2-135m")

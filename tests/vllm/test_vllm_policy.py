@@ -205,7 +205,7 @@ def test_trainer_vllm_backend_stays_on_policy_because_weights_are_synced(tmp_pat
         assert m["time/weight_sync_s"] > 0 and m["grad_norm"] > 0
         assert abs(m["approx_kl"]) < 1e-6, m["approx_kl"]
 
-    monkeypatch.setattr(trainer, "sync_rollout_weights", lambda rollouts, model: 0.0)
+    monkeypatch.setattr(trainer, "sync_weights", lambda rollouts, model: 0.0)
     trainer.train(load_preset("ci-tiny", [f"out_dir={tmp_path / 'stale'}", *overrides]), show_progress=False)
     stale = _metrics(tmp_path / "stale")
     assert abs(stale[0]["approx_kl"]) < 1e-6  # step 1: nothing trained yet, so nothing is stale
