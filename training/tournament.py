@@ -61,6 +61,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turngym.console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Column,
+    Progress,
+    add_json_argument,
+    add_quiet_argument,
+    emit_json,
+    error,
+    print_table,
+)
 from turngym.training.ratings import (
     DEFAULT_PRIOR_SD,
     GameResult,
@@ -690,60 +702,80 @@ def build_parser(prog: str = "turngym tournament") -> argparse.ArgumentParser:
     )
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the intervals (default 1000)")
     parser.add_argument("--no-plots", action="store_true", help="skip ratings.png and payoff.png")
+    add_json_argument(parser, "the ratings (the fields of ratings.json, plus new_games, play_s and files)")
+    add_quiet_argument(parser)
     return parser
 
 
 def tournament_main(argv: Sequence[str] | None = None) -> int:
-    """``turngym tournament``: parse ``argv``, run the tournament, print the table. Returns the exit code."""
-    from rich.console import Console
-    from rich.progress import Progress
-    from rich.table import Table
+    """``turngym tournament``: parse ``argv``, run the tournament, print the table. Returns the exit status
+    (0 done, 1 a missing extra, 2 a bad option, agent or game; progress on stderr, ``--json`` for ratings.json's fields)."""
     from turngym.envs.registration import UnknownEnvironment
 
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    progress: Progress | None = None
+
+    def start(todo: int, total: int) -> None:  # after validation: a bad agent or game prints no progress
+        nonlocal progress
+        done = total - todo
+        progress = Progress(f"tournament {args.env}", todo, unit="games",
+                            info=f"resuming: {done} of {total} games already played" if done else "")
+
     try:
-        with Progress(console=err, transient=True, disable=not sys.stderr.isatty()) as progress:
-            task = progress.add_task(f"{args.env}: playing", total=None)
+        result = run_tournament(
+            args.env,
+            agents,
+            args.games,
+            Path(args.out),
+            workers=args.workers,
+            seed=args.seed,
+            n_boot=args.bootstrap,
+            scoring=args.scoring,
+            on_start=start,
+            on_game=lambda _: progress.advance(),
+            plots=not args.no_plots,
+        )
+    except BaseException as exc:
+        if progress is not None:
+            progress.close(final=f"tournament {args.env}: stopped ({type(exc).__name__}) after "
+                                 f"{progress.completed} new games; they are saved, a re-run resumes")
+        if isinstance(exc, (UnknownEnvironment, ValueError)):
+            error(str(exc))
+            return EXIT_USAGE
+        if isinstance(exc, ImportError):  # a missing extra: the message names it
+            error(str(exc))
+            return EXIT_FAILED
+        raise
+    if progress is not None:
+        progress.close()
 
-            def start(todo: int, total: int) -> None:
-                progress.update(task, total=total, completed=total - todo)
-
-            result = run_tournament(
-                args.env,
-                agents,
-                args.games,
-                Path(args.out),
-                workers=args.workers,
-                seed=args.seed,
-                n_boot=args.bootstrap,
-                scoring=args.scoring,
-                on_start=start,
-                on_game=lambda _: progress.advance(task),
-                plots=not args.no_plots,
-            )
-    except (UnknownEnvironment, ValueError, ImportError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-
+    data = {
+        **json.loads(result.files["json"].read_text(encoding="utf-8")),
+        "new_games": result.new_games,
+        "play_s": result.play_s,
+        "files": {k: str(p) for k, p in result.files.items()},
+    }
+    if emit_json(data, args.json):
+        return EXIT_OK
     scored = "" if result.scoring == "game" else f", rated as {len(result.rated)} duplicate matches"
-    table = Table(title=f"{result.env_id}: {len(result.games)} games ({result.new_games} new){scored}")
-    for column in ("rank", "player", "Elo", "95% interval", "OpenSkill μ ± σ", "games"):
-        table.add_column(column, justify="left" if column == "player" else "right")
+    rows = []
     for rank, p in enumerate(result.players, start=1):
         low, high = result.intervals[p]
         mu, sigma = result.openskill[p]
-        table.add_row(str(rank), p, f"{result.ratings[p]:.0f}", f"[{low:.0f}, {high:.0f}]", f"{mu:.2f} ± {sigma:.2f}",
-                      str(result.games_per_player[p]))
-    console.print(table)
+        rows.append((rank, p, f"{result.ratings[p]:.0f}", f"[{low:.0f}, {high:.0f}]", f"{mu:.2f} ± {sigma:.2f}",
+                     result.games_per_player[p]))
+    print_table(
+        [Column("rank", "right"), Column("player"), Column("Elo", "right"), Column("95% interval", "right"),
+         Column("OpenSkill μ ± σ", "right"), Column("games", "right")],
+        rows, title=f"{result.env_id}: {len(result.games)} games ({result.new_games} new){scored}",
+    )
     if result.new_games:
-        console.print(f"played {result.new_games} games in {result.play_s:.1f} s ({result.games_per_s:.0f} games/s)")
+        print(f"played {result.new_games} games in {result.play_s:.1f} s ({result.games_per_s:.0f} games/s)")
     if result.ignored_games:
-        console.print(f"{result.ignored_games} other games in {result.files['games']} were not rated (other agents or indices)")
-    console.print("wrote " + ", ".join(str(p) for k, p in result.files.items() if k != "manifest"))
-    return 0
+        print(f"{result.ignored_games} other games in {result.files['games']} were not rated (other agents or indices)")
+    print("wrote " + ", ".join(str(p) for k, p in result.files.items() if k != "manifest"))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
