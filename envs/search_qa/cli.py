@@ -5,6 +5,10 @@
     turngym search eval  [--split dev] [-k 5] [--json FILE]      # recall@k per hop
     turngym search query "capital Paris" [-k 3]
     turngym search serve [--host 127.0.0.1] [--port 8765] [--token T]
+
+``build``, ``eval`` and ``query`` take ``--json [FILE]`` (the result as JSON on stdout, or written to
+FILE as well); tables are tab-separated when stdout is not a terminal; progress goes to stderr
+(``--quiet`` silences it). Exit status: 0 ok, 2 bad options or input files.
 """
 
 from __future__ import annotations
@@ -14,6 +18,18 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+
+from turngym.console import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Column,
+    Progress,
+    add_json_argument,
+    add_quiet_argument,
+    emit_json,
+    error,
+    print_table,
+)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -26,7 +42,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _load(args):
     from turngym.envs.search_qa import dataset
 
-    return dataset.load(args.source, seed=args.seed, questions_path=args.questions, corpus_path=args.corpus)
+    with Progress("search: loading the corpus, questions and index"):
+        return dataset.load(args.source, seed=args.seed, questions_path=args.questions, corpus_path=args.corpus)
 
 
 def cmd_build(args) -> int:
@@ -34,14 +51,19 @@ def cmd_build(args) -> int:
 
     if args.questions or args.corpus:
         if not (args.questions and args.corpus):
-            print("give both --questions and --corpus for user data", file=sys.stderr)
-            return 2
-        directory = dataset.build_user(args.questions, args.corpus)
+            error("give both --questions and --corpus for user data")
+            return EXIT_USAGE
+        with Progress("search build: user corpus, questions and index"):
+            directory = dataset.build_user(args.questions, args.corpus)
     else:
-        directory = dataset.build_generated(args.source, seed=args.seed, force=args.force)
-    manifest = json.loads((directory / "manifest.json").read_text())
-    print(json.dumps({"directory": str(directory), **manifest}, indent=2))
-    return 0
+        with Progress(f"search build: {args.source} corpus, questions and index (cached after the first run)"):
+            directory = dataset.build_generated(args.source, seed=args.seed, force=args.force)
+    manifest = {"directory": str(directory), **json.loads((directory / "manifest.json").read_text())}
+    if emit_json(manifest, args.json):
+        return EXIT_OK
+    print_table(["field", "value"], [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in manifest.items()],
+                title=f"search data in {directory}")
+    return EXIT_OK
 
 
 def cmd_eval(args) -> int:
@@ -49,21 +71,30 @@ def cmd_eval(args) -> int:
 
     data = _load(args)
     split = None if args.split == "all" else args.split
-    report = {"dataset": data.key, "split": args.split, **hop_recall(data.retriever, data.select(split), k=args.k)}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    print(f"{data.key} split={args.split}: recall@{args.k} over {report['questions']} questions")
-    for name, r in {**report["per_hop"], **report["per_shape_hop"], "all_hops": report["all_hops"]}.items():
-        print(f"  {name:24s} {r['recall']:.3f}  (n={r['n']})")
-    return 0
+    with Progress(f"search eval: recall@{args.k} on {args.split}"):
+        report = {"dataset": data.key, "split": args.split, **hop_recall(data.retriever, data.select(split), k=args.k)}
+    if emit_json(report, args.json):
+        return EXIT_OK
+    rows = [(name, f"{r['recall']:.3f}", r["n"])
+            for name, r in {**report["per_hop"], **report["per_shape_hop"], "all_hops": report["all_hops"]}.items()]
+    print_table([Column("hops"), Column(f"recall@{args.k}", "right"), Column("n", "right")], rows,
+                title=f"{data.key} split={args.split}: recall@{args.k} over {report['questions']} questions")
+    return EXIT_OK
 
 
 def cmd_query(args) -> int:
     data = _load(args)
-    for i, hit in enumerate(data.retriever.search([args.text], args.k)[0], 1):
-        print(f"{i}. [{hit.score:.2f}] {hit.passage.id} | {hit.passage.title}\n   {hit.passage.text[:200]}")
-    return 0
+    hits = data.retriever.search([args.text], args.k)[0]
+    result = {"query": args.text, "k": args.k, "hits": [
+        {"rank": i, "score": hit.score, "id": hit.passage.id, "title": hit.passage.title, "text": hit.passage.text}
+        for i, hit in enumerate(hits, 1)
+    ]}
+    if emit_json(result, args.json):
+        return EXIT_OK
+    print_table([Column("rank", "right"), Column("score", "right"), Column("id"), Column("title"), Column("text")],
+                [(h["rank"], f"{h['score']:.2f}", h["id"], h["title"], h["text"]) for h in result["hits"]],
+                title=f"top {args.k} passages for {args.text!r}")
+    return EXIT_OK
 
 
 def cmd_serve(args) -> int:
@@ -73,8 +104,8 @@ def cmd_serve(args) -> int:
     try:
         check_bind(args.host, token)
     except InsecureBind as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        error(str(exc))
+        return EXIT_USAGE
     data = _load(args)
     retriever = data.retriever
     print(f"serving {data.key} ({len(data.corpus)} passages) on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
@@ -88,23 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build (or reuse) the cached corpus, questions and index")
     _data_args(p)
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    add_json_argument(p, "the data directory and its manifest")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("eval", help="retrieval recall@k of each hop's gold sub-query")
     _data_args(p)
     p.add_argument("--split", default="dev", choices=("train", "dev", "test", "all"))
     p.add_argument("-k", type=int, default=5)
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    add_json_argument(p, "the recall report")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("query", help="print the top passages for one query")
     _data_args(p)
     p.add_argument("text")
     p.add_argument("-k", type=int, default=3)
+    add_json_argument(p, "the hits (rank, score, id, title, full text)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_query)
     p = sub.add_parser("serve", help="serve the index over HTTP for many rollout workers")
     _data_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", help="bearer token clients must send (default $TURNGYM_SEARCH_TOKEN)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -115,5 +152,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"turngym search: {exc}", file=sys.stderr)
-        return 2
+        error(str(exc), prefix="turngym search")
+        return EXIT_USAGE
