@@ -21,6 +21,10 @@ for the seat that acts next. Contract, on top of ``TurnEnv``'s:
   instead get a corrective observation and the same seat moves again.
 * **Observations are pure.** :meth:`observe` (seat) renders the public moves since that seat last
   acted plus the seat's current view; calling it never changes the game.
+* **Anchor states.** While the game runs, ``info["anchor"]`` (after ``reset`` and every ``step``) is
+  :meth:`TurnGame.anchor_state` of the seat to act: its current view (board, own cards, bets) without
+  the move history. Equal anchors are the same decision point as that seat knows it; GiGPO groups
+  turns by them (``provides_anchors = True``).
 
 Subclasses implement the rules hooks ``_new_game``, ``_to_move``, ``_is_over``, ``_legal_moves``,
 ``_parse_move``, ``_apply_move``, ``_returns`` and ``_render``; see
@@ -34,7 +38,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.types import StopReason, TurnRecord
 
@@ -44,6 +47,8 @@ class TurnGame(TurnEnv):
 
     num_seats: int = 2
     seat_names: tuple[str, ...] = ("Player 0", "Player 1")
+    provides_anchors: bool = True
+    """``info["anchor"]`` holds the acting seat's state (see the module docstring)."""
 
     def __init__(
         self,
@@ -115,6 +120,11 @@ class TurnGame(TurnEnv):
         """Each seat's outcome once the game is over, else ``None``."""
         return None if self._outcomes is None else dict(self._outcomes)
 
+    def anchor_state(self, seat: int) -> str:
+        """``seat``'s current view without the move history: its anchor state (GiGPO). Pure."""
+        self._require_started()
+        return self._render(seat)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
@@ -134,6 +144,7 @@ class TurnGame(TurnEnv):
             "system_prompt": self.system_prompt,
             "seat": seat,
             "legal_actions": self._legal_moves(),
+            "anchor": self.anchor_state(seat),
         }
         return self.observe(seat), info
 
@@ -268,6 +279,8 @@ class TurnGame(TurnEnv):
         }
         if self._done:
             info["outcomes"] = dict(self._outcomes or {})
+        else:
+            info["anchor"] = self.anchor_state(info["seat"])
         return info
 
     def _result_text(self, seat: int) -> str:
@@ -298,8 +311,11 @@ class VsOpponent(TurnEnv):
     is reseeded at every seeded ``reset``, so an episode is a function of the seed and the agent's
     actions. ``reward`` is the agent's: its own move's
     components plus its outcome when the game ends, on whoever's move it ends.
-    ``info["game_seat"]`` is the agent's seat in the game.
+    ``info["game_seat"]`` is the agent's seat in the game; ``info["anchor"]`` (while the game runs)
+    the agent seat's :meth:`TurnGame.anchor_state`.
     """
+
+    provides_anchors: bool = True
 
     def __init__(self, game: TurnGame, opponent: Opponent | Callable[[TurnGame], str], agent_seat: int | None = None):
         super().__init__(render_mode=game.render_mode)
@@ -335,6 +351,8 @@ class VsOpponent(TurnEnv):
             "game_seat": self.agent_seat,
             "legal_actions": [] if self.game.done else self.game._legal_moves(),
         }
+        if not self.game.done:
+            info["anchor"] = self.game.anchor_state(self.agent_seat)
         return self.game.observe(self.agent_seat), info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -367,6 +385,8 @@ class VsOpponent(TurnEnv):
         }
         if self.game.done:
             out_info["outcomes"] = dict(self.game.outcomes or {})
+        else:
+            out_info["anchor"] = self.game.anchor_state(self.agent_seat)
         # An invalid move's explanation (what was wrong, the expected format) is in the game's reply
         # to the agent's own seat; a valid move's consequences are in the agent's fresh observation.
         obs = game_obs if not own.valid_action else self.game.observe(self.agent_seat)

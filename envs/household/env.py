@@ -24,6 +24,9 @@ Episode contract:
   unchanged, steps about twice and resets about 2.5 times as fast).
 * ``fork()`` builds a fresh engine and replays the episode's actions (the engine's state lives in a
   C library and cannot be copied).
+* ``info["anchor"]`` (after ``reset`` and every step of a running episode) is the world state as
+  text: the engine's facts, one ``predicate(arg, …)`` per line, sorted (:meth:`anchor_state`). Equal
+  anchors are the same world state however it was reached; GiGPO groups turns by them.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class _AlfredTextEnv(TurnEnv):
 
     system_prompt = SYSTEM_PROMPT
     action_format = ACTION_FORMAT
+    provides_anchors = True
+    """``info["anchor"]`` holds the world state (see the module docstring)."""
 
     def __init__(
         self,
@@ -148,7 +153,15 @@ class _AlfredTextEnv(TurnEnv):
             "task": self._game.description,
             "task_type": self._game.goal.task_type,
             "admissible_commands": self.admissible_commands,
+            "anchor": self.anchor_state(),
         }
+
+    def anchor_state(self) -> str:
+        """The engine's current facts as sorted ``predicate(arg, …)`` lines: the world state (GiGPO anchor)."""
+        if self._state is None:
+            raise RuntimeError("anchor_state() needs a started episode; call reset() first")
+        facts = (f"{f.name}({', '.join(a.name for a in f.arguments)})" for f in self._state["_facts"])
+        return "\n".join(sorted(facts))
 
     @property
     def admissible_commands(self) -> list[str]:
@@ -188,6 +201,8 @@ class _AlfredTextEnv(TurnEnv):
         self._last_obs = obs
         info = {"turn": record, "seat": 0, "won": self._won, "admissible_commands": self.admissible_commands,
                 "milestones": self._tracker.achieved}
+        if not self._over:
+            info["anchor"] = self.anchor_state()
         return obs, record.reward, record.terminated, False, info
 
     def stop(self, reason: StopReason) -> dict[int, float]:

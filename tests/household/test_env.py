@@ -53,6 +53,20 @@ def test_invalid_command_changes_nothing_and_hints(store):
     assert "not valid UTF-8" in obs and ACTION_FORMAT in obs
 
 
+def test_anchor_state_is_the_world_state_however_it_was_reached(store):
+    env = HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root))
+    _, info = env.reset(seed=0)
+    start = info["anchor"]
+    assert start == env.anchor_state() and "atlocation(" in start and start.splitlines() == sorted(start.splitlines())
+    _, _, _, _, info = env.step("fly to the moon")  # an invalid command changes nothing
+    assert info["anchor"] == start
+    go = next(c for c in info["admissible_commands"] if c.startswith("go to "))
+    _, _, _, _, info = env.step(go)
+    assert info["anchor"] != start
+    _, again = env.reset(seed=0)
+    assert again["anchor"] == start
+
+
 def test_admissible_commands_can_be_hidden(store):
     env = HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root), show_admissible=False)
     obs, info = env.reset(seed=0)
