@@ -1,7 +1,14 @@
-"""Advantage estimators of the multi-turn GRPO learner: one registry, one signature.
+"""Advantage estimators of the multi-turn GRPO learner: one registry, one signature, one entry point.
 
-Every estimator is a pure function ``f(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages``
-registered in :data:`ESTIMATORS` (look one up with :func:`get_estimator`)::
+The trainer makes one call, :func:`compute` ``(trajectories, algo, state) -> (advantages, keep,
+state)``: G-RA reward assembly (:func:`turngym.training.rewards.assemble`, one
+:class:`~turngym.training.rewards.RewardBatch`), the configured estimator, and the DAPO
+dynamic-sampling keep mask.
+
+Every estimator is a pure function
+``f(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None) -> Advantages``
+registered in :data:`ESTIMATORS` (look one up with :func:`get_estimator`); ``state`` is the
+cross-batch state only ``rae`` reads (the others ignore it)::
 
     grpo        outcome z-score per group                           (algorithms.md §7.1, §8.3.1)
     dr_grpo     grpo without the std division                       (§7.3)
@@ -9,7 +16,7 @@ registered in :data:`ESTIMATORS` (look one up with :func:`get_estimator`)::
     rae         SPIRAL role-conditioned EMA baseline (stateful)     (§4.3)
     gigpo       episode + anchor-state step advantages              (§5.1)
 
-**Input semantics** (the same :class:`AdvantageInput` serves every estimator):
+**Input semantics** (the same :class:`RewardBatch` serves every estimator):
 
 * ``outcomes[i]`` is the rollout's outcome ``r_high``; ``turn_rewards[i][k]`` is the *gated* dense
   signal of its turn ``k`` (output of :func:`turngym.training.rewards.assemble`, or information
@@ -21,7 +28,8 @@ registered in :data:`ESTIMATORS` (look one up with :func:`get_estimator`)::
   ``R_i = outcomes_i + Σ_k turn_rewards_{i,k}`` (finite terms) — the G-RA return, which "simply
   replaces the reward" (§2.3) — unless ``cfg.dense_in_return`` is False (then ``R_i = outcomes_i``).
   ``turn_group`` keeps the two apart (``Â^O`` from ``outcomes``, turn terms from the dense signal);
-  ``gigpo`` places ``outcomes_i`` on the last turn's step reward.
+  ``gigpo`` places ``outcomes_i`` on the last turn's step reward and groups turns by ``anchors``
+  (the env's anchor states, :attr:`turngym.training.trajectory.Turn.anchor`).
 * ``failed[i]`` marks rollouts that died of an env/sandbox error. The registry wrapper removes them
   *before* the estimator runs (they join no group statistic and no RAE update) and gives them
   zero advantages and ``valid[i] = False`` afterwards, so the batching module loss-masks them:
@@ -45,9 +53,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from turngym.envs.registration import spec as env_spec
+from turngym.training.rewards import Delta, RewardBatch, assemble
+from turngym.training.trajectory import Trajectory
 
 if TYPE_CHECKING:
-    from turngym.training.rewards import AssembledRewards
+    from turngym.training.config import AlgoSection
 
 #: Variance floor inside the square root of the turn-group std (§1.3: ``sqrt(var + 1e-8)``).
 TURN_VAR_FLOOR = 1e-8
@@ -114,8 +125,8 @@ class RAEState:
     """SPIRAL role baselines ``b_{game,seat}`` (§4.3), carried across batches by the trainer.
 
     The ``rae`` estimator never mutates the state it is given: it returns an updated copy in
-    :attr:`Advantages.rae_state`. :meth:`to_dict` / :meth:`from_dict` round-trip through JSON for
-    checkpoints.
+    :attr:`Advantages.rae_state`. The trainer holds it as this record; :meth:`to_dict` /
+    :meth:`from_dict` round-trip through JSON in checkpoints only.
 
     Attributes:
         baselines: ``{(game id, seat): b}``; a role never seen has baseline 0.
@@ -161,138 +172,6 @@ class RAEState:
 
 
 @dataclass
-class AdvantageInput:
-    """The rewards of a batch of ``N`` rollouts, as every estimator reads them.
-
-    Attributes:
-        group_ids: ``[N]``; rollouts sharing a task/seed form a group.
-        outcomes: ``[N]`` float, ``r_high`` per rollout (may be ``nan`` only where ``failed``).
-        turn_rewards: ``N`` arrays ``[n_i]``: the gated dense signal of each turn, index = turn
-            id; ``n_i`` is the rollout's number of policy turns; ``nan``/``inf`` = absent.
-        turn_anchor_keys: ``N`` lists ``[n_i]`` of hashable anchor states (GiGPO); ``None``
-            entries never share a group.
-        roles: ``N`` pairs ``(game id, seat)`` (RAE).
-        failed: ``[N]`` bool; failed rollouts are masked (see the module docstring).
-        rae_state: the RAE baselines before this batch (``None``: all zero).
-    """
-
-    group_ids: Sequence[Hashable]
-    outcomes: np.ndarray
-    turn_rewards: Sequence[np.ndarray]
-    turn_anchor_keys: Sequence[Sequence[Hashable | None]] | None = None
-    roles: Sequence[tuple[str, int]] | None = None
-    failed: np.ndarray | None = None
-    rae_state: RAEState | None = None
-
-    def __post_init__(self) -> None:
-        self.group_ids = list(self.group_ids)
-        n = len(self.group_ids)
-        self.outcomes = np.asarray(self.outcomes, dtype=np.float64)
-        if self.outcomes.ndim != 1 or self.outcomes.shape[0] != n:
-            raise ValueError(
-                f"group_ids has {n} entries but outcomes has shape {self.outcomes.shape}; "
-                f"expected ({n},)"
-            )
-        if len(self.turn_rewards) != n:
-            raise ValueError(
-                f"group_ids has {n} entries but turn_rewards has {len(self.turn_rewards)}"
-            )
-        rewards = []
-        for i, r in enumerate(self.turn_rewards):
-            arr = np.asarray(r, dtype=np.float64)
-            if arr.ndim != 1:
-                raise ValueError(f"turn_rewards[{i}] must be 1-D [n_turns], got shape {arr.shape}")
-            rewards.append(arr)
-        self.turn_rewards = rewards
-        if self.failed is None:
-            self.failed = np.zeros(n, dtype=bool)
-        else:
-            self.failed = np.asarray(self.failed, dtype=bool)
-            if self.failed.shape != (n,):
-                raise ValueError(
-                    f"group_ids has {n} entries but failed has shape {self.failed.shape}"
-                )
-        bad = np.flatnonzero(~np.isfinite(self.outcomes) & ~self.failed)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"outcomes[{i}] = {float(self.outcomes[i])!r} is not finite and rollout {i} is not "
-                f"marked failed ({bad.size} such rollouts)"
-            )
-        if self.turn_anchor_keys is not None:
-            if len(self.turn_anchor_keys) != n:
-                raise ValueError(
-                    f"group_ids has {n} entries but turn_anchor_keys has "
-                    f"{len(self.turn_anchor_keys)}"
-                )
-            self.turn_anchor_keys = [list(keys) for keys in self.turn_anchor_keys]
-            for i, keys in enumerate(self.turn_anchor_keys):
-                if len(keys) != rewards[i].shape[0]:
-                    raise ValueError(
-                        f"rollout {i} has {rewards[i].shape[0]} turn rewards but "
-                        f"{len(keys)} turn anchor keys"
-                    )
-        if self.roles is not None:
-            if len(self.roles) != n:
-                raise ValueError(f"group_ids has {n} entries but roles has {len(self.roles)}")
-            roles = []
-            for i, role in enumerate(self.roles):
-                if len(role) != 2:
-                    raise ValueError(f"roles[{i}] is {role!r}; expected (game id, seat)")
-                roles.append((str(role[0]), int(role[1])))
-            self.roles = roles
-
-    @property
-    def n(self) -> int:
-        """Number of rollouts ``N``."""
-        return len(self.group_ids)
-
-    @property
-    def num_turns(self) -> np.ndarray:
-        """``[N]`` int, ``n_i`` per rollout."""
-        return np.array([r.shape[0] for r in self.turn_rewards], dtype=np.int64)
-
-    def select(self, indices: Sequence[int] | np.ndarray) -> AdvantageInput:
-        """The sub-batch of the given rollouts (same order), sharing ``rae_state``."""
-        idx = [int(i) for i in indices]
-        return AdvantageInput(
-            group_ids=[self.group_ids[i] for i in idx],
-            outcomes=self.outcomes[idx],
-            turn_rewards=[self.turn_rewards[i] for i in idx],
-            turn_anchor_keys=None
-            if self.turn_anchor_keys is None
-            else [self.turn_anchor_keys[i] for i in idx],
-            roles=None if self.roles is None else [self.roles[i] for i in idx],
-            failed=self.failed[idx],
-            rae_state=self.rae_state,
-        )
-
-    @classmethod
-    def from_assembled(
-        cls,
-        assembled: AssembledRewards,
-        *,
-        turn_anchor_keys: Sequence[Sequence[Hashable | None]] | None = None,
-        roles: Sequence[tuple[str, int]] | None = None,
-        rae_state: RAEState | None = None,
-    ) -> AdvantageInput:
-        """Build the input from :func:`turngym.training.rewards.assemble`'s output.
-
-        ``outcomes`` = ``r_high`` and ``turn_rewards`` = the gated ``r̃``; ``roles`` defaults to
-        ``(env_id, seat)`` per rollout.
-        """
-        return cls(
-            group_ids=list(assembled.group_ids),
-            outcomes=assembled.outcomes,
-            turn_rewards=list(assembled.turn_rewards),
-            turn_anchor_keys=turn_anchor_keys,
-            roles=list(zip(assembled.env_ids, assembled.seats)) if roles is None else roles,
-            failed=assembled.failed,
-            rae_state=rae_state,
-        )
-
-
-@dataclass
 class Advantages:
     """Per-turn advantages of a batch (output of every estimator).
 
@@ -315,7 +194,7 @@ class Advantages:
 # Registry
 # --------------------------------------------------------------------------------------------
 
-Estimator = Callable[[AdvantageInput, AdvantageConfig], Advantages]
+Estimator = Callable[[RewardBatch, AdvantageConfig, "RAEState | None"], Advantages]
 
 #: name → estimator. Populated with :func:`register_estimator`.
 ESTIMATORS: dict[str, Estimator] = {}
@@ -327,7 +206,7 @@ def _qualname(fn: Callable[..., Any]) -> str:
 
 
 def register_estimator(name: str) -> Callable[[Callable[..., Advantages]], Estimator]:
-    """Decorator: register ``fn(inp, cfg) -> Advantages`` under ``name``.
+    """Decorator: register ``fn(rewards, cfg, state) -> Advantages`` under ``name``.
 
     The registered (and returned) function is wrapped: it validates its arguments, removes failed
     rollouts before calling ``fn`` and scatters zero advantages back for them, sets
@@ -343,13 +222,17 @@ def register_estimator(name: str) -> Callable[[Callable[..., Advantages]], Estim
             )
 
         @functools.wraps(fn)
-        def estimator(inp: AdvantageInput, cfg: AdvantageConfig | None = None) -> Advantages:
-            if not isinstance(inp, AdvantageInput):
-                raise TypeError(f"{name}: inp must be an AdvantageInput, got {type(inp).__name__}")
+        def estimator(
+            rewards: RewardBatch, cfg: AdvantageConfig | None = None, state: RAEState | None = None
+        ) -> Advantages:
+            if not isinstance(rewards, RewardBatch):
+                raise TypeError(f"{name}: rewards must be a RewardBatch, got {type(rewards).__name__}")
             cfg = AdvantageConfig() if cfg is None else cfg
             if not isinstance(cfg, AdvantageConfig):
                 raise TypeError(f"{name}: cfg must be an AdvantageConfig, got {type(cfg).__name__}")
-            return _run_without_failed(name, fn, inp, cfg)
+            if state is not None and not isinstance(state, RAEState):
+                raise TypeError(f"{name}: state must be a RAEState or None, got {type(state).__name__}")
+            return _run_without_failed(name, fn, rewards, cfg, state)
 
         ESTIMATORS[name] = estimator
         return estimator
@@ -370,15 +253,19 @@ def get_estimator(name: str) -> Estimator:
 
 
 def _run_without_failed(
-    name: str, fn: Callable[..., Advantages], inp: AdvantageInput, cfg: AdvantageConfig
+    name: str,
+    fn: Callable[..., Advantages],
+    rewards: RewardBatch,
+    cfg: AdvantageConfig,
+    state: RAEState | None,
 ) -> Advantages:
-    failed = inp.failed
+    failed = rewards.failed
     assert failed is not None
-    n_turns = inp.num_turns
+    n_turns = rewards.num_turns
     if failed.any():
         keep = np.flatnonzero(~failed)
-        part = fn(inp.select(keep), cfg)
-        _check_output(name, part, inp.num_turns[keep])
+        part = fn(rewards.select(keep), cfg, state)
+        _check_output(name, part, n_turns[keep])
         per_turn = [np.zeros(int(n)) for n in n_turns]
         clip = None if part.clip_scale is None else [np.ones(int(n)) for n in n_turns]
         for j, i in enumerate(keep):
@@ -387,7 +274,7 @@ def _run_without_failed(
                 clip[i] = part.clip_scale[j]
         out = Advantages(per_turn=per_turn, clip_scale=clip, rae_state=part.rae_state)
     else:
-        out = fn(inp, cfg)
+        out = fn(rewards, cfg, state)
         _check_output(name, out, n_turns)
     out.valid = ~failed
     return out
@@ -497,12 +384,10 @@ def _padded(turn_rewards: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     return dense, present
 
 
-def episode_returns(inp: AdvantageInput, cfg: AdvantageConfig) -> np.ndarray:
-    """``[N]`` returns scored by outcome-only estimators: ``outcome + Σ finite dense`` (§2.3)."""
-    if not cfg.dense_in_return:
-        return inp.outcomes.copy()
-    dense = np.array([float(r[np.isfinite(r)].sum()) for r in inp.turn_rewards])
-    return inp.outcomes + dense if dense.size else inp.outcomes.copy()
+def episode_returns(rewards: RewardBatch, cfg: AdvantageConfig) -> np.ndarray:
+    """``[N]`` returns scored by outcome-only estimators: the G-RA return ``outcome + Σ finite
+    dense`` (:attr:`RewardBatch.returns`, §2.3), or the outcome alone without ``cfg.dense_in_return``."""
+    return rewards.returns if cfg.dense_in_return else rewards.outcomes.copy()
 
 
 def _broadcast(values: np.ndarray, n_turns: np.ndarray) -> list[np.ndarray]:
@@ -515,7 +400,7 @@ def _broadcast(values: np.ndarray, n_turns: np.ndarray) -> list[np.ndarray]:
 
 
 @register_estimator("grpo")
-def grpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
+def grpo(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
     """GRPO outcome advantage (§7.1, §8.3.1), the same for every turn of a rollout::
 
         Â_i = (R_i − mean_{j∈g} R_j) / (std_g(R) + ε)     std: population; G = 1 ⇒ Â_i = R_i
@@ -523,27 +408,27 @@ def grpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
     ``R_i`` is :func:`episode_returns` (outcome + gated dense rewards by default). With
     ``cfg.norm_by_std=False`` there is no std division (same as ``dr_grpo``).
     """
-    gidx, num_groups = _group_index(inp.group_ids)
+    gidx, num_groups = _group_index(rewards.group_ids)
     _warn_singletons(gidx, num_groups, cfg, "grpo")
     adv = _outcome_advantage(
-        episode_returns(inp, cfg), gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std
+        episode_returns(rewards, cfg), gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std
     )
-    return Advantages(per_turn=_broadcast(adv, inp.num_turns))
+    return Advantages(per_turn=_broadcast(adv, rewards.num_turns))
 
 
 @register_estimator("dr_grpo")
-def dr_grpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
+def dr_grpo(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
     """Dr.GRPO (§7.3): ``Â_i = R_i − mean_{j∈g} R_j`` (no std division; G = 1 ⇒ ``Â_i = R_i``)."""
-    gidx, num_groups = _group_index(inp.group_ids)
+    gidx, num_groups = _group_index(rewards.group_ids)
     _warn_singletons(gidx, num_groups, cfg, "dr_grpo")
     adv = _outcome_advantage(
-        episode_returns(inp, cfg), gidx, num_groups, eps=cfg.eps, norm_by_std=False
+        episode_returns(rewards, cfg), gidx, num_groups, eps=cfg.eps, norm_by_std=False
     )
-    return Advantages(per_turn=_broadcast(adv, inp.num_turns))
+    return Advantages(per_turn=_broadcast(adv, rewards.num_turns))
 
 
 @register_estimator("turn_group")
-def turn_group(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
+def turn_group(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
     """A²TGPO turn-group advantage with adaptive clip scales (§1.3–§1.5, §8.3).
 
     With ``r_{i,k}`` the dense signal of turn ``k`` and ``P_i`` its turns with a finite value::
@@ -560,12 +445,12 @@ def turn_group(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
     without dense values gets ``A = Â^O`` and ``c = 1`` (§1.9). ``cfg.norm_by_std=False`` drops
     both std divisions.
     """
-    gidx, num_groups = _group_index(inp.group_ids)
+    gidx, num_groups = _group_index(rewards.group_ids)
     _warn_singletons(gidx, num_groups, cfg, "turn_group")
     a_out = _outcome_advantage(
-        inp.outcomes, gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std
+        rewards.outcomes, gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std
     )
-    dense, present = _padded(inp.turn_rewards)
+    dense, present = _padded(rewards.turn_rewards)
     n, k_max = dense.shape
     rows, cols = np.nonzero(present)
     z = np.zeros((n, k_max))
@@ -585,7 +470,7 @@ def turn_group(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
         accumulated[:, k] = np.where(terms > 0, acc / np.sqrt(np.maximum(terms, 1.0)), 0.0)
     adv = a_out[:, None] + cfg.alpha * accumulated
     clip = np.where(present, 1.0 + cfg.clip_beta * np.tanh(z / 2.0), 1.0)  # 2σ(x)−1 = tanh(x/2)
-    n_turns = inp.num_turns
+    n_turns = rewards.num_turns
     return Advantages(
         per_turn=[adv[i, : n_turns[i]].copy() for i in range(n)],
         clip_scale=[clip[i, : n_turns[i]].copy() for i in range(n)],
@@ -593,8 +478,8 @@ def turn_group(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
 
 
 @register_estimator("rae")
-def rae(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
-    """SPIRAL role-conditioned advantage estimation (§4.3). Stateful through ``inp.rae_state``.
+def rae(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
+    """SPIRAL role-conditioned advantage estimation (§4.3). Stateful through ``state``.
 
     Rollouts are folded in input order; for rollout ``i`` with role ``p = roles[i]`` and
     return ``R_i`` (:func:`episode_returns`)::
@@ -607,12 +492,12 @@ def rae(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
     Group ids are ignored. The input state is not mutated; the updated copy is returned in
     :attr:`Advantages.rae_state` for the trainer to carry (and checkpoint) to the next batch.
     """
-    if inp.roles is None:
-        raise ValueError("estimator 'rae' needs roles=[(game id, seat), ...] in AdvantageInput")
-    state = RAEState() if inp.rae_state is None else inp.rae_state.copy()
-    returns = episode_returns(inp, cfg)
+    if rewards.roles is None:
+        raise ValueError("estimator 'rae' needs roles=[(game id, seat), ...] in the RewardBatch")
+    state = RAEState() if state is None else state.copy()
+    returns = episode_returns(rewards, cfg)
     per_turn = []
-    for (game, seat), ret, n in zip(inp.roles, returns, inp.num_turns):
+    for (game, seat), ret, n in zip(rewards.roles, returns, rewards.num_turns):
         before = state.update(game, seat, float(ret), cfg.ema_decay)
         powers = (int(n) - 1 - np.arange(int(n))).astype(np.float64)
         per_turn.append((float(ret) - before) * np.power(cfg.gamma, powers))
@@ -620,7 +505,7 @@ def rae(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
 
 
 @register_estimator("gigpo")
-def gigpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
+def gigpo(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
     """GiGPO (§5.1): episode advantage plus ω × anchor-state step advantage.
 
     Step rewards are the finite dense signals with the outcome added on the last turn::
@@ -636,20 +521,20 @@ def gigpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
     ``F`` is the population std + ε (``cfg.norm_by_std``, "mean_std_norm") or 1 ("mean_norm").
     Episode statistics count each rollout once (verl-agent weights them by length instead).
     """
-    if inp.turn_anchor_keys is None:
+    if rewards.anchors is None:
         raise ValueError(
-            "estimator 'gigpo' needs turn_anchor_keys=[[anchor state per turn], ...] in "
-            "AdvantageInput"
+            "estimator 'gigpo' needs anchors=[[anchor state per turn], ...] in the RewardBatch "
+            "(rewards.assemble reads them from Turn.anchor, filled from the env's info['anchor'])"
         )
-    gidx, num_groups = _group_index(inp.group_ids)
+    gidx, num_groups = _group_index(rewards.group_ids)
     _warn_singletons(gidx, num_groups, cfg, "gigpo")
-    dense, _ = _padded(inp.turn_rewards)
+    dense, _ = _padded(rewards.turn_rewards)
     n, k_max = dense.shape
-    n_turns = inp.num_turns
+    n_turns = rewards.num_turns
     step_rewards = dense.copy()
     has_turns = n_turns > 0
-    step_rewards[np.flatnonzero(has_turns), n_turns[has_turns] - 1] += inp.outcomes[has_turns]
-    returns = inp.outcomes + dense.sum(axis=1)
+    step_rewards[np.flatnonzero(has_turns), n_turns[has_turns] - 1] += rewards.outcomes[has_turns]
+    returns = rewards.outcomes + dense.sum(axis=1)
     a_ep = _outcome_advantage(returns, gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std)
 
     step_returns = np.zeros((n, k_max))
@@ -662,7 +547,7 @@ def gigpo(inp: AdvantageInput, cfg: AdvantageConfig) -> Advantages:
     anchors: dict[Hashable, int] = {}
     seg = np.empty(rows.size, dtype=np.int64)
     for e, (i, t) in enumerate(zip(rows, cols)):
-        key = inp.turn_anchor_keys[i][t]
+        key = rewards.anchors[i][t]
         seg[e] = anchors.setdefault(
             ("anchor", int(gidx[i]), key) if key is not None else e, len(anchors)
         )
@@ -719,12 +604,7 @@ def information_gain(
     return out
 
 
-def dynamic_sampling_mask(
-    group_ids: Sequence[Hashable],
-    outcomes: np.ndarray,
-    turn_rewards: Sequence[np.ndarray],
-    failed: np.ndarray | None = None,
-) -> np.ndarray:
+def dynamic_sampling_mask(rewards: RewardBatch) -> np.ndarray:
     """DAPO dynamic sampling for multi-turn groups (§7.2, §8.5): which rollouts to keep.
 
     A group is dropped when it can give no gradient: its outcomes are all equal **and** its
@@ -738,16 +618,9 @@ def dynamic_sampling_mask(
         ``[N]`` bool, True for every rollout of a kept group (failed rollouts included: their
         loss is masked through :attr:`Advantages.valid`).
     """
-    n = len(group_ids)
-    outcomes = np.asarray(outcomes, dtype=np.float64)
-    if outcomes.shape != (n,):
-        raise ValueError(f"group_ids has {n} entries but outcomes has shape {outcomes.shape}")
-    if len(turn_rewards) != n:
-        raise ValueError(f"group_ids has {n} entries but turn_rewards has {len(turn_rewards)}")
-    failed_arr = np.zeros(n, bool) if failed is None else np.asarray(failed, dtype=bool)
-    if failed_arr.shape != (n,):
-        raise ValueError(f"group_ids has {n} entries but failed has shape {failed_arr.shape}")
-    gidx, num_groups = _group_index(list(group_ids))
+    n = rewards.n
+    outcomes, turn_rewards, failed_arr = rewards.outcomes, rewards.turn_rewards, rewards.failed
+    gidx, num_groups = _group_index(rewards.group_ids)
     keep_group = np.zeros(num_groups, dtype=bool)
     first: dict[int, tuple[float, np.ndarray]] = {}
     members = np.zeros(num_groups, dtype=np.int64)
@@ -756,8 +629,7 @@ def dynamic_sampling_mask(
             continue
         g = int(gidx[i])
         members[g] += 1
-        r = np.asarray(turn_rewards[i], dtype=np.float64)
-        r = np.where(np.isfinite(r), r, np.nan)
+        r = np.where(np.isfinite(turn_rewards[i]), turn_rewards[i], np.nan)
         if g not in first:
             first[g] = (float(outcomes[i]), r)
             continue
@@ -773,18 +645,89 @@ def dynamic_sampling_mask(
     return keep_group[gidx]
 
 
+# --------------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------------
+
+
+def gate_deltas(gate_threshold: float | None | str, env_ids: Sequence[str]) -> Delta:
+    """The G-RA δ of ``algo.gate_threshold``: ``"spec"`` reads each env's registered default
+    (``{env_id: turngym.spec(env_id).gate_threshold}``); a number or ``None`` applies to all."""
+    if gate_threshold == "spec":
+        return {env_id: env_spec(env_id).gate_threshold for env_id in sorted(set(env_ids))}
+    if gate_threshold is None or isinstance(gate_threshold, (int, float)):
+        return gate_threshold
+    raise ValueError(f"gate_threshold must be a number, None or 'spec', got {gate_threshold!r}")
+
+
+def compute(
+    trajectories: Sequence[Trajectory],
+    algo: AlgoSection,
+    state: RAEState | None = None,
+    *,
+    information_gains: Sequence[np.ndarray] | None = None,
+) -> tuple[Advantages, np.ndarray, RAEState | None]:
+    """Per-turn advantages of a rollout batch, as the trainer's ``algo:`` section configures them.
+
+    1. :func:`~turngym.training.rewards.assemble`: each trajectory's dense turn rewards (plus
+       ``algo.info_gain_weight`` × ``information_gains``, per trajectory and turn, ``nan`` = none),
+       G-RA gated (``algo.gate``, δ from :func:`gate_deltas`), into one :class:`RewardBatch`;
+    2. the estimator ``algo.estimator`` (``gamma``, ``alpha`` from ``algo``; ``state`` is the RAE
+       baselines before this batch);
+    3. the keep mask: DAPO dynamic sampling (``algo.dynamic_sampling``) and failed rollouts dropped.
+
+    Returns:
+        ``(advantages, keep, state)``: :class:`Advantages` (``clip_scale`` only with
+        ``algo.adaptive_clip``), ``keep`` ``[N]`` bool (which trajectories reach the loss), and the
+        RAE state to carry to the next batch (``state`` itself unless the estimator updated it).
+    """
+    rewards = assemble(
+        trajectories,
+        gate_deltas(algo.gate_threshold, [t.env_id for t in trajectories]),
+        algo.gate,
+        information_gains=information_gains,
+        info_gain_weight=algo.info_gain_weight,
+    )
+    if algo.estimator == "gigpo":
+        _require_anchors(trajectories, rewards)
+    cfg = AdvantageConfig(gamma=algo.gamma, alpha=algo.alpha, warn_singleton_groups=False)
+    out = get_estimator(algo.estimator)(rewards, cfg, state)
+    keep = dynamic_sampling_mask(rewards) if algo.dynamic_sampling else np.ones(rewards.n, dtype=bool)
+    if out.valid is not None:
+        keep &= out.valid
+    if not algo.adaptive_clip:
+        out.clip_scale = None
+    return out, keep, out.rae_state if out.rae_state is not None else state
+
+
+def _require_anchors(trajectories: Sequence[Trajectory], rewards: RewardBatch) -> None:
+    """GiGPO without a single anchor state would silently be GRPO: refuse, naming the envs."""
+    assert rewards.anchors is not None
+    blind = sorted({
+        t.env_id
+        for t, anchors, failed in zip(trajectories, rewards.anchors, rewards.failed)
+        if not failed and anchors and all(a is None for a in anchors)
+    })
+    if blind:
+        raise ValueError(
+            f"estimator 'gigpo' groups turns by anchor state, but {blind} reported none "
+            "(no info['anchor'] from reset/step); use grpo, turn_group or rae for these environments"
+        )
+
+
 __all__ = [
     "ESTIMATORS",
     "TURN_VAR_FLOOR",
     "AdvantageConfig",
-    "AdvantageInput",
     "Advantages",
     "Estimator",
     "RAEState",
     "SingletonGroupWarning",
+    "compute",
     "dr_grpo",
     "dynamic_sampling_mask",
     "episode_returns",
+    "gate_deltas",
     "get_estimator",
     "gigpo",
     "grpo",

@@ -8,11 +8,13 @@ falls back to a default. Presets live in ``training/presets/*.yaml``.
 from __future__ import annotations
 
 import difflib
+import importlib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from turngym.training.rollout import RolloutConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -68,6 +70,9 @@ class ModelSection(_Section):
 
 
 class RolloutSection(_Section):
+    """How rollouts are played; the fields it shares with :class:`~turngym.training.rollout.RolloutConfig`
+    are copied by name (``RolloutConfig.from_section``), which also validates them together."""
+
     tasks_per_step: int = Field(8, ge=1)
     """Distinct tasks (seeds) per step; each is played ``group_size`` times."""
     group_size: int = Field(8, ge=1)
@@ -255,11 +260,18 @@ class TrainConfig(_Section):
     def _consistent(self) -> TrainConfig:
         if not self.envs:
             raise ValueError("envs is empty; give at least one environment id")
-        if self.rollout.max_new_tokens > self.rollout.max_episode_tokens:
-            raise ValueError(
-                f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be <= "
-                f"rollout.max_episode_tokens ({self.rollout.max_episode_tokens})"
-            )
+        try:  # the rollout settings are validated in one place, the config the rollouts get
+            RolloutConfig.from_section(self.rollout, seed=self.seed)
+        except ValueError as exc:
+            raise ValueError(f"rollout.{exc}") from None
+        if self.algo.estimator == "gigpo":
+            blind = [e.id for e in self.envs if not _provides_anchors(e.id)]
+            if blind:
+                raise ValueError(
+                    f"algo.estimator 'gigpo' groups turns by the anchor states environments report "
+                    f"(info['anchor']), and {blind} report none; train them with grpo, turn_group or "
+                    "rae, or use gigpo on games or household tasks"
+                )
         if self.rollout.ray_address and not self.rollout.ray_workers:
             raise ValueError(
                 f"rollout.ray_address is {self.rollout.ray_address!r} but rollout.ray_workers is 0; "
@@ -342,6 +354,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
+def _provides_anchors(env_id: str) -> bool:
+    """Whether ``env_id``'s class declares ``provides_anchors`` (``info["anchor"]`` each turn)."""
+    from turngym.envs.registration import spec
+
+    entry = spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    return bool(getattr(entry, "provides_anchors", False))
+
+
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -13,7 +13,11 @@ information gain…). G-RA credits the dense rewards only when the outcome clear
 **Where δ comes from.** Every registered environment carries its default threshold in its spec:
 callers read ``turngym.spec(env_id).gate_threshold`` (``None`` = gate always open) and pass it
 as ``delta`` — a single float, or a mapping ``{env_id: δ}`` for batches that mix environments.
-This module never looks the registry up itself: it is pure arithmetic on plain Python / numpy.
+This module never looks the registry up itself: it is pure arithmetic on plain Python / numpy
+over the trajectories' typed records.
+
+**The record.** :func:`assemble` turns trajectories into one :class:`RewardBatch` — outcomes,
+gated turn rewards, groups, roles and anchor states — which every advantage estimator reads.
 
 **Conventions.**
 
@@ -30,11 +34,12 @@ This module never looks the registry up itself: it is pure arithmetic on plain P
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
+from turngym.training.trajectory import Trajectory
 
 GateMode = Literal["gated", "ungated"]
 GATE_MODES: tuple[str, ...] = ("gated", "ungated")
@@ -43,61 +48,130 @@ Delta = float | None | Mapping[str, float | None]
 
 
 @dataclass
-class RolloutRewards:
-    """The rewards of one rollout (one seat of one episode).
+class RewardBatch:
+    """The rewards of a batch of ``N`` rollouts: the one record between trajectories and estimators.
+
+    :func:`assemble` builds it from :class:`~turngym.training.trajectory.Trajectory` records with
+    the G-RA gate applied; tests and other learners may build it directly (then ``gates`` defaults
+    to open wherever the rollout did not fail). Every advantage estimator reads it
+    (:mod:`turngym.training.advantages`).
 
     Attributes:
-        group_id: rollouts sharing a task/seed form a GRPO group.
-        outcome: ``r_high``, the seat's episode-level reward (ignored when ``failed``).
-        turn_rewards: ``r_low`` per policy turn; index = turn id. ``nan`` marks an absent value.
-        seat: the seat that produced the rollout (0 for single-agent tasks).
-        env_id: the environment id, used to look ``delta`` up when it is a mapping.
-        failed: the episode died of an env/sandbox error; it is masked, never scored.
+        group_ids: ``[N]`` hashable; rollouts sharing one form a GRPO group
+            (:func:`assemble`: :attr:`Trajectory.group_key`, task and seat).
+        outcomes: ``[N]`` float64, ``r_high`` per rollout; non-finite exactly where ``failed``
+            (:func:`assemble` stores ``nan`` there).
+        turn_rewards: ``N`` arrays ``[n_i]``: the gated dense signal ``r̃`` of each policy turn, index =
+            turn id; ``nan``/``inf`` = absent.
+        anchors: ``N`` lists ``[n_i]`` of hashable anchor states, one per turn (GiGPO; ``None``
+            entries never share a group), or ``None`` when the source provides none at all.
+        roles: ``N`` pairs ``(env id, seat)`` (RAE's role baselines), or ``None``.
+        failed: ``[N]`` bool; failed rollouts are masked downstream, never scored.
+        gates: ``[N]`` bool, whether each rollout's G-RA gate was open (closed for failed ones).
     """
 
-    group_id: str
-    outcome: float
-    turn_rewards: list[float] = field(default_factory=list)
-    seat: int = 0
-    env_id: str = ""
-    failed: bool = False
+    group_ids: Sequence[Hashable]
+    outcomes: np.ndarray
+    turn_rewards: Sequence[np.ndarray]
+    anchors: Sequence[Sequence[Hashable | None]] | None = None
+    roles: Sequence[tuple[str, int]] | None = None
+    failed: np.ndarray | None = None
+    gates: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.outcome = float(self.outcome)
-        self.turn_rewards = [float(r) for r in self.turn_rewards]
-        if not self.failed and not math.isfinite(self.outcome):
+        self.group_ids = list(self.group_ids)
+        n = len(self.group_ids)
+        self.outcomes = np.asarray(self.outcomes, dtype=np.float64)
+        if self.outcomes.ndim != 1 or self.outcomes.shape[0] != n:
             raise ValueError(
-                f"rollout of group {self.group_id!r} has outcome {self.outcome!r}; the outcome of a "
-                "rollout that did not fail must be finite (mark env/sandbox errors failed=True)"
+                f"group_ids has {n} entries but outcomes has shape {self.outcomes.shape}; "
+                f"expected ({n},)"
             )
-
-
-@dataclass
-class AssembledRewards:
-    """The gated rewards of a batch of ``N`` rollouts (output of :func:`assemble`).
-
-    Attributes:
-        group_ids: ``[N]`` group id of each rollout.
-        outcomes: ``[N]`` float64, ``r_high`` (``nan`` for failed rollouts).
-        turn_rewards: ``N`` arrays ``[n_i]``, the gated dense rewards ``r̃`` (``nan`` = absent).
-        returns: ``[N]`` float64, the G-RA return ``R = r_high + Σ_k r̃[k]`` over finite ``r̃``.
-        gates: ``[N]`` bool, whether each rollout's gate was open.
-        failed: ``[N]`` bool.
-        seats: ``[N]`` int seat of each rollout.
-        env_ids: ``[N]`` environment id of each rollout.
-    """
-
-    group_ids: list[str]
-    outcomes: np.ndarray
-    turn_rewards: list[np.ndarray]
-    returns: np.ndarray
-    gates: np.ndarray
-    failed: np.ndarray
-    seats: list[int]
-    env_ids: list[str]
+        if len(self.turn_rewards) != n:
+            raise ValueError(
+                f"group_ids has {n} entries but turn_rewards has {len(self.turn_rewards)}"
+            )
+        rewards = []
+        for i, r in enumerate(self.turn_rewards):
+            arr = np.asarray(r, dtype=np.float64)
+            if arr.ndim != 1:
+                raise ValueError(f"turn_rewards[{i}] must be 1-D [n_turns], got shape {arr.shape}")
+            rewards.append(arr)
+        self.turn_rewards = rewards
+        self.failed = _bool_column("failed", self.failed, n, default=False)
+        bad = np.flatnonzero(~np.isfinite(self.outcomes) & ~self.failed)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"outcomes[{i}] = {float(self.outcomes[i])!r} is not finite and rollout {i} is not "
+                f"marked failed ({bad.size} such rollouts); mark env/sandbox errors failed"
+            )
+        self.gates = _bool_column("gates", self.gates, n, default=True) & ~self.failed
+        if self.anchors is not None:
+            if len(self.anchors) != n:
+                raise ValueError(f"group_ids has {n} entries but anchors has {len(self.anchors)}")
+            self.anchors = [list(keys) for keys in self.anchors]
+            for i, keys in enumerate(self.anchors):
+                if len(keys) != rewards[i].shape[0]:
+                    raise ValueError(
+                        f"rollout {i} has {rewards[i].shape[0]} turn rewards but {len(keys)} anchors"
+                    )
+        if self.roles is not None:
+            if len(self.roles) != n:
+                raise ValueError(f"group_ids has {n} entries but roles has {len(self.roles)}")
+            roles = []
+            for i, role in enumerate(self.roles):
+                if len(role) != 2:
+                    raise ValueError(f"roles[{i}] is {role!r}; expected (env id, seat)")
+                roles.append((str(role[0]), int(role[1])))
+            self.roles = roles
 
     def __len__(self) -> int:
         return len(self.group_ids)
+
+    @property
+    def n(self) -> int:
+        """Number of rollouts ``N``."""
+        return len(self.group_ids)
+
+    @property
+    def num_turns(self) -> np.ndarray:
+        """``[N]`` int, ``n_i`` per rollout."""
+        return np.array([r.shape[0] for r in self.turn_rewards], dtype=np.int64)
+
+    @property
+    def returns(self) -> np.ndarray:
+        """``[N]`` float64, the G-RA return ``R = r_high + Σ_k r̃[k]`` over finite ``r̃`` (``nan`` where failed)."""
+        dense = np.array([float(r[np.isfinite(r)].sum()) for r in self.turn_rewards])
+        out = self.outcomes + dense if dense.size else self.outcomes.copy()
+        return np.where(self.failed, math.nan, out)
+
+    @property
+    def seats(self) -> list[int]:
+        """``[N]`` seat of each rollout (from ``roles``; 0 when there are none)."""
+        return [seat for _, seat in self.roles] if self.roles is not None else [0] * self.n
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> RewardBatch:
+        """The sub-batch of the given rollouts, in the given order."""
+        idx = [int(i) for i in indices]
+        return RewardBatch(
+            group_ids=[self.group_ids[i] for i in idx],
+            outcomes=self.outcomes[idx],
+            turn_rewards=[self.turn_rewards[i] for i in idx],
+            anchors=None if self.anchors is None else [self.anchors[i] for i in idx],
+            roles=None if self.roles is None else [self.roles[i] for i in idx],
+            failed=self.failed[idx],
+            gates=self.gates[idx],
+        )
+
+
+def _bool_column(name: str, values: Any, n: int, *, default: bool) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=bool)
+    arr = np.asarray(values, dtype=bool)
+    if arr.shape != (n,):
+        raise ValueError(f"group_ids has {n} entries but {name} has shape {arr.shape}")
+    return arr
 
 
 def gate_open(outcome: float, delta: float | None) -> bool:
@@ -188,69 +262,85 @@ def _delta_for(delta: Delta, env_id: str, index: int) -> float | None:
 
 
 def assemble(
-    rollouts: Sequence[RolloutRewards],
+    trajectories: Sequence[Trajectory],
     delta: Delta,
     mode: GateMode = "gated",
-) -> AssembledRewards:
-    """Gate and sum the rewards of a batch of rollouts (§2.3, §8.2).
+    *,
+    information_gains: Sequence[np.ndarray] | None = None,
+    info_gain_weight: float = 1.0,
+) -> RewardBatch:
+    """Read, gate and sum the rewards of a batch of trajectories (§2.3, §8.2).
 
-    For each rollout ``i`` (that did not fail)::
+    For each trajectory ``i`` (that did not fail)::
 
-        r̃_i[k] = r_low_i[k] · 1[r_high_i ≥ δ]      (mode="ungated": gate ≡ 1)
-        R_i    = r_high_i + Σ_{k: r̃_i[k] finite} r̃_i[k]
+        r_low_i[k] = turn k's dense reward (Σ of its record's components)
+                     + info_gain_weight · IG_i[k]                 (IGPO, when given; nan IG ⇒ 0)
+        r̃_i[k]    = r_low_i[k] · 1[r_high_i ≥ δ]                  (mode="ungated": gate ≡ 1)
+        R_i        = r_high_i + Σ_{k: r̃_i[k] finite} r̃_i[k]
 
     Args:
-        rollouts: the batch, in any order; groups are given by ``group_id``.
+        trajectories: the batch, in any order. Groups are :attr:`Trajectory.group_key` (the seats
+            of one game are different tasks); roles are ``(env_id, seat)``; anchors are the turns'
+            :attr:`Turn.anchor`. A trajectory that ``failed`` or has no outcome is failed.
         delta: δ for every rollout, ``None`` (always open), or ``{env_id: δ}``. Callers take the
             per-environment default from ``turngym.spec(env_id).gate_threshold``.
         mode: ``"gated"`` or ``"ungated"``.
+        information_gains: per trajectory, ``[n_i]`` information gains (``nan`` = none), or ``None``.
+        info_gain_weight: their weight in the dense reward.
 
     Returns:
-        :class:`AssembledRewards`. Failed rollouts get ``nan`` outcome, return and gated rewards,
-        and a closed gate.
+        :class:`RewardBatch`. Failed rollouts get ``nan`` outcome and gated rewards and a closed gate.
     """
     if mode not in GATE_MODES:
         raise ValueError(f"unknown gate mode {mode!r}; expected one of {GATE_MODES}")
-    group_ids: list[str] = []
-    outcomes = np.empty(len(rollouts), dtype=np.float64)
-    returns = np.empty(len(rollouts), dtype=np.float64)
-    gates = np.zeros(len(rollouts), dtype=bool)
-    failed = np.zeros(len(rollouts), dtype=bool)
+    if information_gains is not None and len(information_gains) != len(trajectories):
+        raise ValueError(
+            f"{len(trajectories)} trajectories but {len(information_gains)} information-gain arrays"
+        )
+    n = len(trajectories)
+    outcomes = np.full(n, math.nan)
+    gates = np.zeros(n, dtype=bool)
+    failed = np.zeros(n, dtype=bool)
     gated: list[np.ndarray] = []
-    for i, ro in enumerate(rollouts):
-        if not isinstance(ro, RolloutRewards):
-            raise TypeError(f"rollout {i} is a {type(ro).__name__}, expected RolloutRewards")
-        group_ids.append(ro.group_id)
-        n = len(ro.turn_rewards)
-        if ro.failed:
+    for i, t in enumerate(trajectories):
+        if not isinstance(t, Trajectory):
+            raise TypeError(f"trajectory {i} is a {type(t).__name__}, expected Trajectory")
+        dense = np.asarray(t.turn_rewards, dtype=np.float64)
+        if information_gains is not None:
+            gains = np.asarray(information_gains[i], dtype=np.float64)
+            if gains.shape != dense.shape:
+                raise ValueError(
+                    f"trajectory {i} has {dense.shape[0]} turns but information gains of shape {gains.shape}"
+                )
+            dense = dense + info_gain_weight * np.nan_to_num(gains, nan=0.0)
+        if t.failed or t.outcome is None:
             failed[i] = True
-            outcomes[i] = math.nan
-            returns[i] = math.nan
-            gated.append(np.full(n, math.nan))
+            gated.append(np.full(dense.shape[0], math.nan))
             continue
-        d = _delta_for(delta, ro.env_id, i)
-        is_open = True if mode == "ungated" else gate_open(ro.outcome, d)
-        r = np.asarray(gate_turn_rewards(ro.outcome, ro.turn_rewards, d, mode), dtype=np.float64)
-        gates[i] = is_open
-        outcomes[i] = ro.outcome
-        returns[i] = ro.outcome + float(r[np.isfinite(r)].sum())
-        gated.append(r)
-    return AssembledRewards(
-        group_ids=group_ids,
+        outcome = float(t.outcome)
+        if not math.isfinite(outcome):
+            raise ValueError(
+                f"trajectory {i} ({t.group_key}) has outcome {outcome!r}; the outcome of a "
+                "rollout that did not fail must be finite (mark env/sandbox errors failed=True)"
+            )
+        d = _delta_for(delta, t.env_id, i)
+        gates[i] = True if mode == "ungated" else gate_open(outcome, d)
+        outcomes[i] = outcome
+        gated.append(np.asarray(gate_turn_rewards(outcome, dense, d, mode), dtype=np.float64))
+    return RewardBatch(
+        group_ids=[t.group_key for t in trajectories],
         outcomes=outcomes,
         turn_rewards=gated,
-        returns=returns,
-        gates=gates,
+        anchors=[[turn.anchor for turn in t.turns] for t in trajectories],
+        roles=[(t.env_id, t.seat) for t in trajectories],
         failed=failed,
-        seats=[int(ro.seat) for ro in rollouts],
-        env_ids=[ro.env_id for ro in rollouts],
+        gates=gates,
     )
 
 
 __all__ = [
     "GATE_MODES",
-    "AssembledRewards",
-    "RolloutRewards",
+    "RewardBatch",
     "assemble",
     "gate_open",
     "gate_turn_rewards",

@@ -1,108 +1,32 @@
-"""Where environments meet agents. (The LLM rollout engine will join this module.)
+"""The LLM rollout engine: many episodes in lock-step, one batched generate call per turn.
 
-:func:`play_episode` plays one episode of any registered id with *direct agents* — callables
-``agent(env) -> str`` that read the (unwrapped) environment, such as the scripted agents in
-:mod:`turngym.agents.scripted` or a person at a terminal. Two-player games are played hot-seat,
-one agent per seat; single-agent tasks use seat 0 only. Every step's :class:`TurnRecord` is kept.
+:func:`collect` plays ``group_size`` rollouts of every :class:`Task` with a model policy and returns
+one typed :class:`~turngym.training.trajectory.Trajectory` per seat the policy played, token-in /
+token-out. Environment failures (``reset``/``step``/``stop`` raising) fail that episode only: its
+trajectories are marked ``failed`` (masked by the learner) or replayed; any other exception is a bug
+and propagates. Direct (scripted) agents play through :func:`turngym.training.play.play_episode`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import contextlib
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
-import gymnasium
+from turngym.agents.base import SamplingParams
+from turngym.envs.core import ForkNotSupported
+from turngym.envs.registration import make
+from turngym.envs.registration import spec as env_spec
+from turngym.envs.types import StopReason
+from turngym.envs.wrappers import fork_env
+from turngym.training.chat_tokens import ChatTokens
+from turngym.training.trajectory import Trajectory, Turn
 
-from turngym.envs.types import TurnRecord
-
-DirectAgent = Callable[[Any], str]
-
-
-@dataclass
-class EpisodeResult:
-    """One finished episode seen from every seat.
-
-    Attributes:
-        seed: the reset seed.
-        outcomes: each seat's outcome (single-agent: ``{0: outcome}``).
-        returns: each seat's summed step rewards (turn components + outcome).
-        turns: each seat's number of actions.
-        invalid_actions: each seat's number of actions with ``valid_action=False``.
-        stop_reason: why the episode ended.
-        records: every step's record, in order.
-    """
-
-    seed: int
-    outcomes: dict[int, float]
-    returns: dict[int, float]
-    turns: dict[int, int]
-    invalid_actions: dict[int, int]
-    stop_reason: str
-    records: list[TurnRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "outcomes": self.outcomes,
-            "returns": self.returns,
-            "turns": self.turns,
-            "invalid_actions": self.invalid_actions,
-            "stop_reason": self.stop_reason,
-            "records": [r.to_dict() for r in self.records],
-        }
-
-
-def play_episode(
-    env: gymnasium.Env,
-    agents: Mapping[int, DirectAgent],
-    seed: int,
-    max_steps: int = 10_000,
-) -> EpisodeResult:
-    """Play one episode of ``env`` (built by :func:`turngym.make`, no opponent) with one agent per seat.
-
-    Agents exposing ``reset(seed)`` are reset first (seat ``s`` gets ``seed * 1009 + s``) so an
-    evaluation is reproducible. Raises ``RuntimeError`` if the episode does not end in ``max_steps``.
-    """
-    for seat, agent in agents.items():
-        reset = getattr(agent, "reset", None)
-        if callable(reset):
-            reset(seed * 1009 + seat)
-    _, info = env.reset(seed=seed)
-    base = env.unwrapped
-    seats = range(getattr(base, "num_seats", 1))
-    returns = {s: 0.0 for s in seats}
-    turns = {s: 0 for s in seats}
-    invalid = {s: 0 for s in seats}
-    records: list[TurnRecord] = []
-    for _ in range(max_steps):
-        seat = int(info.get("seat", 0))
-        if seat not in agents:
-            raise KeyError(f"no agent for seat {seat}; agents were given for seats {sorted(agents)}")
-        _, _, terminated, truncated, info = env.step(agents[seat](base))
-        record: TurnRecord = info["turn"]
-        records.append(record)
-        turns[record.seat] += 1
-        invalid[record.seat] += 0 if record.valid_action else 1
-        for s, r in info.get("seat_rewards", {record.seat: record.reward}).items():
-            returns[s] += r
-        if terminated or truncated:
-            outcomes = {int(s): float(v) for s, v in info.get("outcomes", {record.seat: record.outcome}).items()}
-            return EpisodeResult(
-                seed=seed,
-                outcomes=outcomes,
-                returns=returns,
-                turns=turns,
-                invalid_actions=invalid,
-                stop_reason=str(record.stop_reason),
-                records=records,
-            )
-    raise RuntimeError(f"episode with seed {seed} did not end within {max_steps} steps")
-
-
-# =================================================================================================
-# The LLM rollout engine: many episodes in lock-step, one batched generate call per turn.
-# =================================================================================================
+if TYPE_CHECKING:
+    from turngym.training.config import RolloutSection
 
 
 @dataclass(frozen=True)
@@ -170,6 +94,16 @@ class RolloutConfig:
     context: str = "full"
     branch_turn: int | None = None
 
+    @classmethod
+    def from_section(
+        cls, section: RolloutSection, *, seed: int, env_kwargs: dict[str, dict[str, Any]] | None = None, **overrides: Any
+    ) -> RolloutConfig:
+        """The config of a training run's ``rollout:`` section: every field the two share is copied
+        by name; ``seed`` (per step), ``env_kwargs`` (from ``envs:``) and ``overrides`` (e.g. an
+        eval's ``temperature`` or ``group_size``) are set here."""
+        shared = {f.name: getattr(section, f.name) for f in fields(cls) if f.name in type(section).model_fields}
+        return cls(**{**shared, "seed": seed, "env_kwargs": dict(env_kwargs or {}), **overrides})
+
     def __post_init__(self) -> None:
         if self.branch_turn is not None and self.branch_turn < 1:
             raise ValueError(f"branch_turn must be >= 1 (or None for independent rollouts), got {self.branch_turn!r}")
@@ -181,7 +115,8 @@ class RolloutConfig:
             raise ValueError(f"on_env_error must be 'mask' or 'resample', got {self.on_env_error!r}")
         if self.max_new_tokens < 1 or self.max_episode_tokens < self.max_new_tokens:
             raise ValueError(
-                f"need 1 <= max_new_tokens <= max_episode_tokens, got {self.max_new_tokens!r} and {self.max_episode_tokens!r}"
+                f"max_new_tokens ({self.max_new_tokens!r}) must be >= 1 and <= max_episode_tokens "
+                f"({self.max_episode_tokens!r}): one turn's generation has to fit the episode budget"
             )
 
 
@@ -221,18 +156,21 @@ class RolloutMetrics:
 
 @dataclass
 class RolloutBatch:
-    trajectories: list[Any]
+    """What :func:`collect` returns: the trajectories (sorted by env, seed, sample, seat) and the accounting."""
+
+    trajectories: list[Trajectory]
     metrics: RolloutMetrics
+
+
+class EnvFailure(Exception):
+    """An environment's ``reset``, ``step`` or ``stop`` raised (``__cause__``): the episode fails, the
+    rollout goes on. Raised only by :meth:`_Episode.env_call`; nothing else is masked."""
 
 
 class _Episode:
     """Book-keeping of one running episode: env, per-seat token sequences and trajectories."""
 
-    def __init__(self, task: Task, sample_index: int, attempt: int, config: RolloutConfig, chat: Any):
-        from turngym.envs.registration import make
-        from turngym.envs.registration import spec as env_spec
-        from turngym.training.trajectory import Trajectory
-
+    def __init__(self, task: Task, sample_index: int, attempt: int, config: RolloutConfig, chat: ChatTokens):
         self.task, self.sample_index, self.attempt = task, sample_index, attempt
         self.chat = chat
         self.context = config.context
@@ -241,6 +179,7 @@ class _Episode:
         if config.max_turns is not None:
             overrides["max_turns"] = config.max_turns
         opponent_spec = task.opponent or ("self" if config.self_play else config.opponent)
+        self.opponent = opponent_spec if num_seats > 1 else None
         if num_seats > 1 and opponent_spec != "self":
             from turngym.agents.specs import resolve_agent
 
@@ -255,6 +194,7 @@ class _Episode:
         self.trajectories: dict[int, Trajectory] = {}
         self.sequences: dict[int, list[int]] = {}
         self.pending_obs: dict[int, str] = {}
+        self.pending_anchor: dict[int, str | None] = {}
         self.ended_with_eos: dict[int, bool] = {}
         self.system_prompt = ""
         self.seat_to_act = 0
@@ -264,11 +204,6 @@ class _Episode:
 
     def branch(self, sample_index: int) -> _Episode:
         """An independent copy of this running episode (env forked, records copied) for rollout ``sample_index``."""
-        import copy
-
-        from turngym.envs.core import ForkNotSupported
-        from turngym.envs.wrappers import fork_env
-
         clone = copy.copy(self)
         try:
             clone.env = self.env if self.done else fork_env(self.env)  # a finished env is never stepped again
@@ -280,13 +215,12 @@ class _Episode:
             trajectory.sample_index = sample_index
         clone.sequences = {seat: list(ids) for seat, ids in self.sequences.items()}
         clone.pending_obs = dict(self.pending_obs)
+        clone.pending_anchor = dict(self.pending_anchor)
         clone.ended_with_eos = dict(self.ended_with_eos)
         clone.info = dict(self.info)
         return clone
 
-    def trajectory(self, seat: int) -> Any:
-        from turngym.training.trajectory import Trajectory
-
+    def trajectory(self, seat: int) -> Trajectory:
         if seat not in self.trajectories:
             self.trajectories[seat] = Trajectory(
                 env_id=self.task.env_id,
@@ -294,24 +228,35 @@ class _Episode:
                 group_id=self.task.group_id,
                 sample_index=self.sample_index,
                 seat=seat,
-                info={
-                    **{k: v for k, v in self.info.items() if k in ("answer", "task_id")},
-                    **({"opponent": self.task.opponent} if self.task.opponent else {}),
-                },
+                info={k: v for k, v in self.info.items() if k in ("answer", "task_id")},
                 context=self.context,
+                opponent=self.opponent,
             )
         return self.trajectories[seat]
+
+    def env_call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call an environment method; whatever it raises becomes :class:`EnvFailure`."""
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:  # any env failure is data for the learner (masked), never a crash
+            raise EnvFailure(f"{type(exc).__name__}: {exc}") from exc
+
+    def route(self, obs: str, info: dict[str, Any]) -> None:
+        """Hand the next observation (and the anchor state the env reports) to the seat that acts next."""
+        self.seat_to_act = self.acting_seat(info)
+        self.pending_obs[self.seat_to_act] = obs
+        anchor = info.get("anchor")
+        self.pending_anchor[self.seat_to_act] = None if anchor is None else str(anchor)
 
     def acting_seat(self, info: dict[str, Any]) -> int:
         """The game seat that acts next (the agent's game seat in the single-agent view)."""
         return int(info["game_seat"]) if "game_seat" in info else int(info.get("seat", 0))
 
     def reset(self) -> None:
-        obs, info = self.env.reset(seed=self.task.seed)
+        obs, info = self.env_call(self.env.reset, seed=self.task.seed)
         self.info = dict(info)
         self.system_prompt = str(info.get("system_prompt", getattr(self.env.unwrapped, "system_prompt", "")))
-        self.seat_to_act = self.acting_seat(info)
-        self.pending_obs[self.seat_to_act] = obs
+        self.route(obs, info)
 
     def prompt_for_turn(self) -> list[int]:
         """The full token context of the seat to act, with this turn's new prompt tokens appended last."""
@@ -331,10 +276,8 @@ class _Episode:
 
     def apply(self, generation: Any, eos_token_ids: tuple[int, ...]) -> None:
         """Record the generated turn, step the env with its text, and route the next observation."""
-        from turngym.training.trajectory import Turn
-
         seat = self.seat_to_act
-        obs, _, terminated, truncated, info = self.env.step(generation.text)
+        obs, _, terminated, truncated, info = self.env_call(self.env.step, generation.text)
         record = info["turn"]
         self.policy_turns += 1
         ids = list(generation.token_ids)
@@ -348,37 +291,37 @@ class _Episode:
                 text=generation.text,
                 finish_reason=generation.finish_reason,
                 record=record,
+                anchor=self.pending_anchor.pop(seat, None),
             )
         )
         if terminated or truncated:
             outcomes = info.get("outcomes", {record.seat: record.outcome})
             self.finish(outcomes, str(record.stop_reason))
             return
-        self.seat_to_act = self.acting_seat(info)
-        self.pending_obs[self.seat_to_act] = obs
+        self.route(obs, info)
 
     def finish(self, outcomes: dict[int, float], stop_reason: str) -> None:
         self.done = True
+        seat_outcomes = {int(s): float(v) for s, v in outcomes.items()}
         for seat, trajectory in self.trajectories.items():
-            trajectory.outcome = float(outcomes.get(seat, 0.0))
+            trajectory.outcome = seat_outcomes.get(seat, 0.0)
+            trajectory.outcomes = dict(seat_outcomes)
             trajectory.stop_reason = stop_reason
-            trajectory.info["outcomes"] = {str(s): float(v) for s, v in outcomes.items()}
 
     def stop_for_tokens(self) -> None:
-        from turngym.envs.types import StopReason
-
-        outcomes = self.env.unwrapped.stop(StopReason.TOKEN_LIMIT)
+        outcomes = self.env_call(self.env.unwrapped.stop, StopReason.TOKEN_LIMIT)
         self.finish(outcomes, StopReason.TOKEN_LIMIT.value)
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, failure: EnvFailure) -> None:
         self.done = True
         if not self.trajectories:
             self.trajectory(self.seat_to_act)
         for trajectory in self.trajectories.values():
             trajectory.failed = True
             trajectory.outcome = None
-            trajectory.stop_reason = "env_error"
-            trajectory.error = f"{type(exc).__name__}: {exc}"
+            trajectory.outcomes = {}
+            trajectory.stop_reason = StopReason.ENV_ERROR.value
+            trajectory.error = str(failure)
 
 
 def collect(
@@ -386,7 +329,7 @@ def collect(
     policy: Any,
     config: RolloutConfig,
     on_progress: Callable[[int, int], None] | None = None,
-    on_episode_done: Callable[[list[Any]], None] | None = None,
+    on_episode_done: Callable[[list[Trajectory]], None] | None = None,
 ) -> RolloutBatch:
     """Play ``config.group_size`` rollouts of every task with ``policy`` and return their trajectories.
 
@@ -403,11 +346,6 @@ def collect(
     A policy with ``kv_session()`` keeps its KV caches across the rounds of this call, so each turn
     prefills only its new tokens; the session closes (caches dropped) before ``collect`` returns.
     """
-    import time
-
-    from turngym.agents.base import SamplingParams
-    from turngym.training.chat_tokens import ChatTokens
-
     started = time.perf_counter()
     chat = ChatTokens(policy.tokenizer)
     eos = tuple(policy.eos_token_ids)
@@ -507,8 +445,6 @@ def collect(
 
 def _kv_session(policy: Any) -> Any:
     """The policy's ``kv_session()`` (cross-turn KV reuse, see :class:`HFPolicy`) or a no-op context."""
-    import contextlib
-
     session = getattr(policy, "kv_session", None)
     return session() if callable(session) else contextlib.nullcontext()
 
@@ -529,8 +465,9 @@ def _will_replay(ep: _Episode, config: RolloutConfig) -> bool:
 
 
 def _guard(ep: _Episode, action: Callable[[], None]) -> None:
-    """Run an episode operation; an exception from the environment fails that episode only."""
+    """Run an episode operation; an :class:`EnvFailure` (the environment raised) fails that episode
+    only. Every other exception is a bug of the rollout or the policy and propagates."""
     try:
         action()
-    except Exception as exc:  # any env failure is data for the learner (masked), never a crash
-        ep.fail(exc)
+    except EnvFailure as failure:
+        ep.fail(failure)

@@ -26,6 +26,7 @@ Two pieces the trainer uses when ``rollout.self_play`` is on (see ``SelfPlaySect
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -34,15 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from turngym.training.evaluate import seat_score
+from turngym.training.play import play_episode
 from turngym.training.ratings import (
     GameResult,
     bootstrap_intervals,
     bradley_terry,
     duplicate_matches,
-    score_from_outcomes,
 )
-from turngym.training.rollout import RolloutConfig, Task, collect, play_episode
+from turngym.training.rollout import RolloutConfig, Task, collect
 
 SELF = "self"
 PFSP_WEIGHTINGS = ("hard", "even", "uniform")
@@ -151,13 +152,6 @@ class OpponentPool:
         return cls(entries=entries, **data)
 
 
-def score_of_seat(outcomes: dict[str, float], seat: int) -> float:
-    """1 / 0.5 / 0 for ``seat`` from an episode's per-seat outcomes (keys are seat strings)."""
-    mine = float(outcomes.get(str(seat), 0.0))
-    others = [float(v) for s, v in outcomes.items() if s != str(seat)]
-    return score_from_outcomes(mine, max(others) if others else 0.0)
-
-
 # ================================================================================================
 # Ratings against fixed anchors
 # ================================================================================================
@@ -249,7 +243,7 @@ class AnchorRater:
                 agents = {seat_a: resolve_agent(a, env_id, seed=seed), 1 - seat_a: resolve_agent(b, env_id, seed=seed + 1)}
                 episode = play_episode(env, agents, seed=seed)
                 oa, ob = episode.outcomes[seat_a], episode.outcomes[1 - seat_a]
-                results.append(GameResult(a, b, score_from_outcomes(oa, ob), env_id, seed, seat_a, k, oa, ob))
+                results.append(GameResult(a, b, seat_score(episode.outcomes, seat_a), env_id, seed, seat_a, k, oa, ob))
         return results
 
     def rate(self, policy: Any, step: int, rollout: RolloutConfig) -> list[AnchorRating]:
@@ -265,7 +259,7 @@ class AnchorRater:
             for anchor in self.anchors:
                 # game k: deal k // 2, learner in seat k % 2 — every deal is played from both seats
                 tasks = [Task(env_id, self.seed * 7_919 + k // 2, opponent=anchor, seat=k % 2) for k in range(self.games)]
-                config = RolloutConfig(**{**rollout.__dict__, "group_size": 1, "self_play": False})
+                config = dataclasses.replace(rollout, group_size=1, self_play=False)
                 batch = collect(tasks, policy, config)
                 wins: dict[int, list[bool]] = {0: [], 1: []}
                 played = []
@@ -274,12 +268,11 @@ class AnchorRater:
                     if t.failed:
                         continue
                     k = 2 * (t.seed - base) + t.seat  # the game's index in the paired schedule
-                    outcomes = t.info.get("outcomes", {str(t.seat): t.outcome or 0.0})
-                    score = score_of_seat(outcomes, t.seat)
+                    score = seat_score(t.outcomes, t.seat)
                     wins[t.seat].append(score == 1.0)
-                    other = [float(v) for s, v in outcomes.items() if s != str(t.seat)]
+                    other = [v for s, v in t.outcomes.items() if s != t.seat]
                     played.append(GameResult(self.PLAYER, anchor, score, env_id, t.seed, t.seat, index=k,
-                                             outcome_a=float(outcomes.get(str(t.seat), 0.0)), outcome_b=other[0] if other else 0.0))
+                                             outcome_a=t.outcomes.get(t.seat, 0.0), outcome_b=other[0] if other else 0.0))
                 games.extend(self._scored(env_id, played))
                 scores = [g.score_a for g in games if g.player_b == anchor]
                 per_anchor[anchor] = {

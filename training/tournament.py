@@ -81,7 +81,6 @@ from turngym.training.ratings import (
     duplicate_matches,
     openskill_ratings,
     payoff_matrix,
-    score_from_outcomes,
 )
 
 __all__ = ["TournamentResult", "game_seed", "run_tournament", "tournament_main"]
@@ -177,7 +176,8 @@ def _cached(cache: dict[tuple[str, str], Any], kind: str, key: str, build: Calla
 def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> GameResult:
     from turngym.agents.specs import resolve_agent
     from turngym.envs.registration import make
-    from turngym.training.rollout import play_episode
+    from turngym.training.evaluate import seat_score
+    from turngym.training.play import play_episode
 
     env = _cached(cache, "env", env_id, lambda: make(env_id))
     agent_a = _cached(cache, "agent", f"{env_id}\0{job.player_a}", lambda: resolve_agent(job.player_a, env_id, seed=0))
@@ -194,7 +194,7 @@ def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> GameResu
     return GameResult(
         player_a=job.player_a,
         player_b=job.player_b,
-        score_a=score_from_outcomes(out_a, out_b),
+        score_a=seat_score(result.outcomes, job.seat_a),
         env_id=env_id,
         seed=job.seed,
         seat_a=job.seat_a,

@@ -39,8 +39,8 @@ from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
 from turngym.training.config import TrainConfig
+from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
-from turngym.training.rewards import RolloutRewards, assemble
 from turngym.training.rollout import RolloutConfig, Task, collect
 from turngym.training.selfplay import (
     SELF,
@@ -48,10 +48,8 @@ from turngym.training.selfplay import (
     OpponentPool,
     assign_opponents,
     plot_ratings,
-    score_of_seat,
 )
 from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
-from turngym.training.stats import mean_interval, wilson_interval
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import next_entropy_coef, optimize
 
@@ -60,12 +58,14 @@ CHECKPOINT = "checkpoint"
 
 @dataclass
 class TrainerState:
-    """What a checkpoint restores besides weights and optimizer moments."""
+    """What a checkpoint restores besides weights and optimizer moments (JSON: :meth:`to_dict`)."""
 
     step: int = 0
-    rae_state: dict[str, Any] | None = None
+    rae_state: adv_lib.RAEState | None = None
+    """The RAE role baselines carried from batch to batch (``rae`` estimator only)."""
     train_seconds: float = 0.0
-    evals: dict[str, Any] = field(default_factory=dict)
+    evals: dict[str, dict[str, EvalSummary]] = field(default_factory=dict)
+    """``{"before" | "after": {decoding mode: summary}}`` of :func:`evaluate_policy`."""
     pool: dict[str, Any] | None = None
     """The self-play opponent pool (:class:`~turngym.training.selfplay.OpponentPool`), with its PFSP stats."""
     ratings: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +74,25 @@ class TrainerState:
     """The entropy bonus in force (moved by the target-entropy controller); ``None`` before step 1."""
     no_signal_since: int | None = None
     """First step of the current run of steps whose every group was dropped (see training/signal.py)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to ``checkpoint/trainer_state.json``."""
+        return {
+            **self.__dict__,
+            "rae_state": None if self.rae_state is None else self.rae_state.to_dict(),
+            "evals": {when: {mode: s.to_dict() for mode, s in modes.items()} for when, modes in self.evals.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerState:
+        values = dict(data)
+        if values.get("rae_state") is not None:
+            values["rae_state"] = adv_lib.RAEState.from_dict(values["rae_state"])
+        values["evals"] = {
+            when: {mode: EvalSummary.from_dict(s) for mode, s in modes.items()}
+            for when, modes in values.get("evals", {}).items()
+        }
+        return cls(**values)
 
 
 # ================================================================================================
@@ -132,7 +151,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         progress.phase(step, "advantages")
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
-        advantages, keep, state.rae_state = compute_advantages(config, batch.trajectories, state.rae_state, gains)
+        advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
         groups = [f"{t.group_id}/seat{t.seat}" for t in batch.trajectories]  # seats of one game are different tasks
         rows = [
             row
@@ -239,9 +258,8 @@ def build_pool(config: TrainConfig, state: TrainerState) -> OpponentPool | None:
 def update_pool(pool: OpponentPool, trajectories: list[Trajectory]) -> None:
     """Count the learner's results against each pool opponent (PFSP statistics)."""
     for t in trajectories:
-        opponent = t.info.get("opponent")
-        if opponent and opponent != SELF and not t.failed:
-            pool.record(opponent, score_of_seat(t.info.get("outcomes", {}), t.seat))
+        if t.opponent is not None and t.opponent != SELF and not t.failed:
+            pool.record(t.opponent, seat_score(t.outcomes, t.seat))
 
 
 def pool_metrics(pool: OpponentPool) -> dict[str, float]:
@@ -277,72 +295,14 @@ def rate_policy(rater: AnchorRater, policy: Any, config: TrainConfig, state: Tra
 
 
 def rollout_config(config: TrainConfig, step: int, *, temperature: float | None = None, group_size: int | None = None) -> RolloutConfig:
-    r = config.rollout
-    return RolloutConfig(
-        group_size=group_size or r.group_size,
-        max_new_tokens=r.max_new_tokens,
-        max_episode_tokens=r.max_episode_tokens,
-        max_turns=r.max_turns,
-        temperature=r.temperature if temperature is None else temperature,
-        top_p=r.top_p,
-        self_play=r.self_play,
-        opponent=r.opponent,
-        on_env_error=r.on_env_error,
-        context=r.context,
-        branch_turn=r.branch_turn,
-        seed=config.seed * 100_003 + step,
-        env_kwargs={e.id: dict(e.kwargs) for e in config.envs},
-    )
+    """The rollout settings of ``step`` (sampling seed derived from ``(seed, step)``); an eval or
+    rating may override the temperature and group size."""
+    overrides = {k: v for k, v in (("temperature", temperature), ("group_size", group_size)) if v is not None}
+    return RolloutConfig.from_section(config.rollout, seed=config.seed * 100_003 + step,
+                                      env_kwargs={e.id: dict(e.kwargs) for e in config.envs}, **overrides)
 
 
-def compute_advantages(
-    config: TrainConfig,
-    trajectories: list[Trajectory],
-    rae_state: dict[str, Any] | None,
-    information_gains: list[np.ndarray] | None = None,
-) -> tuple[adv_lib.Advantages, np.ndarray, dict[str, Any] | None]:
-    """G-RA assembly, then the configured estimator; returns advantages, keep mask, RAE state.
-
-    ``information_gains`` (per trajectory, per turn; ``nan`` = none) are added to the env's dense
-    turn rewards with weight ``algo.info_gain_weight`` before gating.
-    """
-    algo = config.algo
-    rollouts = []
-    for i, t in enumerate(trajectories):
-        dense = np.asarray(t.turn_rewards, dtype=np.float64)
-        if information_gains is not None:
-            dense = dense + algo.info_gain_weight * np.nan_to_num(information_gains[i], nan=0.0)
-        rollouts.append(
-            RolloutRewards(
-                group_id=f"{t.group_id}/seat{t.seat}",  # seats of one game are different tasks
-                outcome=math.nan if t.failed or t.outcome is None else float(t.outcome),
-                turn_rewards=list(dense),
-                seat=t.seat,
-                env_id=t.env_id,
-                failed=t.failed or t.outcome is None,
-            )
-        )
-    if algo.gate_threshold == "spec":
-        delta: Any = {e.id: env_spec(e.id).gate_threshold for e in config.envs}
-    else:
-        delta = algo.gate_threshold
-    assembled = assemble(rollouts, delta, algo.gate)
-    rae = adv_lib.RAEState.from_dict(rae_state) if rae_state else None
-    inp = adv_lib.AdvantageInput.from_assembled(assembled, rae_state=rae)
-    cfg = adv_lib.AdvantageConfig(gamma=algo.gamma, alpha=algo.alpha, warn_singleton_groups=False)
-    out = adv_lib.get_estimator(algo.estimator)(inp, cfg)
-    keep = np.ones(len(trajectories), dtype=bool)
-    if algo.dynamic_sampling:
-        keep = adv_lib.dynamic_sampling_mask(inp.group_ids, inp.outcomes, inp.turn_rewards, inp.failed)
-    if out.valid is not None:
-        keep &= out.valid
-    if not algo.adaptive_clip:
-        out.clip_scale = None
-    new_rae = out.rae_state.to_dict() if out.rae_state is not None else rae_state
-    return out, keep, new_rae
-
-
-def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, Any]:
+def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, EvalSummary]:
     """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed.
 
     With ``show_progress``, each decoding mode reports episodes done / total and the running success
@@ -356,40 +316,19 @@ def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_pro
         with _EvalProgress(f"eval {mode}", len(tasks), enabled=show_progress) as progress:
             batch = collect(tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
-        results[mode] = episode_stats(batch.trajectories)
+        results[mode] = summarize_trajectories(batch.trajectories)
     return results
 
 
-def episode_stats(trajectories: list[Trajectory]) -> dict[str, Any]:
-    """Outcome statistics with 95% intervals (Wilson for rates, normal for the mean)."""
-    ok = [t for t in trajectories if not t.failed]
-    n = len(ok)
-    outcomes = [float(t.outcome) for t in ok]
-
-    def rate(count: int) -> dict[str, float]:
-        low, high = wilson_interval(count, n)
-        return {"value": count / n if n else 0.0, "low": low, "high": high, "count": count}
-
-    mean, low, high = mean_interval(outcomes)
-    return {
-        "episodes": n,
-        "failed": len(trajectories) - n,
-        "success": rate(sum(o > 0 for o in outcomes)),
-        "loss": rate(sum(o < 0 for o in outcomes)),
-        "invalid": rate(sum(t.stop_reason == "invalid_action" for t in ok)),
-        "mean_outcome": {"value": mean, "low": low, "high": high},
-        "mean_turns": float(np.mean([len(t.turns) for t in ok])) if ok else 0.0,
-    }
-
-
 def rollout_summary(trajectories: list[Trajectory]) -> dict[str, float]:
-    stats = episode_stats(trajectories)
+    """The step's rollout metrics (definitions: :class:`~turngym.training.evaluate.EvalSummary`)."""
+    stats = summarize_trajectories(trajectories)
     return {
-        "reward/mean_outcome": stats["mean_outcome"]["value"],
-        "reward/success_rate": stats["success"]["value"],
-        "reward/invalid_rate": stats["invalid"]["value"],
+        "reward/mean_outcome": stats.mean_outcome.value,
+        "reward/success_rate": stats.success.value,
+        "reward/invalid_rate": stats.invalid.value,
         "reward/mean_turn_reward": float(np.mean([sum(t.turn_rewards) for t in trajectories if not t.failed] or [0.0])),
-        "episode/mean_turns": stats["mean_turns"],
+        "episode/mean_turns": stats.mean_turns,
     }
 
 
@@ -411,7 +350,7 @@ def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
         },
         tmp / "state.pt",
     )
-    (tmp / "trainer_state.json").write_text(json.dumps(state.__dict__, indent=2))
+    (tmp / "trainer_state.json").write_text(json.dumps(state.to_dict(), indent=2))
     final = out / CHECKPOINT
     old = out / f"{CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -431,7 +370,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     torch.set_rng_state(blob["torch_rng"])
     np.random.set_state(blob["numpy_rng"])
     random.setstate(blob["python_rng"])
-    state = TrainerState(**json.loads((path / "trainer_state.json").read_text()))
+    state = TrainerState.from_dict(json.loads((path / "trainer_state.json").read_text()))
     # metrics written after the checkpoint belong to steps that will be replayed: drop them
     metrics = out / "metrics.jsonl"
     if metrics.exists():
@@ -473,12 +412,8 @@ class MetricsLog:
             self.writer.close()
 
 
-def _flat_eval(result: dict[str, Any]) -> dict[str, float]:
-    return {
-        "success": result["success"]["value"],
-        "invalid": result["invalid"]["value"],
-        "mean_outcome": result["mean_outcome"]["value"],
-    }
+def _flat_eval(result: EvalSummary) -> dict[str, float]:
+    return {"success": result.success.value, "invalid": result.invalid.value, "mean_outcome": result.mean_outcome.value}
 
 
 def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -486,7 +421,7 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
         "name": config.name,
         "steps": state.step,
         "train_seconds": state.train_seconds,
-        "evals": state.evals,
+        "evals": state.to_dict()["evals"],
         "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
         "plot": str(out / "curves.png"),
     }
@@ -509,21 +444,17 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
     if before and after:
         comparison = {}
         for mode in after:
-            b, a = before[mode], after[mode]
+            rates = {metric: (getattr(before[mode], metric), getattr(after[mode], metric)) for metric in ("success", "invalid", "mean_outcome")}
             comparison[mode] = {
-                metric: {
-                    "before": b[metric]["value"],
-                    "after": a[metric]["value"],
-                    "intervals_overlap": not (a[metric]["low"] > b[metric]["high"] or b[metric]["low"] > a[metric]["high"]),
-                }
-                for metric in ("success", "invalid", "mean_outcome")
+                metric: {"before": b.value, "after": a.value, "intervals_overlap": not (a.low > b.high or b.low > a.high)}
+                for metric, (b, a) in rates.items()
             }
         summary["comparison"] = comparison
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) -> None:
+def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, dict[str, EvalSummary]]) -> None:
     if not rows:
         return
     import matplotlib
@@ -553,9 +484,9 @@ def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, Any]) ->
         metric = {"reward/mean_outcome": "mean_outcome", "reward/success_rate": "success", "reward/invalid_rate": "invalid"}[key]
         for when, x in (("before", 0), ("after", steps[-1])):
             for mode, result in (evals.get(when) or {}).items():
-                v = result[metric]
-                below, above = max(0.0, v["value"] - v["low"]), max(0.0, v["high"] - v["value"])  # round-off
-                ax.errorbar([x], [v["value"]], yerr=[[below], [above]], fmt="s", capsize=4,
+                v = getattr(result, metric)
+                below, above = max(0.0, v.value - v.low), max(0.0, v.high - v.value)  # round-off
+                ax.errorbar([x], [v.value], yerr=[[below], [above]], fmt="s", capsize=4,
                             label=f"eval {when} ({mode})")
         ax.legend(fontsize=7)
     fig.tight_layout()

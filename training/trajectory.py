@@ -16,12 +16,18 @@ observation carries the state) every turn is its own sequence ``[prompt_k][compl
 ``prompt_k`` is the system prompt and the current observation only; :meth:`Trajectory.sequences`
 returns one aligned sequence per turn, all sharing the trajectory's turn ids and advantages.
 Trajectories round-trip through JSONL (:meth:`to_dict` / :meth:`from_dict`).
+
+**Anchor states.** :attr:`Turn.anchor` is the environment's state right before the turn's action,
+as the env reports it in ``info["anchor"]`` (reset info for the first turn, the previous step's
+info afterwards): a game's board / information state as the acting seat sees it, a household
+world's facts. Equal anchors within a GRPO group mark the same state reached by different
+rollouts; GiGPO groups turns by them. ``None`` where the env provides none.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ class Turn:
         text: the decoded completion, as sent to the environment.
         finish_reason: ``"stop"`` or ``"length"``.
         record: the environment's record of this action (reward components, validity, outcome if final).
+        anchor: the env's anchor state before this action (module docstring); ``None``: not provided.
     """
 
     prompt_ids: list[int]
@@ -48,6 +55,7 @@ class Turn:
     text: str
     finish_reason: str
     record: TurnRecord
+    anchor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +65,7 @@ class Turn:
             "text": self.text,
             "finish_reason": self.finish_reason,
             "record": self.record.to_dict(),
+            "anchor": self.anchor,
         }
 
     @classmethod
@@ -68,6 +77,7 @@ class Turn:
             text=str(data["text"]),
             finish_reason=str(data["finish_reason"]),
             record=TurnRecord.from_dict(data["record"]),
+            anchor=None if data.get("anchor") is None else str(data["anchor"]),
         )
 
 
@@ -100,6 +110,11 @@ class Trajectory:
         failed: the environment or sandbox failed; the learner masks this trajectory.
         error: the failure, quoted.
         info: the environment's extra reset info the learner may use (e.g. ``answer`` for IGPO).
+        context: ``"full"`` or ``"turn"`` (see the module docstring).
+        outcomes: every seat's outcome of the episode (``{seat: outcome}``; single-agent tasks
+            ``{0: outcome}``); empty until the episode ends and when it failed.
+        opponent: who played the other seats of a game: an agent spec, ``"self"`` when the policy
+            played every seat; ``None`` for single-agent tasks.
     """
 
     env_id: str
@@ -114,6 +129,13 @@ class Trajectory:
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     context: str = "full"
+    outcomes: dict[int, float] = field(default_factory=dict)
+    opponent: str | None = None
+
+    @property
+    def group_key(self) -> str:
+        """The GRPO group of this trajectory: its task and seat (the seats of one game are different tasks)."""
+        return f"{self.group_id}/seat{self.seat}"
 
     @property
     def turn_rewards(self) -> list[float]:
@@ -174,6 +196,8 @@ class Trajectory:
             "error": self.error,
             "info": self.info,
             "context": self.context,
+            "outcomes": {str(s): v for s, v in self.outcomes.items()},  # JSON keys are strings
+            "opponent": self.opponent,
         }
 
     @classmethod
@@ -191,13 +215,19 @@ class Trajectory:
             error=data.get("error"),
             info=dict(data.get("info", {})),
             context=str(data.get("context", "full")),
+            outcomes=_seat_outcomes(data.get("outcomes", {})),
+            opponent=None if data.get("opponent") is None else str(data["opponent"]),
         )
+
+
+def _seat_outcomes(raw: Mapping[Any, Any]) -> dict[int, float]:
+    """``{seat: outcome}`` from JSON, whose object keys are strings."""
+    return {int(s): float(v) for s, v in raw.items()}
 
 
 def write_jsonl(trajectories: Iterable[Trajectory], path: str | Path) -> None:
     with open(path, "w") as f:
-        for t in trajectories:
-            f.write(json.dumps(t.to_dict()) + "\n")
+        f.writelines(json.dumps(t.to_dict()) + "\n" for t in trajectories)
 
 
 def read_jsonl(path: str | Path) -> list[Trajectory]:

@@ -12,32 +12,37 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import turngym
+from turngym.envs.types import TurnRecord
 from turngym.training import advantages as adv_mod
 from turngym.training.advantages import (
     ESTIMATORS,
     AdvantageConfig,
-    AdvantageInput,
     Advantages,
     RAEState,
     SingletonGroupWarning,
+    compute,
     dynamic_sampling_mask,
+    gate_deltas,
     get_estimator,
     information_gain,
     register_estimator,
 )
-from turngym.training.rewards import RolloutRewards, assemble
+from turngym.training.config import AlgoSection
+from turngym.training.rewards import RewardBatch
+from turngym.training.trajectory import Trajectory, Turn
 
 QUIET = AdvantageConfig(warn_singleton_groups=False)
 EPS = 1e-6
 
 
-def run(name: str, inp: AdvantageInput, cfg: AdvantageConfig = QUIET) -> Advantages:
-    return get_estimator(name)(inp, cfg)
+def run(name: str, inp: RewardBatch, cfg: AdvantageConfig = QUIET, state: RAEState | None = None) -> Advantages:
+    return get_estimator(name)(inp, cfg, state)
 
 
-def make_input(outcomes, dense, groups=None, **kw) -> AdvantageInput:
+def make_input(outcomes, dense, groups=None, **kw) -> RewardBatch:
     groups = ["g"] * len(outcomes) if groups is None else groups
-    return AdvantageInput(
+    return RewardBatch(
         group_ids=groups,
         outcomes=np.asarray(outcomes, float),
         turn_rewards=[np.asarray(d, float) for d in dense],
@@ -176,7 +181,7 @@ def loop_gigpo(inp, cfg):
     a_ep = loop_outcome_adv(returns, inp.group_ids, inp.failed, cfg.norm_by_std)
     cells = defaultdict(list)
     for (i, t), ret in step_r.items():
-        key = inp.turn_anchor_keys[i][t]
+        key = inp.anchors[i][t]
         cell = (inp.group_ids[i], key) if key is not None else ("solo", i, t)
         cells[cell].append(((i, t), ret))
     a_step = loop_zscore_cells(cells, cfg.norm_by_std)
@@ -209,7 +214,7 @@ def loop_information_gain(gold, mode):
 # ============================================================================ random batches
 
 
-def random_input(n, groups, max_turns, seed, *, failed=True) -> AdvantageInput:
+def random_input(n, groups, max_turns, seed, *, failed=True) -> RewardBatch:
     rng = np.random.default_rng(seed)
     group_ids = [f"q{int(g)}" for g in rng.integers(0, groups, size=n)]
     outcomes = rng.choice([0.0, 0.5, 1.0, -1.0], size=n)  # ties -> all-equal groups happen
@@ -226,7 +231,7 @@ def random_input(n, groups, max_turns, seed, *, failed=True) -> AdvantageInput:
     roles = [(str(rng.choice(["kuhn", "ttt"])), int(rng.integers(0, 2))) for _ in range(n)]
     fail = rng.random(n) < 0.1 if failed else np.zeros(n, bool)
     outcomes = np.where(fail, np.nan, outcomes)
-    return AdvantageInput(group_ids, outcomes, dense, anchors, roles, fail)
+    return RewardBatch(group_ids, outcomes, dense, anchors, roles, fail)
 
 
 TWIN_CASES = [(1, 1, 1, 0), (5, 1, 3, 1), (12, 3, 4, 2), (40, 6, 8, 3), (64, 8, 12, 4)]
@@ -263,8 +268,7 @@ def test_twin_turn_group(cfg, n, groups, max_turns, seed):
 def test_twin_rae(cfg, n, groups, max_turns, seed):
     inp = random_input(n, groups, max_turns, seed)
     start = {("kuhn", 0): 0.25, ("ttt", 1): -0.5}
-    inp.rae_state = RAEState(baselines=dict(start))
-    got = run("rae", inp, cfg)
+    got = run("rae", inp, cfg, RAEState(baselines=dict(start)))
     per_turn, state = loop_rae(inp, cfg, start)
     assert_ragged_close(got.per_turn, per_turn)
     assert got.rae_state is not None
@@ -332,12 +336,12 @@ def test_registered_third_party_estimator_gets_failed_masking_and_checks():
     calls = []
 
     @register_estimator("test_constant")
-    def constant(inp, cfg):
+    def constant(inp, cfg, state):
         calls.append(inp.n)
         return Advantages(per_turn=[np.ones(len(r)) for r in inp.turn_rewards])
 
     @register_estimator("test_broken")
-    def broken(inp, cfg):
+    def broken(inp, cfg, state):
         return Advantages(per_turn=[np.ones(1) for _ in inp.turn_rewards])
 
     try:
@@ -356,10 +360,12 @@ def test_registered_third_party_estimator_gets_failed_masking_and_checks():
 def test_estimator_default_config_and_type_errors():
     inp = make_input([1.0, 0.0], [[0.0], [0.0]])
     assert ESTIMATORS["grpo"](inp).per_turn[0][0] == pytest.approx(1.0, rel=1e-5)
-    with pytest.raises(TypeError, match="AdvantageInput"):
+    with pytest.raises(TypeError, match="RewardBatch"):
         ESTIMATORS["grpo"]({"outcomes": [1.0]}, QUIET)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="AdvantageConfig"):
         ESTIMATORS["grpo"](inp, {"gamma": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="RAEState"):
+        ESTIMATORS["rae"](inp, QUIET, {"version": 1})  # type: ignore[arg-type]
 
 
 # ============================================================================ input / config validation
@@ -367,11 +373,11 @@ def test_estimator_default_config_and_type_errors():
 
 def test_input_length_mismatch_quotes_both_sizes():
     with pytest.raises(ValueError, match="group_ids has 5 entries but outcomes has shape \\(4,\\)"):
-        AdvantageInput(["g"] * 5, np.zeros(4), [np.zeros(1)] * 5)
+        RewardBatch(["g"] * 5, np.zeros(4), [np.zeros(1)] * 5)
     with pytest.raises(ValueError, match="group_ids has 2 entries but turn_rewards has 3"):
-        AdvantageInput(["g"] * 2, np.zeros(2), [np.zeros(1)] * 3)
-    with pytest.raises(ValueError, match="rollout 1 has 2 turn rewards but 1 turn anchor keys"):
-        make_input([0, 0], [[0], [0, 0]], turn_anchor_keys=[["a"], ["a"]])
+        RewardBatch(["g"] * 2, np.zeros(2), [np.zeros(1)] * 3)
+    with pytest.raises(ValueError, match="rollout 1 has 2 turn rewards but 1 anchors"):
+        make_input([0, 0], [[0], [0, 0]], anchors=[["a"], ["a"]])
     with pytest.raises(ValueError, match="roles has 1"):
         make_input([0, 0], [[0], [0]], roles=[("kuhn", 0)])
     with pytest.raises(ValueError, match=r"turn_rewards\[0\] must be 1-D"):
@@ -409,7 +415,7 @@ def test_rae_and_gigpo_need_their_extra_inputs():
     inp = make_input([1.0, 0.0], [[0.0], [0.0]])
     with pytest.raises(ValueError, match="roles"):
         run("rae", inp)
-    with pytest.raises(ValueError, match="turn_anchor_keys"):
+    with pytest.raises(ValueError, match="anchors"):
         run("gigpo", inp)
 
 
@@ -476,7 +482,7 @@ def test_invariance_grpo_scale(scale):
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "turn_group", "gigpo"])
 def test_identical_rewards_give_exact_zeros(name):
-    inp = make_input([0.1] * 3, [[0.3, 0.7, np.nan]] * 3, turn_anchor_keys=[["a", "b", "c"]] * 3)
+    inp = make_input([0.1] * 3, [[0.3, 0.7, np.nan]] * 3, anchors=[["a", "b", "c"]] * 3)
     out = run(name, inp)
     for a in out.per_turn:
         assert (a == 0.0).all()
@@ -569,9 +575,9 @@ def test_edge_all_outcomes_equal_in_a_group():
     assert out.per_turn[0][1] == 0.0 and out.per_turn[1][1] == 0.0
     flat = make_input([1.0, 1.0], [[0.3, 0.1], [0.3, 0.1]])
     assert all((a == 0).all() for a in run("turn_group", flat).per_turn)
-    keep = dynamic_sampling_mask(flat.group_ids, flat.outcomes, flat.turn_rewards)
+    keep = dynamic_sampling_mask(flat)
     assert not keep.any()
-    assert dynamic_sampling_mask(varying.group_ids, varying.outcomes, varying.turn_rewards).all()
+    assert dynamic_sampling_mask(varying).all()
 
 
 def test_edge_all_dense_rewards_equal_at_turn_k():
@@ -667,8 +673,7 @@ def test_rae_reads_the_baseline_before_updating_it():
 def test_rae_is_stateful_across_batches_without_mutating_its_input():
     inp = make_input([1.0], [[0.0]], roles=[("kuhn", 0)])
     first = run("rae", inp)
-    inp.rae_state = first.rae_state
-    second = run("rae", inp)
+    second = run("rae", inp, state=first.rae_state)
     assert second.per_turn[0][0] == pytest.approx(1.0 - 0.05)
     assert first.rae_state.baseline("kuhn", 0) == pytest.approx(0.05)  # untouched
     assert second.rae_state.baseline("kuhn", 0) == pytest.approx(0.0975)
@@ -679,8 +684,7 @@ def test_rae_state_round_trips_through_json():
     state = run("rae", inp).rae_state
     again = RAEState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again == state
-    inp.rae_state = again
-    np.testing.assert_allclose(run("rae", inp).per_turn[0], [1.0 - 0.05])
+    np.testing.assert_allclose(run("rae", inp, state=again).per_turn[0], [1.0 - 0.05])
     with pytest.raises(ValueError, match="version 7"):
         RAEState.from_dict({"version": 7})
 
@@ -706,7 +710,7 @@ def _gigpo_example():
     return make_input(
         [1.0, 0.0],
         [[0.0, 0.0], [0.0, 0.2, 0.0]],
-        turn_anchor_keys=[["s0", "s1"], ["s0", "s2", "s1"]],
+        anchors=[["s0", "s1"], ["s0", "s2", "s1"]],
     )
 
 
@@ -734,7 +738,7 @@ def test_gigpo_anchor_groups_stay_inside_their_task_group():
         [1.0, 0.0, 5.0, 5.0],
         [[0.0]] * 4,
         groups=["g", "g", "h", "h"],
-        turn_anchor_keys=[["s"], ["t"], ["s"], ["s"]],
+        anchors=[["s"], ["t"], ["s"], ["s"]],
     )
     out = run("gigpo", inp, AdvantageConfig(norm_by_std=False))
     # s in g is alone (only rollout 0) -> step term 0 even though h also has anchor s
@@ -742,7 +746,7 @@ def test_gigpo_anchor_groups_stay_inside_their_task_group():
 
 
 def test_gigpo_none_anchor_never_groups():
-    inp = make_input([1.0, 0.0], [[0.0], [0.0]], turn_anchor_keys=[[None], [None]])
+    inp = make_input([1.0, 0.0], [[0.0], [0.0]], anchors=[[None], [None]])
     out = run("gigpo", inp, AdvantageConfig(norm_by_std=False))
     assert_ragged_close(out.per_turn, [[0.5], [-0.5]])
 
@@ -755,11 +759,11 @@ def test_failed_rollouts_are_masked_not_scored(name):
     inp = random_input(20, 3, 4, 5, failed=False)
     failed = np.zeros(20, bool)
     failed[[2, 7]] = True
-    with_failed = AdvantageInput(
+    with_failed = RewardBatch(
         inp.group_ids,
         np.where(failed, np.nan, inp.outcomes),
         inp.turn_rewards,
-        inp.turn_anchor_keys,
+        inp.anchors,
         inp.roles,
         failed,
     )
@@ -788,33 +792,81 @@ def test_dynamic_sampling_mask_cases():
         *([0.0], [0.0]),  # dead: all failed -> dropped
     ]
     failed = [False] * 9 + [True, True]
-    keep = dynamic_sampling_mask(groups, outcomes, dense, failed=failed)
+    keep = dynamic_sampling_mask(RewardBatch(groups, outcomes, dense, failed=failed))
     assert keep.tolist() == [False, False, True, True, True, True, True, True, True, False, False]
-    with pytest.raises(ValueError, match="group_ids has 2 entries but outcomes has shape"):
-        dynamic_sampling_mask(["a", "b"], [1.0], [[0.0], [0.0]])
 
 
 # ============================================================================ glue
 
 
-def test_from_assembled_feeds_every_estimator():
-    rollouts = [
-        RolloutRewards("g", 1.0, [0.1, 0.2], env_id="turngym/KuhnPoker-v0", seat=0),
-        RolloutRewards("g", -1.5, [0.1], env_id="turngym/KuhnPoker-v0", seat=1),
-        RolloutRewards("g", math.nan, [0.3], env_id="turngym/KuhnPoker-v0", failed=True),
+def _traj(outcome, dense, *, seat=0, anchors=None, failed=False, env_id="turngym/KuhnPoker-v0", group="g"):
+    anchors = anchors or [None] * len(dense)
+    turns = [
+        Turn([7], [1], [0.0], "a", "stop", TurnRecord(turn=k, seat=seat, reward=r, components={"r": r}), anchor=a)
+        for k, (r, a) in enumerate(zip(dense, anchors))
     ]
-    assembled = assemble(rollouts, delta=-1.0)
-    inp = AdvantageInput.from_assembled(assembled, turn_anchor_keys=[["a", "b"], ["a"], ["a"]])
-    assert inp.roles == [("turngym/KuhnPoker-v0", 0), ("turngym/KuhnPoker-v0", 1)] + [
-        ("turngym/KuhnPoker-v0", 0)
+    return Trajectory(env_id, 0, group, 0, seat, turns=turns, outcome=None if failed else outcome, failed=failed)
+
+
+def _kuhn_batch():
+    return [
+        _traj(1.0, [0.1, 0.2], anchors=["a", "b"]),
+        _traj(-1.5, [0.1], anchors=["a"]),
+        _traj(0.0, [0.3], anchors=["a"], failed=True),
+        _traj(0.5, [0.0], seat=1, anchors=["c"]),  # the other seat: a group of its own
     ]
-    assert np.isnan(inp.turn_rewards[1]).sum() == 0 and inp.turn_rewards[1][0] == 0.0  # gated
-    for name in ("grpo", "dr_grpo", "turn_group", "rae", "gigpo"):
-        out = run(name, inp)
-        assert out.valid.tolist() == [True, True, False]
-        assert [a.shape for a in out.per_turn] == [(2,), (1,), (1,)]
-    grpo = run("grpo", inp).per_turn  # G-RA returns 1.3 vs -1.5
-    assert grpo[0][0] > 0 > grpo[1][0]
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "turn_group", "rae", "gigpo"])
+def test_compute_runs_every_estimator_from_trajectories(name):
+    algo = AlgoSection(estimator=name, gate_threshold=-1.0, adaptive_clip=name == "turn_group")
+    out, keep, state = compute(_kuhn_batch(), algo, None)
+    assert out.valid.tolist() == [True, True, False, True]
+    assert keep.tolist() == [True, True, False, True]  # failed rollouts never reach the loss
+    assert [a.shape for a in out.per_turn] == [(2,), (1,), (1,), (1,)]
+    assert (out.clip_scale is not None) == (name == "turn_group")
+    assert (state is not None) == (name == "rae")
+    if name == "grpo":  # G-RA returns 1.3 vs -1.5 (the loser's gate is closed)
+        assert out.per_turn[0][0] > 0 > out.per_turn[1][0]
+
+
+def test_compute_carries_the_rae_state_and_reads_gates_from_the_spec():
+    start = RAEState(baselines={("turngym/KuhnPoker-v0", 0): 0.5})
+    _, _, kept = compute(_kuhn_batch(), AlgoSection(estimator="grpo"), start)
+    assert kept is start  # estimators that keep no state hand it back untouched
+    out, _, after = compute(_kuhn_batch(), AlgoSection(estimator="rae"), start)
+    assert out.per_turn[0][0] == pytest.approx(1.3 - 0.5)  # R − b, b read before the update
+    assert after.counts[("turngym/KuhnPoker-v0", 0)] == 2 and start.counts == {}
+    assert gate_deltas("spec", ["turngym/KuhnPoker-v0"] * 2) == {
+        "turngym/KuhnPoker-v0": turngym.spec("turngym/KuhnPoker-v0").gate_threshold
+    }
+    assert gate_deltas(0.25, ["x"]) == 0.25 and gate_deltas(None, ["x"]) is None
+    with pytest.raises(ValueError, match="'always'"):
+        gate_deltas("always", ["x"])
+
+
+def test_compute_drops_groups_without_signal_unless_told_not_to():
+    same = [_traj(1.0, [0.1]), _traj(1.0, [0.1]), _traj(0.0, [0.1], group="h"), _traj(1.0, [0.1], group="h")]
+    _, keep, _ = compute(same, AlgoSection(), None)
+    assert keep.tolist() == [False, False, True, True]
+    _, keep, _ = compute(same, AlgoSection(dynamic_sampling=False), None)
+    assert keep.all()
+
+
+def test_compute_adds_information_gain_to_the_dense_rewards():
+    batch = [_traj(1.0, [0.0, 0.0]), _traj(1.0, [0.0, 0.0])]
+    gains = [np.array([0.5, np.nan]), np.array([-0.5, np.nan])]
+    algo = AlgoSection(estimator="turn_group", info_gain_weight=2.0, gate_threshold=None)
+    with_ig, keep, _ = compute(batch, algo, None, information_gains=gains)
+    without, _, _ = compute(batch, algo, None)
+    assert keep.all() and with_ig.per_turn[0][0] > 0 > with_ig.per_turn[1][0]
+    assert all((a == 0).all() for a in without.per_turn)
+
+
+def test_compute_gigpo_refuses_trajectories_without_anchor_states():
+    blind = [_traj(1.0, [0.0], env_id="turngym/Vowels-v0"), _traj(0.0, [0.0], env_id="turngym/Vowels-v0")]
+    with pytest.raises(ValueError, match=r"gigpo.*\['turngym/Vowels-v0'\] reported none"):
+        compute(blind, AlgoSection(estimator="gigpo"), None)
 
 
 def test_module_exports():
@@ -824,17 +876,17 @@ def test_module_exports():
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "turn_group", "rae", "gigpo"])
 def test_degenerate_batches_empty_all_failed_and_turnless(name):
-    empty = AdvantageInput([], np.zeros(0), [], turn_anchor_keys=[], roles=[])
+    empty = RewardBatch([], np.zeros(0), [], anchors=[], roles=[])
     assert run(name, empty).per_turn == []
     dead = make_input(
         [math.nan, math.nan],
         [[0.1, 0.2], []],
         failed=[True, True],
-        turn_anchor_keys=[["a", "b"], []],
+        anchors=[["a", "b"], []],
         roles=[("kuhn", 0)] * 2,
     )
     out = run(name, dead)
     assert_ragged_close(out.per_turn, [[0.0, 0.0], []])
     assert out.valid.tolist() == [False, False]
-    turnless = make_input([1.0, 0.0], [[], []], turn_anchor_keys=[[], []], roles=[("kuhn", 0)] * 2)
+    turnless = make_input([1.0, 0.0], [[], []], anchors=[[], []], roles=[("kuhn", 0)] * 2)
     assert [a.shape for a in run(name, turnless).per_turn] == [(0,), (0,)]

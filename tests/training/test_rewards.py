@@ -7,13 +7,15 @@ import math
 import numpy as np
 import pytest
 import turngym
+from turngym.envs.types import TurnRecord
 from turngym.training.rewards import (
-    RolloutRewards,
+    RewardBatch,
     assemble,
     gate_open,
     gate_turn_rewards,
     prioritized_reward,
 )
+from turngym.training.trajectory import Trajectory, Turn
 
 # ----------------------------------------------------------------------------- two-level gate
 
@@ -99,22 +101,45 @@ def test_prioritized_reward_rejects_bad_channels():
 # ----------------------------------------------------------------------------- assemble
 
 
+def traj(group, outcome, dense, *, env_id="e", seat=0, failed=False, anchors=None) -> Trajectory:
+    """A trajectory whose turn ``k`` earned the dense reward ``dense[k]`` (one component)."""
+    anchors = anchors or [None] * len(dense)
+    turns = [
+        Turn([7], [1], [0.0], "a", "stop", TurnRecord(turn=k, seat=seat, reward=r, components={"r": r}), anchor=a)
+        for k, (r, a) in enumerate(zip(dense, anchors))
+    ]
+    return Trajectory(env_id, 0, group, 0, seat, turns=turns, outcome=None if failed else outcome, failed=failed)
+
+
 def _batch():
     return [
-        RolloutRewards("g0", 1.0, [0.1, 0.2], env_id="e"),
-        RolloutRewards("g0", -1.0, [0.1, 0.2, 0.3], env_id="e"),
-        RolloutRewards("g1", 0.0, [math.nan, 0.5], env_id="e", seat=1),
+        traj("g0", 1.0, [0.1, 0.2]),
+        traj("g0", -1.0, [0.1, 0.2, 0.3]),
+        traj("g1", 0.0, [math.nan, 0.5], seat=1),
     ]
 
 
 def test_assemble_gated_returns_and_gates():
     out = assemble(_batch(), delta=0.0)
+    assert isinstance(out, RewardBatch)
     np.testing.assert_array_equal(out.gates, [True, False, True])
     np.testing.assert_allclose(out.returns, [1.3, -1.0, 0.5])
     np.testing.assert_allclose(out.turn_rewards[1], [0.0, 0.0, 0.0])
     assert math.isnan(out.turn_rewards[2][0]) and out.turn_rewards[2][1] == 0.5
     np.testing.assert_array_equal(out.outcomes, [1.0, -1.0, 0.0])
-    assert out.seats == [0, 0, 1] and out.group_ids == ["g0", "g0", "g1"] and len(out) == 3
+    assert out.seats == [0, 0, 1] and len(out) == 3
+    assert out.group_ids == ["g0/seat0", "g0/seat0", "g1/seat1"]  # Trajectory.group_key
+    assert out.roles == [("e", 0), ("e", 0), ("e", 1)]
+
+
+def test_assemble_puts_the_seats_of_one_game_in_different_groups():
+    out = assemble([traj("g", 1.0, [0.0], seat=0), traj("g", -1.0, [0.0], seat=1)], delta=None)
+    assert out.group_ids[0] != out.group_ids[1]
+
+
+def test_assemble_carries_each_turns_anchor_state():
+    out = assemble([traj("g", 1.0, [0.0, 0.0], anchors=["board-a", "board-b"]), traj("g", 0.0, [0.0])], delta=None)
+    assert out.anchors == [["board-a", "board-b"], [None]]
 
 
 def test_assemble_ungated_is_direct_accumulation():
@@ -123,35 +148,49 @@ def test_assemble_ungated_is_direct_accumulation():
     assert out.gates.all()
 
 
+def test_assemble_adds_weighted_information_gain_before_the_gate():
+    rollouts = [traj("g", 1.0, [0.1, 0.0]), traj("g", -1.0, [0.1])]
+    gains = [np.array([0.5, np.nan]), np.array([0.5])]  # nan: no gain for that turn
+    out = assemble(rollouts, delta=0.0, information_gains=gains, info_gain_weight=2.0)
+    np.testing.assert_allclose(out.turn_rewards[0], [1.1, 0.0])
+    np.testing.assert_allclose(out.turn_rewards[1], [0.0])  # gate closed: the gain is gated too
+    with pytest.raises(ValueError, match="1 turns but information gains of shape"):
+        assemble(rollouts, delta=0.0, information_gains=[np.zeros(2), np.zeros(2)])
+    with pytest.raises(ValueError, match="2 trajectories but 1 information-gain"):
+        assemble(rollouts, delta=0.0, information_gains=[np.zeros(2)])
+
+
 def test_assemble_per_env_delta_mapping():
-    rollouts = [
-        RolloutRewards("a", 0.3, [1.0], env_id="search"),
-        RolloutRewards("b", 0.3, [1.0], env_id="swe"),
-    ]
+    rollouts = [traj("a", 0.3, [1.0], env_id="search"), traj("b", 0.3, [1.0], env_id="swe")]
     out = assemble(rollouts, delta={"search": 0.0, "swe": 0.5})
     np.testing.assert_array_equal(out.gates, [True, False])
     with pytest.raises(ValueError, match="'household'"):
-        assemble([RolloutRewards("c", 0.0, [], env_id="household")], delta={"search": 0.0})
+        assemble([traj("c", 0.0, [], env_id="household")], delta={"search": 0.0})
 
 
 def test_assemble_failed_rollouts_are_unscored_not_zero():
-    rollouts = [RolloutRewards("g", math.nan, [0.1], failed=True), RolloutRewards("g", 1.0, [0.1])]
+    rollouts = [traj("g", math.nan, [0.1], failed=True), traj("g", 1.0, [0.1])]
     out = assemble(rollouts, delta=0.0)
     assert out.failed.tolist() == [True, False]
     assert math.isnan(out.returns[0]) and math.isnan(out.outcomes[0])
     assert np.isnan(out.turn_rewards[0]).all() and not out.gates[0]
     assert out.returns[1] == pytest.approx(1.1)
+    no_outcome = Trajectory("e", 0, "g", 0, 0, turns=traj("g", 0.0, [0.1]).turns)  # outcome None
+    assert assemble([no_outcome], delta=0.0).failed.tolist() == [True]
 
 
-def test_rollout_rewards_rejects_nan_outcome_unless_failed():
+def test_a_nan_outcome_is_refused_unless_failed():
     with pytest.raises(ValueError, match="nan"):
-        RolloutRewards("g", math.nan, [0.1])
+        assemble([traj("g", math.nan, [0.1])], delta=0.0)
+    with pytest.raises(ValueError, match="nan"):
+        RewardBatch(["g"], [math.nan], [[0.1]])
+    assert RewardBatch(["g"], [math.nan], [[0.1]], failed=[True]).gates.tolist() == [False]
 
 
 def test_default_delta_comes_from_the_env_spec():
     game_id = next(i for i, s in turngym.registry().items() if s.family == "game")
     delta = turngym.spec(game_id).gate_threshold
-    rollouts = [RolloutRewards("g", -1.5, [0.2], env_id=game_id), RolloutRewards("g", 1.0, [0.2])]
+    rollouts = [traj("g", -1.5, [0.2], env_id=game_id), traj("g", 1.0, [0.2])]
     out = assemble(rollouts, delta=delta)
     expected_open = delta is None or -1.5 >= delta
     assert out.gates[0] == expected_open and out.gates[1]
@@ -164,8 +203,8 @@ def test_edge_truncated_at_max_turns_closes_the_gate():
     """§8.6 'Truncated at max turns': lowest outcome-ladder level, gate closed under G-RA."""
     ladder = {"no_submit": -1.0, "empty_patch": -0.5, "fails_tests": 0.0, "passes": 1.0}
     delta = ladder["fails_tests"]  # gate opens once a non-empty patch is submitted
-    truncated = RolloutRewards("g", ladder["no_submit"], [0.1] * 20)  # tool-spamming until timeout
-    submitted = RolloutRewards("g", ladder["fails_tests"], [0.1, 0.1])
+    truncated = traj("g", ladder["no_submit"], [0.1] * 20)  # tool-spamming until timeout
+    submitted = traj("g", ladder["fails_tests"], [0.1, 0.1])
     out = assemble([truncated, submitted], delta=delta)
     assert not out.gates[0]
     assert out.returns[0] == ladder["no_submit"]  # earns nothing from its dense rewards
@@ -176,8 +215,8 @@ def test_edge_truncated_at_max_turns_closes_the_gate():
 
 def test_edge_invalid_action_penalty_closes_the_offenders_gate():
     """§8.6 'Invalid action': SPIRAL −1.5 offender / +0.5 other; game gate δ = −1 (forfeit)."""
-    offender = RolloutRewards("g", -1.5, [0.05, 0.05], seat=0)
-    other = RolloutRewards("g", 0.5, [0.05], seat=1)
+    offender = traj("g", -1.5, [0.05, 0.05], seat=0)
+    other = traj("g", 0.5, [0.05], seat=1)
     out = assemble([offender, other], delta=-1.0)
     assert out.gates.tolist() == [False, True]
     np.testing.assert_allclose(out.returns, [-1.5, 0.55])

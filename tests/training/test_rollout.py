@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
 import pytest
-
 from turngym.agents.models import load_smollm2_tokenizer
 from turngym.agents.text_policy import TextFunctionPolicy
 from turngym.envs.core import TurnEnv, action_text
@@ -121,7 +121,7 @@ class FlakyEnv(TurnEnv):
         return "say something", {"seat": 0}
 
     def step(self, action):
-        text, _ = action_text(action)
+        action_text(action)  # parses like a real env; the text itself does not matter
         self.t += 1
         if self.t == 2 and self.seed_ % 2 == 1:
             raise ConnectionError("backend went away")
@@ -237,3 +237,45 @@ def test_progress_is_reported_every_round_up_to_the_total(tokenizer):
             RolloutConfig(group_size=2), on_progress=lambda done, total: seen.append((done, total)))
     assert seen and all(total == 6 for _, total in seen)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1][0] == 6
+
+
+def test_games_report_anchor_states_outcomes_and_the_opponent(tokenizer):
+    policy = TextFunctionPolicy(tokenizer, lowest_free_cell)
+    batch = collect([Task("turngym/TicTacToe-v0", 3)], policy, RolloutConfig(group_size=2, opponent="random"))
+    for t in batch.trajectories:
+        anchors = [turn.anchor for turn in t.turns]
+        assert all(isinstance(a, str) and a for a in anchors) and len(set(anchors)) == len(anchors)
+        assert set(t.outcomes) == {0, 1} and t.outcomes[t.seat] == t.outcome and sum(t.outcomes.values()) == 0
+        assert t.opponent == "random"
+    assert len({t.turns[0].anchor for t in batch.trajectories}) == 1  # one task: the same first state
+    selfplay = collect([Task("turngym/TicTacToe-v0", 5)], policy, RolloutConfig(group_size=1, self_play=True))
+    assert {t.opponent for t in selfplay.trajectories} == {"self"}
+    first_moves = {t.seat: t.turns[0].anchor for t in selfplay.trajectories}
+    assert first_moves[0] != first_moves[1]  # seat 1 first acts on a board with X's first move
+
+
+def test_a_single_agent_task_has_no_anchor_states_and_no_opponent(tokenizer):
+    policy = TextFunctionPolicy(tokenizer, lambda prompt: "hi")
+    (t,) = collect([Task("test/Flaky-v0", 2)], policy, RolloutConfig(group_size=1)).trajectories
+    assert [turn.anchor for turn in t.turns] == [None] * 3
+    assert t.opponent is None and t.outcomes == {0: 1.0} and t.group_key == "test/Flaky-v0#2/seat0"
+
+
+def test_a_bug_in_the_rollouts_own_bookkeeping_raises_instead_of_being_masked(tokenizer):
+    class NoLogprobs(TextFunctionPolicy):
+        def generate(self, prompts, params):
+            return [dataclasses.replace(g, logprobs=None) for g in super().generate(prompts, params)]
+
+    with pytest.raises(TypeError, match="NoneType"):
+        collect([Task("turngym/TicTacToe-v0", 0)], NoLogprobs(tokenizer, lowest_free_cell), RolloutConfig(group_size=1))
+
+
+def test_the_rollout_config_derives_from_the_training_section():
+    from turngym.training.config import RolloutSection
+
+    section = RolloutSection(group_size=3, max_new_tokens=12, context="turn", opponent="heuristic")
+    config = RolloutConfig.from_section(section, seed=7, env_kwargs={"e": {"k": 1}}, temperature=0.0)
+    assert (config.group_size, config.max_new_tokens, config.context, config.opponent) == (3, 12, "turn", "heuristic")
+    assert (config.seed, config.env_kwargs, config.temperature) == (7, {"e": {"k": 1}}, 0.0)
+    with pytest.raises(ValueError, match=r"max_new_tokens \(12\) must be >= 1 and <= max_episode_tokens \(10\)"):
+        RolloutConfig.from_section(section, seed=0, max_episode_tokens=10)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from turngym.training.config import TrainConfig
+from turngym.training.evaluate import seat_score
 from turngym.training.rollout import RolloutConfig, Task
 from turngym.training.selfplay import (
     AnchorRater,
@@ -16,9 +16,9 @@ from turngym.training.selfplay import (
     OpponentRecord,
     assign_opponents,
     pfsp_weights,
-    score_of_seat,
 )
-from turngym.training.trainer import train
+from turngym.training.trainer import train, update_pool
+from turngym.training.trajectory import Trajectory
 
 
 def test_pfsp_hard_weights_favour_opponents_we_lose_to():
@@ -61,10 +61,25 @@ def test_win_rate_is_smoothed_toward_even():
     assert OpponentRecord("random").win_rate() == 0.5
 
 
-def test_score_of_seat_reads_string_keyed_outcomes():
-    assert score_of_seat({"0": 1.0, "1": -1.0}, 0) == 1.0
-    assert score_of_seat({"0": 1.0, "1": -1.0}, 1) == 0.0
-    assert score_of_seat({"0": 0.0, "1": 0.0}, 1) == 0.5
+def test_seat_score_compares_with_the_best_other_seat():
+    assert seat_score({0: 1.0, 1: -1.0}, 0) == 1.0
+    assert seat_score({0: 1.0, 1: -1.0}, 1) == 0.0
+    assert seat_score({0: 0.0, 1: 0.0}, 1) == 0.5
+    assert seat_score({0: 3.0, 1: 2.0}, 1) == 0.0  # both won chips: below the best other seat loses
+    assert seat_score({0: -0.5}, 0) == 0.0 and seat_score({0: 0.5}, 0) == 1.0  # alone: against 0
+
+
+def test_the_pool_counts_results_from_typed_outcomes_and_opponents():
+    pool = OpponentPool.from_specs(["random", "heuristic"], self_share=0.5)
+    played = [
+        Trajectory("turngym/TicTacToe-v0", 0, "g", 0, 1, outcome=1.0, outcomes={0: -1.0, 1: 1.0}, opponent="random"),
+        Trajectory("turngym/TicTacToe-v0", 1, "g", 0, 0, outcome=0.0, outcomes={0: 0.0, 1: 0.0}, opponent="random"),
+        Trajectory("turngym/TicTacToe-v0", 2, "g", 0, 0, outcome=1.0, outcomes={0: 1.0, 1: -1.0}, opponent="self"),
+        Trajectory("turngym/TicTacToe-v0", 3, "g", 0, 0, failed=True, opponent="heuristic"),
+    ]
+    update_pool(pool, played)
+    random, heuristic = pool.entries
+    assert (random.games, random.score) == (2, 1.5) and heuristic.games == 0
 
 
 def test_assign_opponents_leaves_single_agent_tasks_alone():
@@ -188,8 +203,8 @@ def test_chance_games_are_rated_on_duplicate_matches_with_both_seats_per_deal():
 
 
 def test_a_task_seat_puts_the_policy_in_that_seat():
-    from turngym.agents.tiny import char_tokenizer
     from turngym.agents.text_policy import TextFunctionPolicy
+    from turngym.agents.tiny import char_tokenizer
     from turngym.training.rollout import collect
 
     policy = TextFunctionPolicy(char_tokenizer(), lambda prompt: "[1]")

@@ -100,9 +100,9 @@ def test_resume_drops_a_torn_last_line_and_refuses_other_settings(tmp_path):
 
 
 def test_an_interrupted_run_keeps_its_games_and_resumes(tmp_path, monkeypatch):
-    from turngym.training import rollout
+    from turngym.training import play
 
-    real = rollout.play_episode
+    real = play.play_episode
     calls = {"n": 0}
 
     def flaky(env, agents, seed, **kw):
@@ -111,11 +111,11 @@ def test_an_interrupted_run_keeps_its_games_and_resumes(tmp_path, monkeypatch):
             raise OSError("model server went away")
         return real(env, agents, seed, **kw)
 
-    monkeypatch.setattr(rollout, "play_episode", flaky)
+    monkeypatch.setattr(play, "play_episode", flaky)
     with pytest.raises(RuntimeError, match=r"game \d+ of .* failed: OSError: model server went away"):
         run_tournament(TTT, TTT_AGENTS, 6, tmp_path, plots=False)
     assert len(lines(tmp_path / "games.jsonl")) == 7  # every game finished before the failure is kept
-    monkeypatch.setattr(rollout, "play_episode", real)
+    monkeypatch.setattr(play, "play_episode", real)
     resumed = run_tournament(TTT, TTT_AGENTS, 6, tmp_path, n_boot=20, plots=False)
     assert resumed.new_games == 11 and len(resumed.games) == 18
 

@@ -142,3 +142,30 @@ def test_cross_turn_kv_reuse_leaves_training_unchanged(tmp_path):
         for key in ("reward/mean_outcome", "loss", "policy_tokens"):
             assert on[key] == pytest.approx(off[key], rel=1e-4, abs=1e-6), (on["step"], key)
         assert on["rollout/kv_reuse_share"] > 0.3 and off["rollout/kv_reuse_share"] == 0
+
+
+def test_gigpo_trains_a_game_end_to_end_on_its_anchor_states(tmp_path):
+    """GiGPO needs the env's anchor states (info["anchor"] → Turn.anchor → RewardBatch.anchors);
+    two self-play steps on TicTacToe take real gradient steps with it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from turngym.agents.tiny import tiny_char_model
+
+    config = load_preset("ci-tiny", [f"out_dir={tmp_path}", "steps=2", "checkpoint_every=2",
+                                     "envs=[{id: turngym/TicTacToe-v0}]", "algo.estimator=gigpo",
+                                     "rollout.self_play=true", "rollout.context=turn",
+                                     "rollout.max_new_tokens=1", "rollout.max_episode_tokens=2048"])
+    train(config, show_progress=False)
+    rows = _metrics(tmp_path)
+    assert len(rows) == 2
+    assert all(r["kept_trajectories"] > 0 and r["policy_tokens"] > 0 and r["grad_norm"] > 0 for r in rows)
+    initial, _ = tiny_char_model(config.seed, num_layers=config.model.tiny_layers, hidden_size=config.model.tiny_hidden)
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    before, after = initial.state_dict(), trained.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_gigpo_on_an_env_without_anchor_states_is_refused_by_the_config():
+    with pytest.raises(ValueError, match=r"gigpo.*\['turngym/Vowels-v0'\] report none.*grpo, turn_group or rae"):
+        TrainConfig.model_validate({"algo": {"estimator": "gigpo"}, "envs": [{"id": "turngym/Vowels-v0"}]})
+    TrainConfig.model_validate({"algo": {"estimator": "gigpo"}, "envs": [{"id": "turngym/KuhnPoker-v0"}]})
