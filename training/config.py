@@ -335,6 +335,17 @@ class TrainConfig(_Section):
         }
 
 
+def _provides_anchors(env_id: str) -> bool:
+    """Whether ``env_id``'s class declares ``provides_anchors`` (``info["anchor"]`` each turn)."""
+    from turngym.envs.registration import spec
+
+    entry = spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    return bool(getattr(entry, "provides_anchors", False))
+
+
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
@@ -354,17 +365,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
-def _provides_anchors(env_id: str) -> bool:
-    """Whether ``env_id``'s class declares ``provides_anchors`` (``info["anchor"]`` each turn)."""
-    from turngym.envs.registration import spec
-
-    entry = spec(env_id).entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = getattr(importlib.import_module(module), name)
-    return bool(getattr(entry, "provides_anchors", False))
-
-
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
