@@ -96,7 +96,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             reports.append(report)
             verdict = "PASS" if report.ok else "FAIL"
             progress.update(i + 1, info=f"{env_id} {verdict} in {format_duration(report.seconds)}")
-    failed = [r.env_id for r in reports if not r.ok]
+        failed = [r.env_id for r in reports if not r.ok]
+        progress.update(info=f"{len(reports) - len(failed)} conform, {len(failed)} fail")
     code = EXIT_FAILED if failed else EXIT_OK
     if emit_json([r.to_dict() for r in reports], args.json):
         return code
