@@ -37,14 +37,14 @@ from pathlib import Path
 
 from turngym.sandbox.base import (
     Command,
-    EpisodeTimeExceeded,
     ExecResult,
     SandboxClosed,
     SandboxError,
     SandboxLimits,
     SandboxUnavailable,
 )
-from turngym.sandbox.common import OUTPUT_KILL_FACTOR, RawExec, TarFilesMixin, base_env
+from turngym.sandbox.common import OUTPUT_KILL_FACTOR, RawExec, TarFilesMixin, base_env, check_exec
+from turngym.sandbox.image import ensure_rootfs, rootfs_path
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "turngym-bwrap"
@@ -54,8 +54,6 @@ _problem_cache: dict[str, str | None] = {}
 
 
 def _rootfs_or_none() -> Path | None:
-    from turngym.sandbox.image import rootfs_path
-
     path = rootfs_path()
     return path if (path / ".turngym-recipe").is_file() else None
 
@@ -68,8 +66,6 @@ def bwrap_problem(rootfs: str | os.PathLike | None = None) -> str | None:
         return "bubblewrap is not installed (apt-get install bubblewrap)"
     root = Path(rootfs) if rootfs else _rootfs_or_none()
     if root is None or not (root / "bin" / "sh").exists():
-        from turngym.sandbox.image import rootfs_path
-
         return f"the sandbox rootfs is not built ({rootfs or rootfs_path()}); run `turngym sandbox build-image`"
     key = str(root)
     if key not in _problem_cache:
@@ -243,8 +239,6 @@ class BwrapSandbox(TarFilesMixin):
         global _reaped
         self.limits = limits or SandboxLimits()
         if rootfs is None:
-            from turngym.sandbox.image import ensure_rootfs
-
             if _rootfs_or_none() is None and not _is_root():
                 raise SandboxUnavailable(bwrap_problem() or "no sandbox rootfs")
             rootfs = ensure_rootfs()
@@ -455,23 +449,13 @@ class BwrapSandbox(TarFilesMixin):
     def exec(self, command: Command, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
              workdir: str | None = None) -> ExecResult:
         self._check_usable()
-        lim = self.limits
-        remaining = lim.episode_timeout_s - self._exec_time
-        if remaining <= 0:
-            raise EpisodeTimeExceeded(
-                f"sandbox {self.name} spent its episode exec budget ({lim.episode_timeout_s:g} s)")
-        t = min(float(timeout if timeout is not None else lim.exec_timeout_s), remaining)
-        if t <= 0:
-            raise ValueError(f"exec timeout must be > 0, got {timeout!r}")
-        if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
-            raise ValueError(f"exec workdir must be an absolute path inside the sandbox, got {workdir!r}")
-        inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-        if not inner:
-            raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
+        request = check_exec(self.name, self.limits, self._exec_time, command, timeout, workdir)
+        inner = request.argv
         if not isinstance(command, str) or self._wipe:  # exit 127 for a missing binary, as under Docker
             inner = ["/bin/sh", "-c", f'{self._wipe}exec "$@"', "sh", *inner]
         with self._lock:
-            raw = self._run(inner, base_env(env), workdir or lim.workdir, deadline_s=t, cap=lim.output_bytes)
+            raw = self._run(inner, base_env(env), request.workdir, deadline_s=request.timeout_s,
+                            cap=self.limits.output_bytes)
             self._wipe = ""
             self._exec_time += raw.duration
             oom = False

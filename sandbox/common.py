@@ -1,5 +1,6 @@
-"""Pieces shared by the local backends (Docker, bubblewrap): raw exec records, the exec
-environment, and file transfer / fork / reset implemented *inside* the sandbox with ``tar``.
+"""Pieces shared by the local backends (Docker, bubblewrap): the checks every ``exec`` starts with,
+raw exec records, the exec environment, and file transfer / fork / reset implemented *inside* the
+sandbox with ``tar``.
 
 Why inside: the work dir may hold symlinks planted by the code (``work/a -> /etc``); the host
 never resolves paths in it. ``put_files`` pipes an archive into ``tar -x`` running as the sandbox
@@ -15,9 +16,10 @@ returning a :class:`RawExec` (runs as the sandbox user in the work dir).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from turngym.sandbox.base import SandboxError
+from turngym.sandbox.base import Command, EpisodeTimeExceeded, SandboxError, SandboxLimits
 from turngym.sandbox.files import check_rel_path, files_to_tar, tar_to_files
 from turngym.sandbox.output import OutputCapture
 
@@ -34,6 +36,36 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             raise ValueError(f"invalid environment variable {key!r}={value!r}")
         env[key] = str(value)
     return env
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """An ``exec`` call, checked: what to run (``argv``; a shell string becomes ``/bin/sh -c``),
+    for how long (``timeout_s``, capped by what is left of the episode budget) and where."""
+
+    argv: list[str]
+    timeout_s: float
+    workdir: str
+
+
+def check_exec(name: str, limits: SandboxLimits, exec_time: float, command: Command,
+               timeout: float | None, workdir: str | None) -> ExecRequest:
+    """The checks every ``exec`` starts with. Raises :class:`EpisodeTimeExceeded` once the sandbox has
+    spent ``limits.episode_timeout_s`` (``exec_time`` so far), ``ValueError`` for a timeout <= 0, a
+    relative work dir or an empty command."""
+    remaining = limits.episode_timeout_s - exec_time
+    if remaining <= 0:
+        raise EpisodeTimeExceeded(
+            f"sandbox {name} spent its episode exec budget ({limits.episode_timeout_s:g} s)")
+    t = min(float(timeout if timeout is not None else limits.exec_timeout_s), remaining)
+    if t <= 0:
+        raise ValueError(f"exec timeout must be > 0, got {timeout!r}")
+    if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
+        raise ValueError(f"exec workdir must be an absolute path inside the sandbox, got {workdir!r}")
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+    if not argv:
+        raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
+    return ExecRequest(argv, t, workdir or limits.workdir)
 
 
 class RawExec:

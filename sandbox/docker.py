@@ -38,19 +38,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from turngym.sandbox.base import (
     Command,
-    EpisodeTimeExceeded,
     ExecResult,
     SandboxClosed,
     SandboxError,
     SandboxLimits,
     SandboxUnavailable,
 )
-from turngym.sandbox.common import OUTPUT_KILL_FACTOR, PATH, RawExec, TarFilesMixin, base_env
+from turngym.sandbox.common import (
+    OUTPUT_KILL_FACTOR,
+    PATH,
+    RawExec,
+    TarFilesMixin,
+    base_env,
+    check_exec,
+)
+from turngym.sandbox.engine import docker_client, engine_problem
+from turngym.sandbox.image import ensure_image
 
 LABEL = "turngym.sandbox"
 RUN_ID = uuid.uuid4().hex[:12]
@@ -61,51 +68,6 @@ WRAPPER = 'kill -9 -1 2>/dev/null; {prelude}timeout -s KILL "$0" "$@"; rc=$?; ki
 KILL_ALL = "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; exit 0"
 
 T = TypeVar("T")
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def docker_client(base_url: str | None = None, *, pool_size: int = 128, timeout: float = 60.0):
-    """A cached ``docker.DockerClient`` (``$DOCKER_HOST`` or the local socket) whose HTTP
-    connection pool (``pool_size``) exceeds any concurrency we drive."""
-    import docker
-    import docker.errors
-
-    key = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            try:
-                client = docker.DockerClient(base_url=key, timeout=timeout, max_pool_size=pool_size)
-            except docker.errors.DockerException as exc:
-                raise SandboxUnavailable(f"no Docker engine answers at {key}: {exc}; start dockerd "
-                                         "(`dockerd &`, then `docker info`) or set DOCKER_HOST") from exc
-            _clients[key] = client
-        return client
-
-
-def engine_problem(client=None) -> str | None:
-    """``None`` if a Docker engine answers ``ping``, else a one-line reason."""
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        cli = client or docker_client()
-        where = _engine_address(cli, where)
-        cli.api.ping()
-        return None
-    except Exception as exc:  # docker.errors.DockerException, requests errors, missing package
-        return f"no Docker engine answers at {where}: {exc}"
-
-
-def _engine_address(client, default: str) -> str:
-    base = getattr(client.api, "base_url", default)
-    if base.startswith("http+docker://"):
-        try:
-            return "unix://" + client.api.get_adapter(base).socket_path
-        except Exception:
-            return default
-    return base
-
 
 def _is_transient(exc: BaseException) -> bool:
     import docker.errors
@@ -258,8 +220,6 @@ class DockerSandbox(TarFilesMixin):
         self._oom_count = 0
         _startup_reap(self.client)
         if image is None:
-            from turngym.sandbox.image import ensure_image
-
             image = ensure_image(client=self.client)
         self.image = image
         self.name = f"turngym-sbx-{uuid.uuid4().hex[:12]}"
@@ -375,24 +335,13 @@ class DockerSandbox(TarFilesMixin):
     def exec(self, command: Command, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
              workdir: str | None = None) -> ExecResult:
         self._check_usable()
-        lim = self.limits
-        remaining = lim.episode_timeout_s - self._exec_time
-        if remaining <= 0:
-            raise EpisodeTimeExceeded(
-                f"sandbox {self.name} spent its episode exec budget ({lim.episode_timeout_s:g} s)")
-        t = min(float(timeout if timeout is not None else lim.exec_timeout_s), remaining)
-        if t <= 0:
-            raise ValueError(f"exec timeout must be > 0, got {timeout!r}")
-        if workdir is not None and not (isinstance(workdir, str) and workdir.startswith("/")):
-            raise ValueError(f"exec workdir must be an absolute path inside the sandbox, got {workdir!r}")
-        inner = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-        if not inner:
-            raise ValueError("exec command is empty; pass a shell string or a non-empty argv list")
-        argv = ["/bin/sh", "-c", WRAPPER.format(prelude=self._wipe), f"{t:.3f}", *inner]
+        request = check_exec(self.name, self.limits, self._exec_time, command, timeout, workdir)
+        t = request.timeout_s
+        argv = ["/bin/sh", "-c", WRAPPER.format(prelude=self._wipe), f"{t:.3f}", *request.argv]
         environment = base_env(env)
         with self._lock:
             try:
-                return self._exec_locked(command, argv, environment, workdir or lim.workdir, t)
+                return self._exec_locked(command, argv, environment, request.workdir, t)
             except SandboxClosed as exc:
                 if not self._dead_reason:
                     self._dead_reason = f"the container stopped during `{_short(command)}` ({exc})"
@@ -563,9 +512,6 @@ class DockerSandbox(TarFilesMixin):
 
     def _spawn_like(self) -> DockerSandbox:
         return DockerSandbox(image=self.image, limits=self.limits, client=self.client, retries=self.retries)
-
-    def with_limits(self, **changes: Any) -> SandboxLimits:
-        return replace(self.limits, **changes)
 
 
 def _short(command: Command) -> str:

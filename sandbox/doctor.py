@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turngym.sandbox.base import Sandbox, SandboxError, SandboxLimits
+from turngym.sandbox.bwrap import bwrap_problem
+from turngym.sandbox.engine import docker_client, engine_problem
+from turngym.sandbox.factory import open_sandbox
+from turngym.sandbox.image import cache_dir, image_exists, image_tag, rootfs_path
 
 SELFTEST_LIMITS = SandboxLimits(memory_mb=128, pids=32, disk_mb=16, inodes=1000, exec_timeout_s=5)
 
@@ -75,10 +79,6 @@ def isolation_selftest(sb: Sandbox) -> list[Check]:
 
 
 def report(run_selftest: bool = True) -> Report:
-    from turngym.sandbox.bwrap import bwrap_problem
-    from turngym.sandbox.docker import docker_client, engine_problem
-    from turngym.sandbox.image import cache_dir, image_tag, rootfs_path
-
     rep = Report()
     f = rep.facts
     f["cache_dir"] = str(cache_dir())
@@ -88,8 +88,6 @@ def report(run_selftest: bool = True) -> Report:
     why = engine_problem()
     f["docker_engine"] = "ok" if why is None else why
     if why is None:
-        from turngym.sandbox.image import image_exists
-
         client = docker_client()
         ver = client.version()
         f["docker_version"] = ver.get("Version")
@@ -98,8 +96,6 @@ def report(run_selftest: bool = True) -> Report:
         f["leaked_containers"] = len(client.api.containers(all=True, filters={"label": "turngym.sandbox=1"}))
     f["bwrap"] = bwrap_problem() or "ok"
     if run_selftest:
-        from turngym.sandbox import open_sandbox
-
         backends = (["docker"] if why is None and f.get("image_present") else []) + \
                    (["bwrap"] if f["bwrap"] == "ok" else [])
         for backend in backends:

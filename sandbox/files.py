@@ -19,6 +19,8 @@ import tarfile
 import time
 from collections.abc import Mapping
 
+from turngym.sandbox.base import SandboxError
+
 
 def check_rel_path(path: str) -> str:
     """Validate and normalise a sandbox-relative path (see module docstring)."""
@@ -80,7 +82,5 @@ def tar_to_files(data: bytes) -> dict[str, bytes]:
                 if fh is not None:
                     out[name] = fh.read()
     except tarfile.TarError as exc:
-        from turngym.sandbox.base import SandboxError
-
         raise SandboxError(f"the sandbox returned an unreadable archive: {exc}") from exc
     return out

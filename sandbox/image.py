@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from turngym.sandbox.base import SandboxUnavailable
+from turngym.sandbox.engine import docker_client
 
 SANDBOX_UID = 10001
 """uid/gid of the unprivileged ``sandbox`` user that runs all model code."""
@@ -187,11 +188,7 @@ def _debootstrap(target: Path, log: Log) -> None:
 
 
 def _docker_client(client=None):
-    if client is not None:
-        return client
-    from turngym.sandbox.docker import docker_client
-
-    return docker_client()
+    return client if client is not None else docker_client()
 
 
 def image_exists(tag: str | None = None, client=None) -> bool:

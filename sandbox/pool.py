@@ -31,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from turngym.sandbox import open_sandbox, resolve_config
 from turngym.sandbox.base import Sandbox, SandboxConfig, SandboxError, SandboxUnavailable
+from turngym.sandbox.factory import open_sandbox, resolve_config
 
 
 @dataclass

@@ -69,10 +69,6 @@ def uninstall_caches() -> None:
         pddl_logic.fast_downward.pddl2sas = _ORIGINALS.pop("pddl2sas")
 
 
-def caches_installed() -> bool:
-    return bool(_ORIGINALS)
-
-
 class Engine:
     """ALFWorld's engine for one environment instance; ``start`` loads a game (once) and resets it."""
 

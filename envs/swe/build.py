@@ -46,12 +46,10 @@ def _source_hash(*modules) -> str:
 
 
 def _image_key() -> str:
-    try:
-        from turngym.sandbox.image import recipe_hash
+    """The sandbox image recipe's hash: a task set verified in another image is rebuilt."""
+    from turngym.sandbox.image import recipe_hash
 
-        return recipe_hash()
-    except Exception:  # pragma: no cover - older sandbox modules
-        return "default"
+    return recipe_hash()
 
 
 def build_key(kind: str, limit: int | None = None, names: tuple[str, ...] | None = None) -> str:

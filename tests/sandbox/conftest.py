@@ -100,7 +100,7 @@ def open_backend(backend: str, request: pytest.FixtureRequest | None = None, lim
 
         return BwrapSandbox(limits=limits)
     if backend == "remote":
-        from turngym.sandbox.server import RemoteSandbox
+        from turngym.sandbox.remote import RemoteSandbox
 
         svc = request.getfixturevalue("service")
         return RemoteSandbox(svc.url, token="test-token", limits=limits)

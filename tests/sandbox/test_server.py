@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import requests
 from turngym.sandbox.base import SandboxConfig, SandboxError, SandboxLimits, SandboxUnavailable
-from turngym.sandbox.server import RemoteSandbox, ServerConfig, ServiceThread
+from turngym.sandbox.remote import RemoteSandbox
+from turngym.sandbox.server import ServerConfig, ServiceThread
 
 SMALL = SandboxLimits(memory_mb=128, pids=64, disk_mb=16, inodes=2000, exec_timeout_s=10, output_bytes=4096)
 
