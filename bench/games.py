@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import statistics
@@ -68,6 +67,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from turngym.bench._script import script_main
 
 SEED = 1234
 
@@ -106,7 +107,6 @@ Runner = Callable[[list[int], random.Random], tuple[int, float]]
 # ----------------------------------------------------------------------------- implementations
 def ours_runner(game: str) -> Runner:
     import gymnasium
-
     import turngym  # noqa: F401  (registers the turngym/ ids with Gymnasium)
 
     env = gymnasium.make(GAMES[game]["ours"])
@@ -239,7 +239,6 @@ RUNNERS: dict[str, Callable[[str], Runner]] = {
 def _validate_ours(game: str, seeds: list[int]) -> str | None:
     """Untimed sanity pass: random legal moves are all accepted, episodes end by the rules."""
     import gymnasium
-
     import turngym  # noqa: F401
 
     env = gymnasium.make(GAMES[game]["ours"])
@@ -415,25 +414,19 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument("--quick", action="store_true", help="fewer episodes and rounds")
-    parser.add_argument(
-        "--profile", metavar="GAME", choices=sorted(GAMES), help="cProfile ours on GAME, to stderr"
-    )
-    args = parser.parse_args(argv)
-    if args.profile:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--profile", metavar="GAME", choices=sorted(GAMES), help="cProfile ours on GAME, to stderr"
+        )
+
+    def profile(args: argparse.Namespace) -> int | None:
+        if not args.profile:
+            return None
         print(profile_ours(args.profile), file=sys.stderr)
         return 0
-    result = run(quick=args.quick)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
+
+    return script_main(__doc__, run, summary, argv, quick_help="fewer episodes and rounds",
+                       add_arguments=add_arguments, before_run=profile)
 
 
 if __name__ == "__main__":

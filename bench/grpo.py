@@ -69,6 +69,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from turngym.bench._script import script_main
+
 ENV_ID = "turngym/Arithmetic-v0"
 MODEL = "smollm2-135m"
 SEED = 0
@@ -153,7 +155,6 @@ def _rss_gib() -> float:
 # ----------------------------------------------------------------------------- children
 def child_ours(steps: int, workdir: Path) -> dict[str, Any]:
     import torch
-
     from turngym.training.trainer import train
 
     config = our_config(steps, workdir / "ours")
@@ -187,7 +188,6 @@ def child_trl(steps: int, workdir: Path) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
-
     from turngym.agents.models import load_smollm2
     from turngym.training.chat_tokens import ChatTokens
 
@@ -516,39 +516,34 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_STEPS} steps per trainer (smoke run)"
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        help=f"steps per trainer (default {FULL_STEPS}; first {WARMUP_STEPS} is warm-up)",
-    )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="run both trainers this many times, order alternating",
-    )
-    parser.add_argument("--child", choices=TRAINERS, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:  # one trainer, in this (fresh) process
-        result = CHILDREN[args.child](args.steps, Path(args.workdir))
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--steps",
+            type=int,
+            help=f"steps per trainer (default {FULL_STEPS}; first {WARMUP_STEPS} is warm-up)",
+        )
+        parser.add_argument(
+            "--repeats",
+            type=int,
+            default=1,
+            help="run both trainers this many times, order alternating",
+        )
+        parser.add_argument("--child", choices=TRAINERS, help=argparse.SUPPRESS)
+        parser.add_argument("--workdir", help=argparse.SUPPRESS)
+        parser.add_argument("--child-out", help=argparse.SUPPRESS)
+
+    def child(args: argparse.Namespace) -> int | None:
+        if not args.child:
+            return None
+        result = CHILDREN[args.child](args.steps, Path(args.workdir))  # one trainer, in this (fresh) process
         Path(args.child_out).write_text(json.dumps(result) + "\n")
         return 0
-    result = run(quick=args.quick, steps=args.steps, repeats=args.repeats)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
+
+    return script_main(
+        __doc__, run, summary, argv, quick_help=f"{QUICK_STEPS} steps per trainer (smoke run)",
+        add_arguments=add_arguments, before_run=child,
+        run_options=lambda args: {"steps": args.steps, "repeats": args.repeats},
+    )
 
 
 if __name__ == "__main__":

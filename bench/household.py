@@ -38,8 +38,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+from turngym.bench._script import script_main
 
 
 def _games(per_type: int, steps: int, seed: int) -> list[dict[str, Any]]:
@@ -198,9 +199,6 @@ def run(quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-    from _script import script_main
-
     return script_main(__doc__, run, None, argv)
 
 

@@ -44,13 +44,14 @@ can collapse (measured: 2.5 tok/s with 2 threads vs 110 tok/s with 1, same momen
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
 import sys
 import time
 from typing import Any
+
+from turngym.bench._script import script_main
 
 QUESTIONS = [
     "What is 17+25?",
@@ -284,24 +285,15 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument(
-        "--threads", type=int, help="torch intra-op threads (default: torch's); 1 on a busy machine"
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--threads", type=int, help="torch intra-op threads (default: torch's); 1 on a busy machine"
+        )
+
+    return script_main(
+        __doc__, run, summary, argv, quick_help="one round, natural stopping only (smoke run)",
+        add_arguments=add_arguments, run_options=lambda args: {"progress": True, "threads": args.threads},
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="one round, natural stopping only (smoke run)"
-    )
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick, progress=True, threads=args.threads)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from turngym.bench._script import script_main
 
 IMPLEMENTATIONS = ("single", "ray1", "ray2", "ray2_worker")
 SEED = 0
@@ -94,9 +95,9 @@ def code_env_status() -> str | None:
 
 def bench_workload(name: str, workload: dict[str, Any], rounds: int, quick: bool) -> dict[str, Any]:
     import torch
+    from turngym.agents.factory import load_policy
     from turngym.training.distributed import RayCollector
     from turngym.training.rollout import Task, collect
-    from turngym.agents.factory import load_policy
 
     config = _train_config(workload["env"])
     policy = load_policy(config.model.name, **config.policy_options())
@@ -228,9 +229,6 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-    from _script import script_main
-
     return script_main(__doc__, run, summary, argv)
 
 

@@ -55,7 +55,6 @@ useful tokens/s absolute on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -64,6 +63,8 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+
+from turngym.bench._script import script_main
 
 ENV_ID = "turngym/TicTacToe-v0"
 MODEL = "smollm2-135m"
@@ -353,27 +354,17 @@ def busy_warning(environment: dict[str, Any]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", metavar="FILE", help="write the result JSON here")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_GAMES} games, {QUICK_ROUNDS} round (smoke run)",
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                            help="generation budget per turn (default: %(default)s)")
+        parser.add_argument("--context", choices=CONTEXTS, action="append",
+                            help="context mode(s) to measure (repeatable; default: full)")
+
+    return script_main(
+        __doc__, run, summary, argv, quick_help=f"{QUICK_GAMES} games, {QUICK_ROUNDS} round (smoke run)",
+        add_arguments=add_arguments,
+        run_options=lambda args: {"contexts": tuple(args.context or ("full",)), "max_new_tokens": args.max_new_tokens},
     )
-    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
-                        help="generation budget per turn (default: %(default)s)")
-    parser.add_argument("--context", choices=CONTEXTS, action="append",
-                        help="context mode(s) to measure (repeatable; default: full)")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick, contexts=tuple(args.context or ("full",)), max_new_tokens=args.max_new_tokens)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
-    print(summary(result), file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

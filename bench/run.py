@@ -1,8 +1,8 @@
 """Run a named benchmark suite and write its JSON.
 
-``bench/`` is a folder of scripts, not a package: each suite is a file exposing
-``run(quick: bool = False) -> dict``. This module is importable by path, which is how
-``turngym bench <suite> --json FILE`` uses it::
+``bench/`` is the package ``turngym.bench`` (shipped in the wheel): each suite is a module exposing
+``run(quick: bool = False) -> dict``, loaded by its file path (a fresh module object each time).
+This module is importable by path too, which is how ``turngym bench <suite> --json FILE`` uses it::
 
     import importlib.util
     spec = importlib.util.spec_from_file_location("turngym_bench_run", "bench/run.py")

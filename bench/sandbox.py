@@ -133,7 +133,8 @@ def bench_bwrap(samples: int) -> dict[str, Any]:
 
 def bench_remote(samples: int, backend: str) -> dict[str, Any]:
     from turngym.sandbox.base import SandboxConfig
-    from turngym.sandbox.server import RemoteSandbox, ServerConfig, ServiceThread
+    from turngym.sandbox.remote import RemoteSandbox
+    from turngym.sandbox.server import ServerConfig, ServiceThread
 
     cfg = ServerConfig(port=0, tokens=["bench"], sandbox=SandboxConfig(backend=backend, limits=_limits()))
     xs = []

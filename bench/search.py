@@ -42,10 +42,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from turngym.bench._script import script_main
 
 K = 5
 
@@ -67,7 +67,6 @@ def _recall(results_ids: list[list[str]], gold: list[str]) -> float:
 def bench_latency(data, queries: list[str], gold: list[str], rounds: int, rank_subset: int) -> dict[str, Any]:
     import bm25s
     from rank_bm25 import BM25Okapi
-
     from turngym.envs.search_qa.retrieval import tokenize
 
     ours = data.retriever
@@ -229,9 +228,6 @@ def _version(dist: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-    from _script import script_main
-
     return script_main(__doc__, run, None, argv)
 
 

@@ -23,12 +23,12 @@ Absolute times on shared machines are noise; the ratios inside one run are the f
 
 from __future__ import annotations
 
-import sys
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Any
+
+from turngym.bench._script import script_main
 
 
 def _oracle_episode(env, seed: int) -> tuple[float, float, float]:
@@ -130,9 +130,6 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-    from _script import script_main
-
     return script_main(__doc__, run, summary, argv)
 
 

@@ -41,8 +41,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from turngym.bench._script import script_main
 
 ENV_ID = "turngym/TicTacToe-v0"
 AGENTS = ["random", "heuristic", "minimax"]
@@ -146,9 +147,6 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-    from _script import script_main
-
     return script_main(__doc__, run, summary, argv)
 
 

@@ -1,6 +1,6 @@
 """VLLMPolicy vs HFPolicy in one process: generation, multi-turn rollouts and weight sync.
 
-(Not named ``vllm.py``: ``bench/`` is put on ``sys.path`` and would shadow the ``vllm`` package.)
+(Not named ``vllm.py``, so that running ``python bench/<suite>.py`` never shadows the ``vllm`` package.)
 
 Run in an environment where vLLM imports (a GPU machine with ``[vllm]``, or the CPU venv that
 ``.ci/vllm-venv`` prints)::
@@ -37,12 +37,10 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
-from _script import script_main  # noqa: E402
-from rollout import CountingPolicy, play  # noqa: E402
+from turngym.bench._script import script_main
+from turngym.bench.rollout import CountingPolicy, play
 
 NEW_TOKENS = 64
 QUESTIONS = [
@@ -110,7 +108,6 @@ def bench_sync(engine: Any, model: Any) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     import torch
     import vllm
-
     from turngym.agents.factory import load_policy
 
     started = time.time()
