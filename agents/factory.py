@@ -23,7 +23,8 @@ agents are greedy without it) and of ``turngym eval``. Loading ignores it: it is
 not part of the model. Unknown specs raise :class:`UnknownModelSpec`, which lists the forms above and
 suggests the closest one.
 
-This module imports no model library: torch, transformers, vLLM and peft load when a policy is built.
+This module imports no model library: torch, transformers, vLLM and peft load when a policy is built
+(``hf_policy`` and ``vllm_policy`` are imported then, as they import torch or vLLM themselves).
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from turngym.agents.models import EMBEDDED_SPECS
+from turngym.agents.models import (
+    EMBEDDED_SPECS,
+    load_smollm2,
+    load_smollm2_tokenizer,
+    prepare_smollm2,
+    tiny_random_model,
+)
+from turngym.agents.openai_policy import OpenAIPolicy
+from turngym.agents.tiny import char_tokenizer, tiny_char_model
 
 Kind = Literal["embedded", "hf", "vllm", "openai", "tiny-char", "tiny-random"]
 
@@ -179,8 +188,6 @@ def _with_lora(model: Any, lora: LoraOptions | Mapping[str, Any]) -> Any:
 def _vllm_source(target: str) -> str:
     """What a vLLM engine loads for ``vllm:<target>``: the prepared embedded model, or the target."""
     if target in EMBEDDED_SPECS:
-        from turngym.agents.models import prepare_smollm2
-
         return str(prepare_smollm2())
     return target
 
@@ -222,26 +229,18 @@ def load_policy(
 
         return VLLMPolicy(_vllm_source(parsed.target), **dict(engine or {}))
     if parsed.kind == "openai":
-        from turngym.agents.openai_policy import OpenAIPolicy
-
         served_tokenizer = None if chat_only else load_tokenizer(parsed.target, tokenizer)
         return OpenAIPolicy(parsed.target, parsed.base_url, served_tokenizer)
     from turngym.agents.hf_policy import HFPolicy, default_dtype, load_pretrained
 
     torch_dtype = _torch_dtype(dtype)
     if parsed.kind == "embedded":
-        from turngym.agents.models import load_smollm2
-
         model, tok = load_smollm2(dtype=torch_dtype or default_dtype(device))
     elif parsed.kind == "hf":
         model, tok = load_pretrained(parsed.model, parsed.target, torch_dtype or default_dtype(device))
     elif parsed.kind == "tiny-char":
-        from turngym.agents.tiny import tiny_char_model
-
         model, tok = tiny_char_model(seed, num_layers=tiny_layers, hidden_size=tiny_hidden)
     else:
-        from turngym.agents.models import tiny_random_model
-
         model, tok = tiny_random_model(seed, num_layers=tiny_layers, hidden_size=tiny_hidden)
     policy = HFPolicy(model, tok, device=device, dtype=torch_dtype, **options)
     if lora is not None:
@@ -256,12 +255,8 @@ def load_tokenizer(model: str, tokenizer: str | None = None) -> Any:
     choice = tokenizer or model
     base = _split_temperature(choice)[0]
     if base in EMBEDDED_SPECS or base == "tiny-random":
-        from turngym.agents.models import load_smollm2_tokenizer
-
         return load_smollm2_tokenizer()
     if base == "tiny-char":
-        from turngym.agents.tiny import char_tokenizer
-
         return char_tokenizer()
     path = base.removeprefix("hf:")
     if Path(path).is_dir() or tokenizer is not None:

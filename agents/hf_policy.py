@@ -36,6 +36,7 @@ is ever built. :func:`chunked_target_logprobs` is the differentiable core, for l
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,8 +118,6 @@ def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch
 def cache_kwarg_name(model: Any) -> str:
     """The forward argument that takes a KV cache: ``cache`` where transformers renamed it (the old
     ``past_key_values`` is deprecated for removal in 5.40), else ``past_key_values``."""
-    import inspect
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT forwards **kwargs
     try:
         parameters = inspect.signature(base.forward).parameters

@@ -26,6 +26,7 @@ then raise :class:`PolicyServerError` (the rollout records ``env_error`` for tha
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import random
@@ -234,8 +235,6 @@ class OpenAIPolicy(TokenizerPolicy):
 
 
 def _json(text: str, url: str) -> dict[str, Any]:
-    import json
-
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -246,8 +245,6 @@ def _json(text: str, url: str) -> dict[str, Any]:
 
 
 def _error_message(text: str) -> str:
-    import json
-
     try:
         data = json.loads(text)
         error = data.get("error", data) if isinstance(data, dict) else data

@@ -9,10 +9,11 @@
 **Workers.** Each worker is a Ray actor (:class:`RolloutWorker`) that builds its own
 :class:`~turngym.agents.hf_policy.HFPolicy` from the same policy spec as the learner (a
 :class:`~turngym.training.config.TrainConfig`'s ``model.name`` and options, built with
-:func:`turngym.agents.factory.load_policy` on the worker's device, CPU by default) and creates its own environments (``collect`` makes them),
-so envs, sandboxes and models live where the actor runs. A worker plays *work units* with the plain
-in-process :func:`collect`; a unit is a list of whole groups (every one of the ``group_size`` rollouts
-of its tasks), so a group is never split across workers.
+:func:`turngym.agents.factory.load_policy` on the worker's device, CPU by default) and creates its
+own environments (``collect`` makes them), so envs, sandboxes and models live where the actor
+runs. A worker plays *work units* with the plain in-process :func:`collect`; a unit is a list of
+whole groups (every one of the ``group_size`` rollouts of its tasks), so a group is never split
+across workers.
 
 **Weights.** At the start of each :meth:`RayCollector.collect`, the learner's current weights
 (``policy.model.state_dict()``, as numpy arrays) are put into the Ray object store ONCE and every
@@ -204,7 +205,8 @@ class RolloutWorker:
 
     Args:
         policy_source: a :class:`TrainConfig` (the policy is the learner's, built by
-            :func:`~turngym.agents.factory.load_policy` on ``device``) or a picklable zero-argument callable returning a policy.
+            :func:`~turngym.agents.factory.load_policy` on ``device``) or a picklable zero-argument
+            callable returning a policy.
         device: where the worker's model runs.
         threads: torch intra-op threads in this worker.
         setup: a picklable callable run first (e.g. to register environments defined outside
