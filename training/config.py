@@ -83,6 +83,25 @@ class RolloutSection(_Section):
     top_p: float = Field(1.0, gt=0, le=1)
     self_play: bool = False
     opponent: str = "random"
+    opponent_mix: dict[str, float] = Field(default_factory=dict)
+    """Games: draw each task's opponent from these agent specs by weight (e.g. ``{random: 3, heuristic: 1}``),
+    one draw per GRPO group, a function of ``(seed, step)``; empty: always ``opponent``. Evaluation
+    still plays ``opponent``. Not with ``self_play`` (its pool is ``selfplay.opponents``)."""
+
+    @field_validator("opponent_mix")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {spec: w for spec, w in value.items() if not w > 0}
+        if bad:
+            raise ValueError(f"opponent_mix weights must be > 0, got {bad}; drop an opponent instead of weighting it 0")
+        return value
+
+    @model_validator(mode="after")
+    def _mix_without_self_play(self) -> RolloutSection:
+        if self.opponent_mix and self.self_play:
+            raise ValueError("rollout.opponent_mix does not combine with rollout.self_play; "
+                             "list self-play opponents in selfplay.opponents instead")
+        return self
     on_env_error: Literal["mask", "resample"] = "mask"
     context: Literal["full", "turn"] = "full"
     """``full``: one growing token sequence per episode; ``turn``: each turn sees only the system

@@ -231,16 +231,22 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = None) -> list[Task]:
     """``tasks_per_step`` tasks: env by weight, seed uniform below the eval seeds; a function of (seed, step).
 
-    With a self-play ``pool``, each game task also gets its opponent (``"self"`` or a PFSP draw).
+    With a self-play ``pool``, each game task also gets its opponent (``"self"`` or a PFSP draw);
+    with ``rollout.opponent_mix``, a weighted draw from the mix.
     """
     rng = np.random.default_rng([config.seed, step, 17])
     weights = np.array([e.weight for e in config.envs], dtype=np.float64)
     picks = rng.choice(len(config.envs), size=config.rollout.tasks_per_step, p=weights / weights.sum())
     seeds = rng.integers(0, config.eval.seed_offset, size=config.rollout.tasks_per_step)
     tasks = [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+    is_game = lambda env_id: env_spec(env_id).num_seats > 1  # noqa: E731
     if pool is not None:
-        tasks = assign_opponents(tasks, pool, np.random.default_rng([config.seed, step, 23]),
-                                 is_game=lambda env_id: env_spec(env_id).num_seats > 1)
+        tasks = assign_opponents(tasks, pool, np.random.default_rng([config.seed, step, 23]), is_game=is_game)
+    elif config.rollout.opponent_mix:
+        specs = list(config.rollout.opponent_mix)
+        mix = np.array([config.rollout.opponent_mix[s] for s in specs], dtype=np.float64)
+        draws = np.random.default_rng([config.seed, step, 29]).choice(len(specs), size=len(tasks), p=mix / mix.sum())
+        tasks = [Task(t.env_id, t.seed, opponent=specs[int(d)]) if is_game(t.env_id) else t for t, d in zip(tasks, draws)]
     return tasks
 
 
