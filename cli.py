@@ -7,7 +7,7 @@
     turngym train --preset quickstart [--resume] [--set key=value] [--json [FILE]]   multi-turn GRPO
     turngym tournament --env <id> --agents a,b,c --games N --out DIR [--json [FILE]]   ratings
     turngym models prepare [--json]                convert the embedded SmolLM2 once into the cache
-    turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (source checkout)
+    turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (peers from [bench])
     turngym sandbox | search | household | swe | serve …   each family's own commands
 
 Every command follows one output contract (:mod:`turngym.console`, ``docs/cli.md``): results on
@@ -369,18 +369,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib.util
+    from turngym.bench.run import UnknownSuite, load_suite
 
-    runner = Path(turngym.__file__).resolve().parent / "bench" / "run.py"
-    if not runner.exists():
-        error(f"benchmarks ship with the source checkout; {runner} not found")
-        return EXIT_USAGE
-    module_spec = importlib.util.spec_from_file_location("turngym_bench_run", runner)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
     try:
-        suite = module.load_suite(args.suite)
-    except module.UnknownSuite as exc:
+        suite = load_suite(args.suite)
+    except UnknownSuite as exc:
         error(str(exc))
         return EXIT_USAGE
     with Progress(f"bench {args.suite}" + (" (quick)" if args.quick else "")):
@@ -517,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("bench", help="run a side-by-side benchmark suite",
-                       description="Run a benchmark suite from bench/ (source checkout); it measures turngym and its peer in the same run and reports ratios.")
+                       description="Run a benchmark suite of turngym.bench; it measures turngym and its peer in the same run and reports ratios.")
     p.add_argument("suite", help="suite name, e.g. games")
     add_json_argument(p, "the suite's full result")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
