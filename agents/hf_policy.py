@@ -30,7 +30,7 @@ to float round-off.
 :meth:`HFPolicy.score` gives teacher-forced log-probs of given continuations: one forward through
 the decoder body for hidden states, then the output projection applied only at the positions that
 predict a continuation token, a chunk of positions at a time, so no ``[batch, seq, vocab]`` tensor
-is ever built. :func:`chunked_target_logprobs` is the differentiable core, for learners.
+is ever built. :func:`~turngym.agents.token_stats.chunked_target_logprobs` is the differentiable core, for learners.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy, check_prompt_ids
+from turngym.agents.token_stats import chunked_target_logprobs
 from turngym.agents.kv_reuse import (
     KVReuseStats,
     PrefixKVStore,
@@ -64,39 +65,6 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def chunked_target_logprobs(
-    hidden: torch.Tensor,
-    lm_head: torch.nn.Module,
-    targets: torch.Tensor,
-    chunk_size: int = 1024,
-    softcap: float | None = None,
-) -> torch.Tensor:
-    """``log p(target_i | hidden_i)`` for ``N`` positions, never holding more than ``chunk_size x vocab`` logits.
-
-    Args:
-        hidden: ``[N, H]`` final hidden states (after the model's last norm), one per target.
-        lm_head: the output projection (``model.get_output_embeddings()``).
-        targets: ``[N]`` token ids.
-        chunk_size: positions per projection chunk.
-        softcap: the model's ``final_logit_softcapping`` if it has one (Gemma-2 style).
-
-    Returns ``[N]`` float32 log-probs. Differentiable (autograd keeps each chunk's logits for the
-    backward pass; wrap chunks in checkpointing when that memory matters).
-    """
-    if hidden.shape[0] != targets.shape[0]:
-        raise ValueError(f"hidden has {hidden.shape[0]} rows but targets has {targets.shape[0]}")
-    pieces = []
-    for start in range(0, hidden.shape[0], chunk_size):
-        logits = lm_head(hidden[start : start + chunk_size]).float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        chosen = logits.gather(1, targets[start : start + chunk_size, None].long()).squeeze(1)
-        pieces.append(chosen - torch.logsumexp(logits, dim=-1))
-    if not pieces:
-        return hidden.new_zeros(0, dtype=torch.float32)
-    return torch.cat(pieces)
 
 
 def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ Shapes (``B`` sequences, ``L`` = longest sequence in the micro-batch):
   generated; ``old_logprobs``, ``advantages``, ``clip_scale`` and ``turn_ids`` are aligned with it.
 
 :func:`policy_token_stats` runs the decoder once and applies the output projection only at the
-positions of policy tokens, a chunk at a time (:func:`chunked_logprobs_entropy`): full-vocabulary
+positions of policy tokens, a chunk at a time (:func:`~turngym.agents.token_stats.chunked_token_stats`): full-vocabulary
 logits are never materialized for the whole batch, which is what dominates memory in TRL's trainer.
 The same pass yields each policy token's full-distribution entropy (no extra forward).
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from turngym.agents.token_stats import chunked_token_stats
 from turngym.training.trajectory import Trajectory
 
 
@@ -107,48 +108,6 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
     )
 
 
-def chunked_logprobs_entropy(
-    hidden: torch.Tensor,
-    lm_head: torch.nn.Module,
-    targets: torch.Tensor,
-    chunk_size: int = 512,
-    *,
-    softcap: float | None = None,
-    entropy_grad: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position ``log p(target)`` and entropy ``H = -Σ_v p_v log p_v``, ``chunk_size`` rows at a time.
-
-    Args:
-        hidden: ``[N, H]`` final hidden states (after the model's last norm), one per target.
-        lm_head: the output projection (``model.get_output_embeddings()``).
-        targets: ``[N]`` token ids.
-        softcap: the model's ``final_logit_softcapping`` if it has one (Gemma-2 style).
-        entropy_grad: keep the entropy in the autograd graph (needed for an entropy bonus; costs a
-            second ``chunk × vocab`` buffer per chunk in the backward pass). Otherwise the entropy
-            is computed under ``no_grad`` from the same logits.
-
-    Returns ``([N], [N])`` float32 log-probs (differentiable) and entropies in nats. Never holds
-    more than ``chunk_size × vocab`` logits at once outside autograd's saved tensors.
-    """
-    if hidden.shape[0] != targets.shape[0]:
-        raise ValueError(f"hidden has {hidden.shape[0]} rows but targets has {targets.shape[0]}")
-    logps, entropies = [], []
-    for start in range(0, hidden.shape[0], chunk_size):
-        logits = lm_head(hidden[start : start + chunk_size]).float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        lse = torch.logsumexp(logits, dim=-1)
-        chosen = logits.gather(1, targets[start : start + chunk_size, None].long()).squeeze(1)
-        logps.append(chosen - lse)
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            # H = lse - Σ p·logits (one pass over the chunk; p = softmax(logits))
-            entropies.append(lse - (torch.softmax(logits, dim=-1) * logits).sum(-1))
-    if not logps:
-        empty = hidden.new_zeros(0, dtype=torch.float32)
-        return empty, empty
-    return torch.cat(logps), torch.cat(entropies)
-
-
 def policy_token_stats(
     model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512, *, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,13 +120,13 @@ def policy_token_stats(
     hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
     targets = batch.input_ids[:, 1:][where]
-    picked, entropy = chunked_logprobs_entropy(
+    picked, entropy = chunked_token_stats(
         hidden[:, :-1][where],
         model.get_output_embeddings(),
         targets,
         chunk_size,
         softcap=getattr(model.config, "final_logit_softcapping", None),
-        entropy_grad=entropy_grad,
+        entropy="grad" if entropy_grad else "detached",
     )
     zeros = torch.zeros(batch.loss_mask.shape, dtype=torch.float32, device=picked.device)
     return zeros.index_put(where, picked.float()), zeros.index_put(where, entropy.float())
