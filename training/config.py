@@ -249,6 +249,9 @@ class EvalSection(_Section):
     """Eval seeds are ``seed_offset + i``; training seeds are drawn below it."""
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.7])
     """Decoding modes; 0 means greedy."""
+    also_against: list[str] = Field(default_factory=list)
+    """Games: further opponents (agent specs, e.g. ``minimax``) the policy is also evaluated against,
+    greedy only, reported as mode ``greedy vs <spec>``; the main modes play ``rollout.opponent``."""
     every: int = Field(0, ge=0)
     """Also evaluate every N steps (0: only before and after)."""
     every_episodes: int = Field(64, ge=1)

@@ -179,7 +179,7 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
     if before and after:
         comparison = {}
         for mode in after:
-            rates = {metric: (getattr(before[mode], metric), getattr(after[mode], metric)) for metric in ("success", "invalid", "mean_outcome")}
+            rates = {metric: (getattr(before[mode], metric), getattr(after[mode], metric)) for metric in ("success", "draw", "invalid", "mean_outcome")}
             comparison[mode] = {
                 metric: {"before": b.value, "after": a.value, "intervals_overlap": not (a.low > b.high or b.low > a.high)}
                 for metric, (b, a) in rates.items()

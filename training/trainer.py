@@ -286,11 +286,14 @@ def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_pro
     """
     per_env = max(1, episodes // len(config.envs))
     tasks = [Task(e.id, config.eval.seed_offset + i) for e in config.envs for i in range(per_env)]
+    modes = [("greedy" if t == 0 else f"T={t:g}", t, tasks) for t in config.eval.temperatures]
+    for opponent in config.eval.also_against:  # games only, greedy
+        games = [Task(t.env_id, t.seed, opponent=opponent) for t in tasks if env_spec(t.env_id).num_seats > 1]
+        modes += [(f"greedy vs {opponent}", 0.0, games)] if games else []
     results = {}
-    for temperature in config.eval.temperatures:
-        mode = "greedy" if temperature == 0 else f"T={temperature:g}"
-        with EvalProgress(f"eval {mode}", len(tasks), enabled=show_progress) as progress:
-            batch = collect(tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
+    for mode, temperature, mode_tasks in modes:
+        with EvalProgress(f"eval {mode}", len(mode_tasks), enabled=show_progress) as progress:
+            batch = collect(mode_tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = summarize_trajectories(batch.trajectories)
     return results
