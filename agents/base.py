@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -165,6 +166,40 @@ class Policy(Protocol):
         self, conversations: Sequence[Sequence[Message]], params: SamplingParams
     ) -> list[Generation]:
         """Apply the chat template (with the assistant generation prompt), then :meth:`generate`."""
+        ...
+
+    def score(
+        self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]]
+    ) -> list[np.ndarray]:
+        """Teacher-forced log-probs of each continuation after its prompt (IGPO's information gain,
+        judges); one float32 array per pair, ``len(continuation)`` long."""
+        ...
+
+
+@runtime_checkable
+class CachingPolicy(Policy, Protocol):
+    """A policy that can keep state across calls while its weights are fixed (the rollout opens one
+    session per collection): cross-turn KV reuse in ``HFPolicy``, prefix-cache accounting in
+    ``VLLMPolicy``. Policies without it are used without a session."""
+
+    def kv_session(self) -> AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class LearnerPolicy(Policy, Protocol):
+    """A policy whose weights the trainer optimizes in place (``HFPolicy``): the module, and the id
+    that pads its training batches."""
+
+    model: Any
+    pad_token_id: int
+
+
+@runtime_checkable
+class RolloutEngine(Policy, Protocol):
+    """A separate generation engine fed the learner's weights after each update (``VLLMPolicy``)."""
+
+    def sync_weights(self, weights: Any) -> Any:
+        """Load the learner module's (or a state dict's) weights; returns what the sync measured."""
         ...
 
 

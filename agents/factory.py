@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from turngym.agents.base import Policy, RolloutEngine
 from turngym.agents.models import (
     EMBEDDED_SPECS,
     load_smollm2,
@@ -310,11 +311,10 @@ def build_rollout_policy(
     )
 
 
-def sync_weights(rollouts: Any, model: Any) -> float:
+def sync_weights(rollouts: Policy, model: Any) -> float:
     """Copy the learner's weights (``model``) into a separate rollout engine; the seconds it took
     (0 when the rollouts run on the learner's own module)."""
-    sync = getattr(rollouts, "sync_weights", None)
-    return sync(model).seconds if callable(sync) else 0.0
+    return rollouts.sync_weights(model).seconds if isinstance(rollouts, RolloutEngine) else 0.0
 
 
 # ------------------------------------------------------------------------------------ shared weights

@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy, check_prompt_ids
-from turngym.agents.token_stats import chunked_target_logprobs
 from turngym.agents.kv_reuse import (
     KVReuseStats,
     PrefixKVStore,
@@ -53,6 +53,7 @@ from turngym.agents.kv_reuse import (
     cache_layers,
     extract_row,
 )
+from turngym.agents.token_stats import chunked_target_logprobs
 
 # Extra decoded tokens kept in front of the longest stop string when matching stop strings on the
 # tail of a row (covers tokens that decode to nothing, e.g. skipped special tokens).

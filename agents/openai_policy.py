@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+
 from turngym.agents.base import Generation, Message, SamplingParams, TokenizerPolicy
 
 T = TypeVar("T")

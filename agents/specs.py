@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+
 from turngym.agents.base import SamplingParams
 from turngym.agents.factory import is_model_spec, load_policy, parse_spec, shared_policy
 from turngym.agents.openai_policy import ChatAgent

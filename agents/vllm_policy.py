@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from turngym.agents.base import Generation, SamplingParams, TokenizerPolicy, check_prompt_ids
 from turngym.agents.kv_reuse import KVReuseStats
 

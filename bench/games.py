@@ -107,6 +107,7 @@ Runner = Callable[[list[int], random.Random], tuple[int, float]]
 # ----------------------------------------------------------------------------- implementations
 def ours_runner(game: str) -> Runner:
     import gymnasium
+
     import turngym  # noqa: F401  (registers the turngym/ ids with Gymnasium)
 
     env = gymnasium.make(GAMES[game]["ours"])
@@ -239,6 +240,7 @@ RUNNERS: dict[str, Callable[[str], Runner]] = {
 def _validate_ours(game: str, seeds: list[int]) -> str | None:
     """Untimed sanity pass: random legal moves are all accepted, episodes end by the rules."""
     import gymnasium
+
     import turngym  # noqa: F401
 
     env = gymnasium.make(GAMES[game]["ours"])

@@ -155,6 +155,7 @@ def _rss_gib() -> float:
 # ----------------------------------------------------------------------------- children
 def child_ours(steps: int, workdir: Path) -> dict[str, Any]:
     import torch
+
     from turngym.training.trainer import train
 
     config = our_config(steps, workdir / "ours")
@@ -188,6 +189,7 @@ def child_trl(steps: int, workdir: Path) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
     from turngym.agents.models import load_smollm2
     from turngym.training.chat_tokens import ChatTokens
 

@@ -46,6 +46,7 @@ from turngym.bench._script import script_main
 def _games(per_type: int, steps: int, seed: int) -> list[dict[str, Any]]:
     """Pick games and record a random admissible command sequence for each (untimed)."""
     import numpy as np
+
     from turngym.envs.household.env import HouseholdEnv
     from turngym.envs.household.generator import TASK_TYPES
 

@@ -213,6 +213,7 @@ def run(quick: bool = False, progress: bool = False, threads: int | None = None)
     import os
 
     import torch
+
     from turngym.agents.hf_policy import HFPolicy
 
     started = time.time()

@@ -95,6 +95,7 @@ def code_env_status() -> str | None:
 
 def bench_workload(name: str, workload: dict[str, Any], rounds: int, quick: bool) -> dict[str, Any]:
     import torch
+
     from turngym.agents.factory import load_policy
     from turngym.training.distributed import RayCollector
     from turngym.training.rollout import Task, collect

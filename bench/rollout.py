@@ -276,6 +276,7 @@ def run(
 ) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import torch
+
     from turngym.agents.factory import load_policy
 
     started = time.time()

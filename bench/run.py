@@ -32,6 +32,7 @@ SUITES: dict[str, str] = {
     "policy": "bench/policy.py",
     "rollout": "bench/rollout.py",
     "grpo": "bench/grpo.py",
+    "updates": "bench/updates.py",
     "tournament": "bench/tournament.py",
     "sandbox": "bench/sandbox.py",
     "search": "bench/search.py",

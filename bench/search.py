@@ -45,6 +45,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from turngym.bench._script import script_main
 
 K = 5
@@ -67,6 +68,7 @@ def _recall(results_ids: list[list[str]], gold: list[str]) -> float:
 def bench_latency(data, queries: list[str], gold: list[str], rounds: int, rank_subset: int) -> dict[str, Any]:
     import bm25s
     from rank_bm25 import BM25Okapi
+
     from turngym.envs.search_qa.retrieval import tokenize
 
     ours = data.retriever

@@ -108,6 +108,7 @@ def bench_sync(engine: Any, model: Any) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     import torch
     import vllm
+
     from turngym.agents.factory import load_policy
 
     started = time.time()

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.types import StopReason, TurnRecord
 

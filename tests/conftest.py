@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-import turngym
 from hypothesis import settings
+
+import turngym
 
 # CI replays a fixed set of examples (reproducible runs; no example database on a clean clone);
 # on a workstation every run explores new ones. TURNGYM_FUZZ_SCALE multiplies the fuzz budget.

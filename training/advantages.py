@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
 from turngym.envs.registration import spec as env_spec
 from turngym.training.rewards import Delta, RewardBatch, assemble
 from turngym.training.trajectory import Trajectory

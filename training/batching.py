@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from turngym.agents.token_stats import chunked_token_stats
 from turngym.training.trajectory import Trajectory
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from turngym.training.rollout import RolloutConfig
 
 PRESETS_DIR = Path(__file__).parent / "presets"

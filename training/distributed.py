@@ -69,6 +69,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Self
 
 import numpy as np
+
+from turngym.agents.base import Policy
 from turngym.agents.factory import load_policy
 from turngym.training.config import TrainConfig
 from turngym.training.rollout import RolloutBatch, RolloutConfig, RolloutMetrics, Task, collect
@@ -442,7 +444,7 @@ class RayCollector:
         self._version += 1
         return time.perf_counter() - t0
 
-    def collect(self, tasks: Sequence[Task], policy: Any, config: RolloutConfig) -> RolloutBatch:
+    def collect(self, tasks: Sequence[Task], policy: Policy, config: RolloutConfig) -> RolloutBatch:
         """``group_size`` rollouts of every task on the workers, sampled from ``policy``'s current weights.
 
         ``policy=None`` keeps the weights of the last sync (or the workers' own initial weights).

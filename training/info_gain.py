@@ -14,10 +14,9 @@ one batched teacher-forcing pass (``policy.score``), projecting only the answer 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from turngym.agents.base import Policy
 from turngym.training.advantages import information_gain
 from turngym.training.trajectory import Trajectory
 
@@ -32,7 +31,7 @@ def turn_contexts(trajectory: Trajectory) -> list[list[int]]:
     return contexts
 
 
-def information_gain_rewards(policy: Any, trajectories: list[Trajectory], mode: str = "logprob") -> list[np.ndarray]:
+def information_gain_rewards(policy: Policy, trajectories: list[Trajectory], mode: str = "logprob") -> list[np.ndarray]:
     """Per-turn IG for every trajectory (``nan`` where undefined: no answer, turn context, failed, last turn)."""
     prompts: list[list[int]] = []
     continuations: list[list[int]] = []

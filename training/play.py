@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
+
 from turngym.envs.types import TurnRecord
 
 DirectAgent = Callable[[Any], str]

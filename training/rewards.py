@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
 from turngym.training.trajectory import Trajectory
 
 GateMode = Literal["gated", "ungated"]

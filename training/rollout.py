@@ -13,10 +13,11 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from turngym.agents.base import SamplingParams
+from turngym.agents.base import CachingPolicy, Policy, SamplingParams
 from turngym.envs.core import ForkNotSupported
 from turngym.envs.registration import make
 from turngym.envs.registration import spec as env_spec
@@ -326,7 +327,7 @@ class _Episode:
 
 def collect(
     tasks: list[Task],
-    policy: Any,
+    policy: Policy,
     config: RolloutConfig,
     on_progress: Callable[[int, int], None] | None = None,
     on_episode_done: Callable[[list[Trajectory]], None] | None = None,
@@ -443,10 +444,9 @@ def collect(
     return RolloutBatch(trajectories, metrics)
 
 
-def _kv_session(policy: Any) -> Any:
+def _kv_session(policy: Policy) -> AbstractContextManager[Any]:
     """The policy's ``kv_session()`` (cross-turn KV reuse, see :class:`HFPolicy`) or a no-op context."""
-    session = getattr(policy, "kv_session", None)
-    return session() if callable(session) else contextlib.nullcontext()
+    return policy.kv_session() if isinstance(policy, CachingPolicy) else contextlib.nullcontext()
 
 
 def _collect_or_retry(ep: _Episode, config: RolloutConfig, queue: list, finished: list, metrics: RolloutMetrics) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from turngym.agents.base import LearnerPolicy
 from turngym.console import Progress, format_duration
 from turngym.training import advantages as adv_lib
 from turngym.training.config import TrainConfig
@@ -229,7 +230,7 @@ def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, dict[str
     plt.close(fig)
 
 
-def export_model(out: Path, policy: Any) -> None:
+def export_model(out: Path, policy: LearnerPolicy) -> None:
     """Save the trained weights and tokenizer as a Hugging Face folder (agent spec ``hf:<out>/model``)."""
     target = out / "model"
     model = policy.model

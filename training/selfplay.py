@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from turngym.agents.base import Policy
 from turngym.training.evaluate import seat_score
 from turngym.training.play import play_episode
 from turngym.training.ratings import (
@@ -246,7 +248,7 @@ class AnchorRater:
                 results.append(GameResult(a, b, seat_score(episode.outcomes, seat_a), env_id, seed, seat_a, k, oa, ob))
         return results
 
-    def rate(self, policy: Any, step: int, rollout: RolloutConfig) -> list[AnchorRating]:
+    def rate(self, policy: Policy, step: int, rollout: RolloutConfig) -> list[AnchorRating]:
         """Play the rating games with ``policy`` (batched through :func:`collect`) and fit ratings.
 
         ``rollout`` supplies token budgets, context and env kwargs; its temperature is used as given

@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from turngym.agents.factory import build_rollout_policy, discard_snapshot, load_policy, save_snapshot, sync_weights
+from turngym.agents.base import LearnerPolicy, Policy
+from turngym.agents.factory import (
+    build_rollout_policy,
+    discard_snapshot,
+    load_policy,
+    save_snapshot,
+    sync_weights,
+)
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
@@ -62,7 +69,6 @@ from turngym.training.selfplay import (
 from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import next_entropy_coef, optimize
-
 
 
 # ================================================================================================
@@ -209,7 +215,10 @@ def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = Non
     picks = rng.choice(len(config.envs), size=config.rollout.tasks_per_step, p=weights / weights.sum())
     seeds = rng.integers(0, config.eval.seed_offset, size=config.rollout.tasks_per_step)
     tasks = [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
-    is_game = lambda env_id: env_spec(env_id).num_seats > 1  # noqa: E731
+
+    def is_game(env_id: str) -> bool:
+        return env_spec(env_id).num_seats > 1
+
     if pool is not None:
         tasks = assign_opponents(tasks, pool, np.random.default_rng([config.seed, step, 23]), is_game=is_game)
     elif config.rollout.opponent_mix:
@@ -247,7 +256,7 @@ def pool_metrics(pool: OpponentPool) -> dict[str, float]:
     return out
 
 
-def add_snapshot(pool: OpponentPool, policy: Any, out: Path, step: int) -> None:
+def add_snapshot(pool: OpponentPool, policy: LearnerPolicy, out: Path, step: int) -> None:
     """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool (the
     snapshot it evicts, if any, is forgotten and deleted)."""
     evicted = pool.add_snapshot(save_snapshot(policy, out / "snapshots" / f"step-{step}"), step)
@@ -262,7 +271,7 @@ def build_rater(config: TrainConfig) -> AnchorRater | None:
     return AnchorRater([e.id for e in config.envs], r.anchors, games=r.games, anchor_games=r.anchor_games, seed=config.seed)
 
 
-def rate_policy(rater: AnchorRater, policy: Any, config: TrainConfig, state: TrainerState, out: Path) -> dict[str, float]:
+def rate_policy(rater: AnchorRater, policy: Policy, config: TrainConfig, state: TrainerState, out: Path) -> dict[str, float]:
     """Rate the policy against the anchors now; record it in the state, redraw ``ratings.png``."""
     ratings = rater.rate(policy, state.step, rollout_config(config, state.step, temperature=config.ratings.temperature))
     state.ratings.extend(asdict(r) for r in ratings)
@@ -278,7 +287,7 @@ def rollout_config(config: TrainConfig, step: int, *, temperature: float | None 
                                       env_kwargs={e.id: dict(e.kwargs) for e in config.envs}, **overrides)
 
 
-def evaluate_policy(policy: Any, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, EvalSummary]:
+def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, EvalSummary]:
     """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed.
 
     With ``show_progress``, each decoding mode reports episodes done / total and the running success

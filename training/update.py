@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
 from turngym.training.batching import TrainRow, collate, policy_token_logprobs, policy_token_stats
 from turngym.training.config import AlgoSection, OptimSection
 from turngym.training.losses import aggregate_loss, kl_loss, policy_loss

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.household import engine as engine_pool
 from turngym.envs.household import milestones

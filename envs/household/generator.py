@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from turngym.envs.household import layouts
 from turngym.envs.household.layouts import (
     ALFRED_TASK_NAMES,

@@ -27,6 +27,7 @@ class Verifier:
         import textworld
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
+
         from turngym.envs.household.engine import install_caches
 
         install_caches()

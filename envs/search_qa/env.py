@@ -35,6 +35,7 @@ import os
 from typing import Any
 
 import numpy as np
+
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.search_qa import dataset as datasets
 from turngym.envs.search_qa.client import SearchServiceError

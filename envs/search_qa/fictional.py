@@ -9,6 +9,7 @@ used as a question key (capital, anthem, internet code) is unique.
 from __future__ import annotations
 
 import numpy as np
+
 from turngym.envs.search_qa.kb import Entity, Fact, KnowledgeBase, NumberFact
 from turngym.envs.search_qa.records import Corpus, Passage
 

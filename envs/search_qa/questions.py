@@ -23,6 +23,7 @@ import hashlib
 import re
 
 import numpy as np
+
 from turngym.envs.search_qa.kb import ATTRIBUTES, NUMBERS, Entity, KnowledgeBase
 from turngym.envs.search_qa.records import SHAPES, Hop, Question
 from turngym.envs.search_qa.scoring import contains_answer, normalize_answer

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from turngym.envs.search_qa.records import Corpus, Hit
 from turngym.envs.search_qa.scoring import fold_accents
 

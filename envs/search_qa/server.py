@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 
 from aiohttp import web
+
 from turngym.envs.search_qa.retrieval import Retriever
 
 MAX_BODY_BYTES = 1 << 20

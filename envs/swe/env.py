@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.swe import grading, rewards
 from turngym.envs.swe import tools as editor

@@ -163,8 +163,8 @@ def patch_hunks(patch: str) -> list[tuple[str, str, list[Hunk]]]:
     result = []
     for path, chunk in split_patch(patch):
         lines = chunk.splitlines(keepends=True)
-        status = "create" if any(l.startswith("new file mode") for l in lines[:4]) else (
-            "delete" if any(l.startswith("deleted file mode") for l in lines[:4]) else "modify")
+        status = "create" if any(line.startswith("new file mode") for line in lines[:4]) else (
+            "delete" if any(line.startswith("deleted file mode") for line in lines[:4]) else "modify")
         hunks: list[Hunk] = []
         old: list[str] = []
         new: list[str] = []

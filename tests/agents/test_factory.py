@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from turngym.agents.factory import (
     LoraOptions,
     UnknownModelSpec,

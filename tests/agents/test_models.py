@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from turngym.agents import models
 from turngym.agents.models import (
     INSTALL_COMMAND,

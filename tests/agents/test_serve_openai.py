@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
+
 from turngym.agents.base import SamplingParams
 from turngym.agents.factory import parse_spec
 from turngym.agents.hf_policy import HFPolicy
@@ -175,6 +176,7 @@ def test_retries_then_a_typed_error_when_the_server_is_gone():
 
 def test_flaky_server_is_retried_and_client_errors_are_not():
     from aiohttp import web
+
     from turngym.agents.tiny import char_tokenizer
 
     calls = {"n": 0}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-import turngym
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import turngym
 from turngym.envs.types import TurnRecord
 
 ALL_IDS = sorted(i for i in turngym.registry() if not i.startswith("test/"))

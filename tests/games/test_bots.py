@@ -9,6 +9,7 @@ import gymnasium
 import numpy as np
 import pyspiel
 import pytest
+
 import turngym
 from turngym.envs.games.bots import (
     KuhnNashAgent,

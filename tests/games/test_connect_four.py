@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium
 import pytest
 
 import turngym  # noqa: F401  (registers the ids)

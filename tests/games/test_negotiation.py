@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-import gymnasium
 import numpy as np
 import pytest
 

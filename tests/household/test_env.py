@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import turngym
 from turngym.envs.household import engine as engine_mod
 from turngym.envs.household.agents import expert

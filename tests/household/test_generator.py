@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from turngym.envs.household import generator as gen
 from turngym.envs.household import layouts
 from turngym.envs.household.generator import SPLITS, TASK_TYPES

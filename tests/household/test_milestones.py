@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textworld.logic import Proposition, Variable
+
 from turngym.envs.household.milestones import Goal, MilestoneTracker, observe
 
 

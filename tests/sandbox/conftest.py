@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from turngym.sandbox.base import SandboxLimits
 
 REQUIRE = os.environ.get("TURNGYM_REQUIRE_DOCKER") == "1"

@@ -4,6 +4,7 @@ fork, reset, episode budget, closing; plus open_sandbox's configuration handling
 from __future__ import annotations
 
 import pytest
+
 from turngym.sandbox import SandboxConfig, SandboxLimits, open_sandbox, resolve_config
 from turngym.sandbox.base import EpisodeTimeExceeded, Sandbox, SandboxClosed
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from turngym.sandbox.base import SandboxLimits
 
 SMALL = SandboxLimits(memory_mb=128, pids=64, disk_mb=16, inodes=2000, exec_timeout_s=10, output_bytes=4096)

@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+
 from turngym.sandbox.base import SandboxLimits
 
 pytestmark = pytest.mark.docker
@@ -208,6 +209,7 @@ def exec_interrupted(sb, interrupt) -> object:
 
 def test_row21_engine_gone_mid_exec_raises_a_typed_error():
     import docker
+
     from turngym.sandbox.base import SandboxError
     from turngym.sandbox.docker import DockerSandbox, docker_client
 
@@ -227,6 +229,7 @@ def test_row21_engine_gone_mid_exec_raises_a_typed_error():
 
 def test_row21_dead_engine_socket_gives_a_typed_error_after_bounded_retries():
     import docker
+
     from turngym.sandbox.base import SandboxError
     from turngym.sandbox.docker import DockerSandbox, docker_client
     from turngym.sandbox.image import image_tag

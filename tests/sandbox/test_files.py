@@ -6,6 +6,7 @@ import io
 import tarfile
 
 import pytest
+
 from turngym.sandbox.files import check_rel_path, files_to_tar, safe_member_name, tar_to_files
 from turngym.sandbox.output import OutputCapture, clean_output
 

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from turngym.sandbox import SandboxPool
 from turngym.sandbox.base import SandboxError, SandboxLimits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+
 from turngym.sandbox.base import SandboxConfig, SandboxError, SandboxLimits, SandboxUnavailable
 from turngym.sandbox.remote import RemoteSandbox
 from turngym.sandbox.server import ServerConfig, ServiceThread

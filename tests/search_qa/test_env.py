@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 import turngym
 from turngym.envs.checker import check
 from turngym.envs.search_qa.agents import NoSearchAgent, OracleAgent

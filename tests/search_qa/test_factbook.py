@@ -1,6 +1,7 @@
 """The real Factbook build (cached after the first run; a few seconds cold)."""
 
 import pytest
+
 from turngym.envs.search_qa import dataset
 from turngym.envs.search_qa.corpus import build_factbook_kb
 from turngym.envs.search_qa.env import PROMPT

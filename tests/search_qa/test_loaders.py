@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from turngym.envs.search_qa.agents import OracleAgent
 from turngym.envs.search_qa.env import SearchQAEnv
 from turngym.envs.search_qa.loaders import DataFormatError, load_corpus, load_questions

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+
 from turngym.envs.search_qa import dataset
 from turngym.envs.search_qa.evaluation import hop_recall
 from turngym.envs.search_qa.fictional import build_fictional_kb

@@ -1,4 +1,5 @@
 import pytest
+
 from turngym.envs.search_qa.protocol import MAX_QUERY_CHARS, parse_action, render_information
 from turngym.envs.search_qa.records import Hit, Passage
 from turngym.envs.search_qa.scoring import contains_answer, exact_match, f1_score, normalize_answer

@@ -3,6 +3,7 @@ import json
 import urllib.request
 
 import pytest
+
 from turngym.envs.search_qa.client import SearchClient, SearchRequestError, SearchServiceUnavailable
 from turngym.envs.search_qa.env import SearchQAEnv
 from turngym.envs.search_qa.server import MAX_QUERIES, InsecureBind, check_bind, create_app

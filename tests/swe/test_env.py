@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from turngym.envs.swe.agents import NoopAgent, OracleAgent, oracle_plan
 from turngym.envs.swe.rewards import LADDER
 from turngym.envs.types import StopReason

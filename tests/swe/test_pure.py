@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 
 import pytest
+
 from turngym.envs.swe import rewards, tools
 from turngym.envs.swe.mutations import KINDS, mutants, ordered
 from turngym.envs.swe.swerepos import load_bundles, parse_bundle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from turngym.envs.swe.swebench import FIELDS, InstanceError, read_instances, to_task
 
 RECORD = {

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+
 import turngym
 from turngym.envs.types import TurnRecord
 from turngym.training import advantages as adv_mod

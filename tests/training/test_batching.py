@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from turngym.agents.tiny import tiny_char_model
 from turngym.envs.types import TurnRecord
 from turngym.training.batching import TrainRow, collate, make_rows, policy_token_logprobs

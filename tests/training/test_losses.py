@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from turngym.training.losses import aggregate_loss, kl_loss, kl_penalty, policy_loss
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from turngym.training.ratings import (
     ELO_SCALE,
     GameResult,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 import turngym
 from turngym.envs.types import TurnRecord
 from turngym.training.rewards import (

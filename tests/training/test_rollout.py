@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+
 from turngym.agents.models import load_smollm2_tokenizer
 from turngym.agents.text_policy import TextFunctionPolicy
 from turngym.envs.core import TurnEnv, action_text

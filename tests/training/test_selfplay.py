@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from turngym.training.config import TrainConfig
 from turngym.training.evaluate import seat_score
 from turngym.training.rollout import RolloutConfig, Task

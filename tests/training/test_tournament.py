@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from turngym.training.ratings import GameResult
 from turngym.training.tournament import game_seed, run_tournament, tournament_main
 

@@ -149,6 +149,7 @@ def test_gigpo_trains_a_game_end_to_end_on_its_anchor_states(tmp_path):
     two self-play steps on TicTacToe take real gradient steps with it."""
     import torch
     from transformers import AutoModelForCausalLM
+
     from turngym.agents.tiny import tiny_char_model
 
     config = load_preset("ci-tiny", [f"out_dir={tmp_path}", "steps=2", "checkpoint_every=2",

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from turngym.agents.tiny import tiny_char_model
 from turngym.training.batching import TrainRow, collate, policy_token_logprobs, policy_token_stats
 from turngym.training.config import AlgoSection, OptimSection, load_preset
