@@ -37,6 +37,13 @@ class TrainRow:
     clip_scale: list[float]
     group: str = ""
     """The GRPO group (task and seat) the row belongs to; mini-batches never split a group."""
+    scored: bool = True
+    """Whether the row's tokens enter the policy-gradient term. ``False``: a row of a group that was
+    dropped for zero reward variance, kept only for the entropy bonus (and the entropy measured)."""
+
+    @property
+    def num_scored_tokens(self) -> int:
+        return self.num_policy_tokens if self.scored else 0
 
     @property
     def num_policy_tokens(self) -> int:

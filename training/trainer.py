@@ -25,7 +25,7 @@ import copy
 import math
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if rater is not None and state.step == 0 and not state.ratings:
         rate_policy(rater, rollouts, config, state, out)
 
+    entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
     progress = TrainProgress(config.steps, state.step, enabled=show_progress)
     for step in range(state.step, config.steps):
         step_start = time.perf_counter()
@@ -129,12 +130,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
         advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
-        rows = [
-            row
-            for i, t in enumerate(batch.trajectories)
-            if keep[i] and t.num_generated_tokens > 0
-            for row in make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i], groups[i])
-        ]
+        rows = []  # kept groups' rows; with an entropy bonus, dropped groups' rows too (entropy term only)
+        for i, t in enumerate(batch.trajectories):
+            if t.num_generated_tokens == 0 or not (keep[i] or (entropy_control and not t.failed)):
+                continue
+            if keep[i]:
+                rows += make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i], groups[i])
+            else:
+                rows += [replace(r, scored=False) for r in make_rows(t, np.zeros(len(t.turns)), None, groups[i])]
         dropped = dropped_group_share(groups, keep, [t.failed for t in batch.trajectories])
         state.no_signal_since = no_signal_since(state.no_signal_since, step + 1, dropped)
 

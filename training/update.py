@@ -122,11 +122,17 @@ def optimize(
     """All updates for one rollout batch (see the module docstring); returns their statistics.
 
     ``rng`` orders the mini-batches (derive it from ``(seed, step)`` for exact resume); it is only
-    drawn from when ``optim.mini_batches > 1``. A batch without policy tokens takes no step.
+    drawn from when ``optim.mini_batches > 1``. Rows with ``scored=False`` (groups dropped for zero
+    variance) enter only the entropy bonus and the entropy measurement; the policy-gradient term and
+    its token-mean are over the scored rows alone. A batch with no scored token takes a step only
+    when there is an entropy bonus; without one it is measured (no gradient) and left unchanged.
     """
-    stats = UpdateStats(policy_tokens=sum(r.num_policy_tokens for r in rows), entropy_coef=entropy_coef)
-    if stats.policy_tokens == 0:
-        return stats  # every group was uninformative: no update, and it is visible in the metrics
+    stats = UpdateStats(policy_tokens=sum(r.num_scored_tokens for r in rows), entropy_coef=entropy_coef)
+    if not any(r.num_policy_tokens for r in rows):
+        return stats
+    if stats.policy_tokens == 0 and entropy_coef == 0:
+        stats.entropy = measure_entropy(model, rows, optim, pad_id)  # for the target-entropy controller
+        return stats
     max_len = max(r.num_policy_tokens for r in rows)
     entropy_sum, entropy_tokens = 0.0, 0
     model.train()
@@ -141,6 +147,8 @@ def optimize(
                 if result is None:  # past target_kl: this mini-batch's step is not taken
                     stats.early_stopped = True
                     break
+                if not result:  # nothing to learn in this mini-batch: no step
+                    continue
                 stats.per_update.append(result)
                 stats.updates += 1
             if stats.early_stopped:
@@ -150,6 +158,19 @@ def optimize(
         model.eval()
     stats.entropy = entropy_sum / entropy_tokens
     return stats
+
+
+def measure_entropy(model: torch.nn.Module, rows: list[TrainRow], optim: OptimSection, pad_id: int) -> float:
+    """The learner's token-mean entropy over ``rows``' policy tokens, without a gradient."""
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(rows), optim.micro_batch_size):
+            batch = collate(rows[start : start + optim.micro_batch_size], pad_id, device=device)
+            _, entropy = policy_token_stats(model, batch, optim.score_chunk_size)
+            total += float((entropy * batch.loss_mask).sum())
+            tokens += int(batch.loss_mask.sum())
+    return total / tokens if tokens else math.nan
 
 
 def _update(
@@ -163,9 +184,16 @@ def _update(
     max_len: int,
     entropy_coef: float,
 ) -> tuple[dict[str, float] | None, float]:
-    """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``."""
+    """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``.
+
+    A mini-batch with nothing to learn (no scored token and no entropy bonus) takes no step and
+    returns empty metrics.
+    """
     optimizer.zero_grad(set_to_none=True)
-    total_tokens = sum(r.num_policy_tokens for r in rows)
+    total_tokens = sum(r.num_scored_tokens for r in rows)  # the policy-gradient token-mean
+    all_tokens = sum(r.num_policy_tokens for r in rows)  # the entropy bonus and KL token-mean
+    if total_tokens == 0 and entropy_coef == 0:
+        return {}, measure_entropy(model, rows, optim, pad_id) * all_tokens
     stats = {"loss": 0.0, "kl": 0.0}
     weighted: dict[str, float] = {}
     ratio_max, turn_stats = 0.0, {"turn_ratio_max": -math.inf, "turn_ratio_min": math.inf, "turn_ratio_mean": 0.0}
@@ -177,44 +205,49 @@ def _update(
         micro = ordered[start : start + optim.micro_batch_size]
         batch = collate(micro, pad_id, device=device)
         logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
-        share = len(micro) / len(rows)  # seq-mean aggregations average per micro-batch
-        loss, m = policy_loss(
-            logprobs,
-            batch.old_logprobs,
-            batch.advantages,
-            batch.loss_mask,
-            clip_low=algo.clip_low,
-            clip_high=algo.clip_high,
-            agg=algo.agg,
-            max_len=max_len,
-            turn_ids=batch.turn_ids,
-            clip_scale=batch.clip_scale,
-            turn_level_ratio=algo.turn_level_ratio,
-            denominator=total_tokens if algo.agg == "token-mean" else None,
-        )
-        if algo.agg != "token-mean":
-            loss = loss * share
+        scored_rows = [i for i, r in enumerate(micro) if r.scored]
+        loss = logprobs.new_zeros(())
+        tokens = 0.0
+        if scored_rows and total_tokens:
+            keep = torch.tensor(scored_rows, device=device)  # the policy-gradient rows of this micro-batch
+            scored_mask = batch.loss_mask[keep]
+            share = len(scored_rows) / sum(r.scored for r in rows)  # seq-mean aggregations average per micro-batch
+            pg, m = policy_loss(
+                logprobs[keep],
+                batch.old_logprobs[keep],
+                batch.advantages[keep],
+                scored_mask,
+                clip_low=algo.clip_low,
+                clip_high=algo.clip_high,
+                agg=algo.agg,
+                max_len=max_len,
+                turn_ids=batch.turn_ids[keep],
+                clip_scale=batch.clip_scale[keep],
+                turn_level_ratio=algo.turn_level_ratio,
+                denominator=total_tokens if algo.agg == "token-mean" else None,
+            )
+            loss = pg if algo.agg == "token-mean" else pg * share
+            tokens = float(scored_mask.sum())
+            for name in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean"):
+                weighted[name] = weighted.get(name, 0.0) + m[name] * tokens / total_tokens
+            ratio_max = max(ratio_max, m["ratio_max"])
         if reference is not None and algo.kl_coef > 0:
             with torch.no_grad():
                 ref_logprobs = policy_token_logprobs(reference, batch, optim.score_chunk_size)
-            kl = kl_loss(logprobs, ref_logprobs, batch.loss_mask, kind=algo.kl_kind, denominator=total_tokens)
+            kl = kl_loss(logprobs, ref_logprobs, batch.loss_mask, kind=algo.kl_kind, denominator=all_tokens)
             loss = loss + algo.kl_coef * kl
             stats["kl"] += float(kl.detach())
         if entropy_coef > 0:
-            loss = loss - entropy_coef * aggregate_loss(entropy, batch.loss_mask, denominator=total_tokens)
+            loss = loss - entropy_coef * aggregate_loss(entropy, batch.loss_mask, denominator=all_tokens)
         loss.backward()
-        tokens = float(batch.loss_mask.sum())
         stats["loss"] += float(loss.detach())
         entropy_total += float((entropy.detach() * batch.loss_mask).sum())
-        for name in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean"):
-            weighted[name] = weighted.get(name, 0.0) + m[name] * tokens / total_tokens
-        ratio_max = max(ratio_max, m["ratio_max"])
-        if "turn_ratio_mean" in m:
+        if tokens and "turn_ratio_mean" in m:
             turn_stats["turn_ratio_max"] = max(turn_stats["turn_ratio_max"], m["turn_ratio_max"])
             turn_stats["turn_ratio_min"] = min(turn_stats["turn_ratio_min"], m["turn_ratio_min"])
             turn_stats["turn_ratio_mean"] += m["turn_ratio_mean"] * tokens
             turns_seen += tokens
-    if optim.target_kl is not None and weighted["approx_kl"] > optim.target_kl:
+    if optim.target_kl is not None and weighted.get("approx_kl", 0.0) > optim.target_kl:
         return None, entropy_total
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
     optimizer.step()

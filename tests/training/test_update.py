@@ -241,3 +241,39 @@ def test_reference_copy_is_unchanged_by_updates():
     stats = optimize(model, opt, rows, AlgoSection(kl_coef=0.1), OptimSection(lr=0.05, epochs=2), pad, reference)
     assert stats.updates == 2 and stats.per_update[1]["kl"] > 0
     assert all(torch.equal(a, b) for a, b in zip(before, reference.parameters()))
+
+
+def _unscored(rows: list[TrainRow]) -> list[TrainRow]:
+    """The rows of groups dropped for zero variance: zero advantages, out of the policy-gradient term."""
+    return [TrainRow(r.token_ids, r.loss_mask, r.turn_ids, r.old_logprobs, [0.0] * len(r.token_ids),
+                     r.clip_scale, r.group + "-dropped", scored=False) for r in rows]
+
+
+def test_dropped_groups_enter_only_the_entropy_term():
+    scored, pad = _rows(groups=2, per_group=2, seed=0)
+    dropped = _unscored(_rows(groups=2, per_group=2, seed=1)[0])
+    alone, alone_opt = _model_and_optimizer(1e-2)
+    mixed, mixed_opt = _model_and_optimizer(1e-2)
+    a = optimize(alone, alone_opt, scored, AlgoSection(), OptimSection(micro_batch_size=16), pad)
+    b = optimize(mixed, mixed_opt, scored + dropped, AlgoSection(), OptimSection(micro_batch_size=16), pad)
+    assert a.policy_tokens == b.policy_tokens == sum(r.num_policy_tokens for r in scored)
+    assert b.per_update[0]["loss"] == pytest.approx(a.per_update[0]["loss"], rel=1e-5, abs=1e-7)
+    for x, y in zip(alone.parameters(), mixed.parameters()):  # same gradient, up to padding round-off
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_a_batch_of_dropped_groups_still_takes_the_entropy_step_and_is_measured():
+    dropped, pad = _rows(groups=2, per_group=2)
+    dropped = _unscored(dropped)
+    model, _ = tiny_char_model(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    first = optimize(model, opt, dropped, AlgoSection(), OptimSection(), pad, entropy_coef=1.0)
+    assert first.updates == 1 and first.policy_tokens == 0
+    second = optimize(model, opt, dropped, AlgoSection(), OptimSection(), pad, entropy_coef=1.0)
+    assert second.entropy > first.entropy  # the bonus acts although no group carried a reward signal
+    before = [p.clone() for p in model.parameters()]
+    idle = optimize(model, opt, dropped, AlgoSection(), OptimSection(), pad)  # no bonus: measured, no step
+    assert idle.updates == 0 and idle.entropy == pytest.approx(
+        optimize(model, opt, dropped, AlgoSection(), OptimSection(), pad).entropy)
+    assert math.isfinite(idle.entropy)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
