@@ -2,9 +2,11 @@
 
 Two measurements, both on our learner (``training/update.py``):
 
-1. **One batch** — rollouts of the quickstart task (TicTacToe vs random, ``context: turn``) are
-   collected once; the same rows are then optimized with ``1 × 1`` and with ``M × E`` updates from
-   identical weights. Reported: rollout seconds, update seconds, the policy tokens the learner
+1. **One batch** — rollouts of the quickstart task (TicTacToe vs random, ``context: turn``, SmolLM2)
+   and of a tool family (``turngym/Household-v0``, milestone turn rewards, a random 2-layer model
+   with SmolLM2's tokenizer, so that long household episodes fit the 2-core budget) are collected
+   once; the same rows are then optimized with ``1 × 1`` and with ``M × E`` updates from identical
+   weights. Reported: rollout seconds, update seconds, the policy tokens the learner
    consumed (tokens × updates) per second of rollout + update wall time, and the clip/KL figures
    that the extra updates make non-zero.
 2. **Equal wall time** — the CI task (``ci-tiny``: a random tiny model learns to type vowels) trained
@@ -31,7 +33,7 @@ import torch
 from turngym.bench._script import script_main
 
 
-def _one_batch(model_name: str, tasks: int, mini_batches: int, epochs: int) -> dict[str, Any]:
+def _one_batch(model_name: str, tasks: int, mini_batches: int, epochs: int, overrides: list[str] = ()) -> dict[str, Any]:
     from turngym.agents.factory import load_policy
     from turngym.training import advantages as adv_lib
     from turngym.training.batching import make_rows
@@ -40,7 +42,7 @@ def _one_batch(model_name: str, tasks: int, mini_batches: int, epochs: int) -> d
     from turngym.training.trainer import rollout_config, sample_tasks
     from turngym.training.update import optimize
 
-    config = load_preset("quickstart", [f"model.name={model_name}", f"rollout.tasks_per_step={tasks}"])
+    config = load_preset("quickstart", [f"model.name={model_name}", f"rollout.tasks_per_step={tasks}", *overrides])
     policy = load_policy(config.model.name, **config.policy_options())
     t0 = time.perf_counter()
     batch = collect(sample_tasks(config, 0), policy, rollout_config(config, 0))
@@ -101,21 +103,30 @@ def _equal_wall_time(seconds: float, seeds: int, mini_batches: int, epochs: int)
 def run(quick: bool = False, mini_batches: int = 4, epochs: int = 2) -> dict[str, Any]:
     torch.manual_seed(0)
     model = "tiny-char" if quick else "smollm2-135m"
+    household = ["envs=[{id: turngym/Household-v0}]", "rollout.group_size=4", "rollout.max_new_tokens=24",
+                 "rollout.max_turns=8", "rollout.max_episode_tokens=2048", "algo.estimator=turn_group"]
     return {
         "machine_note": "2-core CPU, fp32",
         "one_batch": {"model": model, **_one_batch(model, 2 if quick else 6, mini_batches, epochs)},
+        "one_batch_household": {"model": "tiny-random",
+                                **_one_batch("tiny-random", 2 if quick else 4, mini_batches, epochs, household)},
         "equal_wall_time": _equal_wall_time(10.0 if quick else 60.0, 1 if quick else 5, mini_batches, epochs),
     }
 
 
 def summary(result: dict[str, Any]) -> str:
-    one, eq = result["one_batch"], result["equal_wall_time"]
-    reuse = next(k for k in one if k not in ("1x1", "model", "rollout_s", "sequences", "ratio_tokens_per_s") and "x" in k)
+    eq = result["equal_wall_time"]
+    lines = []
+    for name in ("one_batch", "one_batch_household"):
+        one = result[name]
+        reuse = next(k for k in one if k not in ("1x1", "model", "rollout_s", "sequences", "ratio_tokens_per_s") and "x" in k)
+        lines.append(
+            f"{name} ({one['model']}, {one['sequences']} sequences, rollout {one['rollout_s']:.1f}s): "
+            f"1x1 update {one['1x1']['update_s']:.1f}s vs {reuse} {one[reuse]['update_s']:.1f}s; tokens consumed per "
+            f"wall second ratio {one['ratio_tokens_per_s']:.2f}; {reuse} clip_frac {one[reuse]['clip_frac']:.3f}, "
+            f"approx_kl {one[reuse]['approx_kl']:.2e}")
     return (
-        f"one batch ({one['model']}, {one['sequences']} sequences, rollout {one['rollout_s']:.1f}s): "
-        f"1x1 update {one['1x1']['update_s']:.1f}s vs {reuse} {one[reuse]['update_s']:.1f}s; tokens consumed per "
-        f"wall second ratio {one['ratio_tokens_per_s']:.2f}; {reuse} clip_frac {one[reuse]['clip_frac']:.3f}, "
-        f"approx_kl {one[reuse]['approx_kl']:.2e}\n"
+        "\n".join(lines) + "\n"
         f"equal wall time ({eq['seconds']:.0f}s, {eq['seeds']} seeds, ci-tiny): final outcome 1x1 "
         f"{eq['1x1']['final_outcome']:.3f} ± {eq['1x1']['final_outcome_ci95']:.3f} vs {reuse} "
         f"{eq[reuse]['final_outcome']:.3f} ± {eq[reuse]['final_outcome_ci95']:.3f} (ratio {eq['ratio_final_outcome']:.2f})"

@@ -130,9 +130,11 @@ def optimize(
     stats = UpdateStats(policy_tokens=sum(r.num_scored_tokens for r in rows), entropy_coef=entropy_coef)
     if not any(r.num_policy_tokens for r in rows):
         return stats
-    if stats.policy_tokens == 0 and entropy_coef == 0:
-        stats.entropy = measure_entropy(model, rows, optim, pad_id)  # for the target-entropy controller
-        return stats
+    if entropy_coef == 0:  # unscored rows only matter to the entropy bonus
+        if stats.policy_tokens == 0:
+            stats.entropy = measure_entropy(model, rows, optim, pad_id)  # for the target-entropy controller
+            return stats
+        rows = [r for r in rows if r.scored]
     max_len = max(r.num_policy_tokens for r in rows)
     entropy_sum, entropy_tokens = 0.0, 0
     model.train()
@@ -239,7 +241,8 @@ def _update(
             stats["kl"] += float(kl.detach())
         if entropy_coef > 0:
             loss = loss - entropy_coef * aggregate_loss(entropy, batch.loss_mask, denominator=all_tokens)
-        loss.backward()
+        if loss.requires_grad:  # a micro-batch of unscored rows without a bonus has no gradient
+            loss.backward()
         stats["loss"] += float(loss.detach())
         entropy_total += float((entropy.detach() * batch.loss_mask).sum())
         if tokens and "turn_ratio_mean" in m:

@@ -257,6 +257,11 @@ def test_dropped_groups_enter_only_the_entropy_term():
     a = optimize(alone, alone_opt, scored, AlgoSection(), OptimSection(micro_batch_size=16), pad)
     b = optimize(mixed, mixed_opt, scored + dropped, AlgoSection(), OptimSection(micro_batch_size=16), pad)
     assert a.policy_tokens == b.policy_tokens == sum(r.num_policy_tokens for r in scored)
+    # micro-batches holding only dropped rows, with and without a bonus (no gradient of their own)
+    for coef in (0.0, 0.05):
+        small = optimize(*_model_and_optimizer(1e-2), scored + dropped, AlgoSection(),
+                         OptimSection(micro_batch_size=1), pad, entropy_coef=coef)
+        assert small.updates == 1 and math.isfinite(small.entropy)
     assert b.per_update[0]["loss"] == pytest.approx(a.per_update[0]["loss"], rel=1e-5, abs=1e-7)
     for x, y in zip(alone.parameters(), mixed.parameters()):  # same gradient, up to padding round-off
         assert torch.allclose(x, y, atol=1e-6)
