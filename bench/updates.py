@@ -100,7 +100,8 @@ def _equal_wall_time(seconds: float, seeds: int, mini_batches: int, epochs: int)
     return out
 
 
-def run(quick: bool = False, mini_batches: int = 4, epochs: int = 2) -> dict[str, Any]:
+def run(quick: bool = False, mini_batches: int = 4, epochs: int = 2, seconds: float | None = None,
+        seeds: int | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     model = "tiny-char" if quick else "smollm2-135m"
     household = ["envs=[{id: turngym/Household-v0}]", "rollout.group_size=4", "rollout.max_new_tokens=24",
@@ -110,7 +111,8 @@ def run(quick: bool = False, mini_batches: int = 4, epochs: int = 2) -> dict[str
         "one_batch": {"model": model, **_one_batch(model, 2 if quick else 6, mini_batches, epochs)},
         "one_batch_household": {"model": "tiny-random",
                                 **_one_batch("tiny-random", 2 if quick else 4, mini_batches, epochs, household)},
-        "equal_wall_time": _equal_wall_time(10.0 if quick else 60.0, 1 if quick else 5, mini_batches, epochs),
+        "equal_wall_time": _equal_wall_time(seconds or (10.0 if quick else 60.0), seeds or (1 if quick else 5),
+                                            mini_batches, epochs),
     }
 
 
@@ -137,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     return script_main(
         __doc__, run, summary, argv,
         add_arguments=lambda p: (p.add_argument("--mini-batches", type=int, default=4),
-                                 p.add_argument("--epochs", type=int, default=2)),
-        run_options=lambda a: {"mini_batches": a.mini_batches, "epochs": a.epochs},
+                                 p.add_argument("--epochs", type=int, default=2),
+                                 p.add_argument("--seconds", type=float, help="equal-wall-time budget per run"),
+                                 p.add_argument("--seeds", type=int, help="seeds per arm at equal wall time")),
+        run_options=lambda a: {"mini_batches": a.mini_batches, "epochs": a.epochs, "seconds": a.seconds,
+                               "seeds": a.seeds},
     )
 
 
