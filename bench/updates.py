@@ -42,7 +42,10 @@ def _one_batch(model_name: str, tasks: int, mini_batches: int, epochs: int, over
     from turngym.training.trainer import rollout_config, sample_tasks
     from turngym.training.update import optimize
 
-    config = load_preset("quickstart", [f"model.name={model_name}", f"rollout.tasks_per_step={tasks}", *overrides])
+    # dynamic sampling off: every rollout enters the update, so the work measured does not depend on
+    # which groups happened to vary (a random model's household groups often all score the same)
+    config = load_preset("quickstart", [f"model.name={model_name}", f"rollout.tasks_per_step={tasks}",
+                                        "algo.dynamic_sampling=false", *overrides])
     policy = load_policy(config.model.name, **config.policy_options())
     t0 = time.perf_counter()
     batch = collect(sample_tasks(config, 0), policy, rollout_config(config, 0))
