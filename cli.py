@@ -283,11 +283,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"out_dir={args.out}")
     config = load_preset(args.preset, overrides) if args.preset else TrainConfig.load(args.config, overrides)
+    if args.dry_run:
+        return _print_plan(config, args.json)
     note(f"training {config.name} → {config.output_dir}")
     _prepare_model(config.model.name)
     summary = train(config, resume=args.resume, show_progress=True)
     if not emit_json(summary, args.json):
         _print_train_summary(summary)
+    return EXIT_OK
+
+
+def _print_plan(config: Any, json_target: str | None) -> int:
+    """``train --dry-run``: the resolved plan, or the reason the config cannot run (exit 2)."""
+    from turngym.training.plan import PlanError, plan
+
+    try:
+        run_plan = plan(config)
+    except PlanError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    if not emit_json(run_plan, json_target):
+        print_table([Column("field"), Column("value")], run_plan.rows(), title=f"plan of {config.name} (dry run: nothing loaded)")
     return EXIT_OK
 
 
@@ -494,7 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set optim.lr=2e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    add_json_argument(p, "the run's summary (the fields of summary.json)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config, resolve every component (model source, env kwargs, gate δ) and print "
+                        "the plan (model, estimator, gate, group sizes, tokens per step) without loading anything")
+    add_json_argument(p, "the run's summary (the fields of summary.json); with --dry-run, the plan")
     add_quiet_argument(p)
     p.set_defaults(func=cmd_train)
 

@@ -672,7 +672,8 @@ def compute(
 
     1. :func:`~turngym.training.rewards.assemble`: each trajectory's dense turn rewards (plus
        ``algo.info_gain_weight`` × ``information_gains``, per trajectory and turn, ``nan`` = none),
-       G-RA gated (``algo.gate``, δ from :func:`gate_deltas`), into one :class:`RewardBatch`;
+       G-RA gated (``algo.gate``, δ from :func:`gate_deltas`; the components named in
+       ``algo.ungated_components`` bypass the gate), into one :class:`RewardBatch`;
     2. the estimator ``algo.estimator`` (``gamma``, ``alpha`` from ``algo``; ``state`` is the RAE
        baselines before this batch);
     3. the keep mask: DAPO dynamic sampling (``algo.dynamic_sampling``) and failed rollouts dropped.
@@ -688,6 +689,7 @@ def compute(
         algo.gate,
         information_gains=information_gains,
         info_gain_weight=algo.info_gain_weight,
+        ungated_components=frozenset(algo.ungated_components),
     )
     if algo.estimator == "gigpo":
         _require_anchors(trajectories, rewards)

@@ -104,6 +104,10 @@ class RolloutSection(_Section):
                              "list self-play opponents in selfplay.opponents instead")
         return self
     on_env_error: Literal["mask", "resample"] = "mask"
+    max_failed_share: float = Field(0.5, ge=0, le=1)
+    """A step where more than this share of rollouts failed (env raised, sandbox or search service
+    died) stops the run with an error naming the env and the first failure; below it, failed
+    rollouts are masked and counted (``rollout/failed``)."""
     context: Literal["full", "turn"] = "full"
     """``full``: one growing token sequence per episode; ``turn``: each turn sees only the system
     prompt and the current observation (bounded history; for envs whose observation is the state)."""
@@ -179,6 +183,11 @@ class AlgoSection(_Section):
     """G-RA gated accumulation of turn rewards, or the ungated (D-RA) ablation."""
     gate_threshold: float | None | Literal["spec"] = "spec"
     """δ of the gate; ``spec`` takes each env's registered default."""
+    ungated_components: list[str] = Field(default_factory=list)
+    """Reward components (names in each turn's ``components``, e.g. ``format``) credited whatever
+    the gate says. Empty (the default) is the paper's G-RA: every dense term is gated. Use it for a
+    term an untrained policy must learn before any outcome clears δ — a format penalty, say — and
+    only for terms that cannot be farmed (see docs/recipes.md)."""
     gamma: float = Field(1.0, ge=0, le=1)
     alpha: float = Field(0.3, ge=0)
     clip_low: float = Field(0.2, gt=0, lt=1)
@@ -245,7 +254,12 @@ class OptimSection(_Section):
 
 class EvalSection(_Section):
     episodes: int = Field(200, ge=0)
-    """Held-out episodes per decoding mode, before and after training (0 disables)."""
+    """Held-out episodes per decoding mode, before and after training (0 disables), split evenly
+    over the evaluation environments."""
+    envs: list[EnvMix] = Field(default_factory=list)
+    """Environments to evaluate on instead of the training mix — a held-out split (e.g.
+    ``turngym/SearchQA-dev-v0``); empty: the training environments, on seeds at or above
+    ``seed_offset`` (weights are ignored here)."""
     seed_offset: int = 1_000_000
     """Eval seeds are ``seed_offset + i``; training seeds are drawn below it."""
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.7])
@@ -319,6 +333,12 @@ class TrainConfig(_Section):
             single = [e.id for e in self.envs if spec(e.id).num_seats != 2]
             if single:
                 raise ValueError(f"ratings.every needs two-player games only; these are not: {single}")
+        clashing = [e.id for e in self.eval.envs for t in self.envs if e.id == t.id and e.kwargs != t.kwargs]
+        if clashing:
+            raise ValueError(
+                f"eval.envs gives {clashing[0]!r} other kwargs than envs does; an id has one set of constructor "
+                "kwargs per run — evaluate on another registered id (e.g. its -dev- split) or use the same kwargs"
+            )
         if self.algo.adaptive_clip and self.algo.estimator != "turn_group":
             raise ValueError(f"algo.adaptive_clip needs estimator 'turn_group', got {self.algo.estimator!r}")
         return self
@@ -336,6 +356,15 @@ class TrainConfig(_Section):
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+    @property
+    def eval_envs(self) -> list[EnvMix]:
+        """The environments evaluations play: ``eval.envs``, or the training mix when that is empty."""
+        return self.eval.envs or self.envs
+
+    def env_kwargs(self) -> dict[str, dict[str, Any]]:
+        """Constructor kwargs per env id, for training and evaluation environments alike."""
+        return {e.id: dict(e.kwargs) for e in [*self.envs, *self.eval.envs]}
 
     def policy_options(self) -> dict[str, Any]:
         """The learner's options for :func:`turngym.agents.factory.load_policy` (``model.name`` is the spec)."""

@@ -34,7 +34,7 @@ gated turn rewards, groups, roles and anchor states — which every advantage es
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -251,6 +251,11 @@ def prioritized_reward(channels: Sequence[tuple[float, float, float | None]]) ->
     return total
 
 
+def _component_sum(components: Mapping[str, float], names: Collection[str]) -> float:
+    """The sum of the ``components`` named in ``names`` (0.0 when none are present)."""
+    return float(sum(v for k, v in components.items() if k in names))
+
+
 def _delta_for(delta: Delta, env_id: str, index: int) -> float | None:
     if isinstance(delta, Mapping):
         if env_id not in delta:
@@ -269,15 +274,22 @@ def assemble(
     *,
     information_gains: Sequence[np.ndarray] | None = None,
     info_gain_weight: float = 1.0,
+    ungated_components: Collection[str] = (),
 ) -> RewardBatch:
     """Read, gate and sum the rewards of a batch of trajectories (§2.3, §8.2).
 
     For each trajectory ``i`` (that did not fail)::
 
-        r_low_i[k] = turn k's dense reward (Σ of its record's components)
+        r_low_i[k] = Σ of turn k's record components not in ungated_components
                      + info_gain_weight · IG_i[k]                 (IGPO, when given; nan IG ⇒ 0)
-        r̃_i[k]    = r_low_i[k] · 1[r_high_i ≥ δ]                  (mode="ungated": gate ≡ 1)
+        u_i[k]     = Σ of turn k's components named in ungated_components
+        r̃_i[k]    = r_low_i[k] · 1[r_high_i ≥ δ] + u_i[k]        (mode="ungated": gate ≡ 1)
         R_i        = r_high_i + Σ_{k: r̃_i[k] finite} r̃_i[k]
+
+    ``ungated_components`` (empty by default: everything dense is gated, the paper's G-RA) names
+    terms the gate never touches — e.g. a format penalty an untrained policy can learn to avoid
+    long before any outcome clears δ. Such a term is exempt from the gate's protection against
+    reward hacking, so it should be one the policy cannot farm (a penalty, or a bounded bonus).
 
     Args:
         trajectories: the batch, in any order. Groups are :attr:`Trajectory.group_key` (the seats
@@ -306,7 +318,8 @@ def assemble(
     for i, t in enumerate(trajectories):
         if not isinstance(t, Trajectory):
             raise TypeError(f"trajectory {i} is a {type(t).__name__}, expected Trajectory")
-        dense = np.asarray(t.turn_rewards, dtype=np.float64)
+        exempt = np.array([_component_sum(turn.record.components, ungated_components) for turn in t.turns], dtype=np.float64)
+        dense = np.asarray(t.turn_rewards, dtype=np.float64) - exempt
         if information_gains is not None:
             gains = np.asarray(information_gains[i], dtype=np.float64)
             if gains.shape != dense.shape:
@@ -327,7 +340,7 @@ def assemble(
         d = _delta_for(delta, t.env_id, i)
         gates[i] = True if mode == "ungated" else gate_open(outcome, d)
         outcomes[i] = outcome
-        gated.append(np.asarray(gate_turn_rewards(outcome, dense, d, mode), dtype=np.float64))
+        gated.append(np.asarray(gate_turn_rewards(outcome, dense, d, mode), dtype=np.float64) + exempt)
     return RewardBatch(
         group_ids=[t.group_key for t in trajectories],
         outcomes=outcomes,

@@ -163,6 +163,30 @@ class RolloutBatch:
     metrics: RolloutMetrics
 
 
+class RolloutFailures(RuntimeError):
+    """More of a step's rollouts failed than ``rollout.max_failed_share`` allows: the environment or its
+    service is broken, and training on the rest would be training on a biased remnant."""
+
+
+def check_failures(trajectories: list[Trajectory], max_share: float) -> None:
+    """Raise :class:`RolloutFailures` when more than ``max_share`` of ``trajectories`` failed.
+
+    The message names the environment and quotes the first failure. Below the limit, failed
+    trajectories stay masked by the learner and counted in ``rollout/failed``.
+    """
+    failed = [t for t in trajectories if t.failed]
+    if not trajectories or len(failed) <= max_share * len(trajectories):
+        return
+    first = failed[0]
+    envs = sorted({t.env_id for t in failed})
+    raise RolloutFailures(
+        f"{len(failed)} of {len(trajectories)} rollouts failed this step (rollout.max_failed_share is {max_share}), "
+        f"in {', '.join(envs)}; the first: {first.env_id} seed {first.seed}: {first.error}. "
+        "This is the environment or its service failing, not the policy: fix it (or raise "
+        "rollout.max_failed_share) and continue with --resume from the last checkpoint."
+    )
+
+
 class EnvFailure(Exception):
     """An environment's ``reset``, ``step`` or ``stop`` raised (``__cause__``): the episode fails, the
     rollout goes on. Raised only by :meth:`_Episode.env_call`; nothing else is masked."""

@@ -46,7 +46,7 @@ from turngym.training.batching import make_rows
 from turngym.training.config import TrainConfig
 from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
-from turngym.training.rollout import RolloutConfig, Task, collect
+from turngym.training.rollout import RolloutConfig, Task, check_failures, collect
 from turngym.training.run_io import (
     EvalProgress,
     MetricsLog,
@@ -122,6 +122,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         tasks = sample_tasks(config, step, pool)
         batch = (collector.collect if collector else collect)(tasks, rollouts, rollout_config(config, step))
         rollout_seconds = time.perf_counter() - step_start
+        check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
         if pool is not None:
             update_pool(pool, batch.trajectories)
 
@@ -287,17 +288,19 @@ def rollout_config(config: TrainConfig, step: int, *, temperature: float | None 
     rating may override the temperature and group size."""
     overrides = {k: v for k, v in (("temperature", temperature), ("group_size", group_size)) if v is not None}
     return RolloutConfig.from_section(config.rollout, seed=config.seed * 100_003 + step,
-                                      env_kwargs={e.id: dict(e.kwargs) for e in config.envs}, **overrides)
+                                      env_kwargs=config.env_kwargs(), **overrides)
 
 
 def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_progress: bool = True) -> dict[str, EvalSummary]:
-    """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed.
+    """Held-out evaluation for every configured decoding temperature (0 = greedy), one rollout per seed,
+    on ``eval.envs`` (or the training environments), ``episodes`` split evenly among them.
 
     With ``show_progress``, each decoding mode reports episodes done / total and the running success
     rate on stderr as episodes finish (:class:`EvalProgress`).
     """
-    per_env = max(1, episodes // len(config.envs))
-    tasks = [Task(e.id, config.eval.seed_offset + i) for e in config.envs for i in range(per_env)]
+    envs = config.eval_envs
+    per_env = max(1, episodes // len(envs))
+    tasks = [Task(e.id, config.eval.seed_offset + i) for e in envs for i in range(per_env)]
     modes = [("greedy" if t == 0 else f"T={t:g}", t, tasks) for t in config.eval.temperatures]
     for opponent in config.eval.also_against:  # games only, greedy
         games = [Task(t.env_id, t.seed, opponent=opponent) for t in tasks if env_spec(t.env_id).num_seats > 1]

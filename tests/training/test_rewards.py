@@ -161,6 +161,20 @@ def test_assemble_adds_weighted_information_gain_before_the_gate():
         assemble(rollouts, delta=0.0, information_gains=[np.zeros(2)])
 
 
+def test_assemble_ungated_components_bypass_a_closed_gate_and_the_rest_stays_gated():
+    def turn(k, components):
+        return Turn([7], [1], [0.0], "a", "stop", TurnRecord(turn=k, seat=0, reward=sum(components.values()), components=components))
+
+    closed = Trajectory("e", 0, "g", 0, 0, turns=[turn(0, {"format": -0.2, "hit": 0.1}), turn(1, {"hit": 0.1})], outcome=0.0)
+    opened = Trajectory("e", 0, "g", 1, 0, turns=[turn(0, {"format": -0.2, "hit": 0.1})], outcome=1.0)
+    out = assemble([closed, opened], delta=1.0, ungated_components={"format"})
+    np.testing.assert_allclose(out.turn_rewards[0], [-0.2, 0.0])  # the hit is gated off, the format term is not
+    np.testing.assert_allclose(out.turn_rewards[1], [-0.1])  # open gate: everything counts
+    np.testing.assert_allclose(out.returns, [-0.2, 0.9])
+    plain = assemble([closed, opened], delta=1.0)  # default: the paper's G-RA gates every term
+    np.testing.assert_allclose(plain.turn_rewards[0], [0.0, 0.0])
+
+
 def test_assemble_per_env_delta_mapping():
     rollouts = [traj("a", 0.3, [1.0], env_id="search"), traj("b", 0.3, [1.0], env_id="swe")]
     out = assemble(rollouts, delta={"search": 0.0, "swe": 0.5})
