@@ -22,6 +22,9 @@ Episode contract:
   episode is stopped from outside (turn limit 50 by default, applied by ``turngym.make``).
 * ``engine_caches=True`` (default) memoizes two pure engine functions (:mod:`.engine`; output
   unchanged, steps about twice and resets about 2.5 times as fast).
+* ``history=k`` (default 0) makes every observation after the first restate the task and the last
+  ``k`` exchanges (command → what happened) before the newest one: with ``context: turn`` rollouts,
+  which show the policy only the current observation, the goal and a short memory stay in view.
 * ``fork()`` builds a fresh engine and replays the episode's actions (the engine's state lives in a
   C library and cannot be copied).
 * ``info["anchor"]`` (after ``reset`` and every step of a running episode) is the world state as
@@ -104,9 +107,14 @@ class _AlfredTextEnv(TurnEnv):
         invalid_penalty: float = INVALID_PENALTY,
         render_mode: str | None = None,
         engine_caches: bool = True,
+        history: int = 0,
     ):
         super().__init__(render_mode=render_mode)
         self.engine_caches = bool(engine_caches)
+        if history < 0:
+            raise ValueError(f"history must be >= 0 (exchanges restated in each observation), got {history!r}")
+        self.history = int(history)
+        self._exchanges: list[tuple[str, str]] = []  # (reply as read, feedback) of every step, for `history`
         if milestone_weight < 0 or invalid_penalty < 0:
             raise ValueError(
                 f"milestone_weight and invalid_penalty must be >= 0, got {milestone_weight!r}, {invalid_penalty!r}"
@@ -142,7 +150,7 @@ class _AlfredTextEnv(TurnEnv):
         self._tracker = milestones.MilestoneTracker(
             self._game.goal, milestones.observe(self._state["_facts"], self._game.goal), self.milestone_weight
         )
-        self._actions, self._executed = [], []
+        self._actions, self._executed, self._exchanges = [], [], []
         self._plan: tuple[int, list[str]] = (0, list(self._game.walkthrough))  # (commands run when planned, plan)
         self._turn, self._over, self._won = 0, False, False
         intro = self._state.feedback
@@ -169,6 +177,20 @@ class _AlfredTextEnv(TurnEnv):
         """The commands the engine accepts now (sorted)."""
         return list(self._state["admissible_commands"]) if self._state is not None else []
 
+    def _with_history(self, feedback: str) -> str:
+        """With ``history`` > 0, the observation restates the task and the last ``history`` exchanges
+        before ``feedback``, so a policy that sees only the current observation (``context: turn``)
+        keeps its goal and short-term memory — verl-agent's bounded history for ALFWorld."""
+        if not self.history:
+            return feedback
+        earlier = self._exchanges[:-1][-self.history:]
+        lines = [f"Your task is to: {self._game.description.rstrip('.')}."]
+        if earlier:
+            lines.append(f"Your last {len(earlier)} command(s), each followed by what happened:")
+            lines += [f"> {command}\n{text}" for command, text in earlier]
+        lines.append(f"Now (step {len(self._exchanges)}): > {self._exchanges[-1][0]}\n{feedback}")
+        return "\n".join(lines)
+
     def _with_commands(self, text: str) -> str:
         if not self.show_admissible:
             return text
@@ -189,15 +211,17 @@ class _AlfredTextEnv(TurnEnv):
             record.valid_action = False
             if self.invalid_penalty:
                 record.components["invalid"] = -self.invalid_penalty
-            obs = self._with_commands(f"Nothing happens. ({problem}. {self.action_format})")
+            feedback = f"Nothing happens. ({problem}. {self.action_format})"
         else:
             self._state = self._engine.step(command)
             self._executed.append(command)
             record.components.update(self._tracker.update(milestones.observe(self._state["_facts"], self._game.goal)))
-            obs = self._with_commands(self._state.feedback.strip())
+            feedback = self._state.feedback.strip()
             if self._state["won"]:
                 self._won, self._over = True, True
                 record.outcome, record.terminated, record.stop_reason = 1.0, True, StopReason.SOLVED
+        self._exchanges.append((command or "(no command)", feedback))
+        obs = self._with_commands(self._with_history(feedback))
         record.reward = record.turn_reward + (record.outcome or 0.0)
         self._last_obs = obs
         info = {"turn": record, "seat": 0, "won": self._won, "admissible_commands": self.admissible_commands,
@@ -291,10 +315,11 @@ class HouseholdEnv(_AlfredTextEnv):
         invalid_penalty: float = INVALID_PENALTY,
         render_mode: str | None = None,
         engine_caches: bool = True,
+        history: int = 0,
     ):
         from turngym.envs.household.generator import SPLITS, ProblemStore
 
-        super().__init__(show_admissible, milestone_weight, invalid_penalty, render_mode, engine_caches)
+        super().__init__(show_admissible, milestone_weight, invalid_penalty, render_mode, engine_caches, history)
         types = (task_types,) if isinstance(task_types, str) else tuple(task_types)
         bad = [t for t in types if t not in TASK_TYPES]
         if not types or bad:
@@ -309,7 +334,7 @@ class HouseholdEnv(_AlfredTextEnv):
         self._kwargs = {"task_types": types, "split": split, "pool_size": pool_size, "cache_dir": cache_dir,
                         "show_admissible": show_admissible, "milestone_weight": milestone_weight,
                         "invalid_penalty": invalid_penalty, "render_mode": render_mode,
-                        "engine_caches": engine_caches}
+                        "engine_caches": engine_caches, "history": history}
 
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         task = options.get("task_type", self.task_types[seed_value % len(self.task_types)])
@@ -378,8 +403,9 @@ class ALFWorldEnv(_AlfredTextEnv):
         invalid_penalty: float = INVALID_PENALTY,
         render_mode: str | None = None,
         engine_caches: bool = True,
+        history: int = 0,
     ):
-        super().__init__(show_admissible, milestone_weight, invalid_penalty, render_mode, engine_caches)
+        super().__init__(show_admissible, milestone_weight, invalid_penalty, render_mode, engine_caches, history)
         path = data_path or os.environ.get("ALFWORLD_DATA")
         if not path:
             raise FileNotFoundError(
@@ -399,7 +425,7 @@ class ALFWorldEnv(_AlfredTextEnv):
         self._kwargs = {"data_path": path, "split": split, "task_types": types,
                         "show_admissible": show_admissible, "milestone_weight": milestone_weight,
                         "invalid_penalty": invalid_penalty, "render_mode": render_mode,
-                        "engine_caches": engine_caches}
+                        "engine_caches": engine_caches, "history": history}
 
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         i = int(options.get("game", seed_value % len(self.games)))

@@ -76,6 +76,28 @@ def test_admissible_commands_can_be_hidden(store):
     assert "Admissible commands" not in obs
 
 
+def test_history_restates_the_task_and_the_last_exchanges(store):
+    env = HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root), history=1)
+    obs, info = env.reset(seed=0)
+    assert "Your task is to:" in obs and "Your last" not in obs  # the intro already states the task
+    go = [c for c in info["admissible_commands"] if c.startswith("go to ")]
+    env.step(go[0])
+    env.step("fly to the moon")
+    obs, *_ = env.step(go[1])
+    task_line, rest = obs.split("\n", 1)
+    assert task_line == f"Your task is to: {env.game.description.rstrip('.')}."
+    assert f"> {go[0]}" not in rest  # only the last exchange before the newest one
+    assert rest.index("> fly to the moon") < rest.index(f"Now (step 3): > {go[1]}") < rest.index("Admissible commands:")
+    plain = HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root))
+    plain.reset(seed=0)
+    plain.step(go[0])
+    plain.step("fly to the moon")
+    plain_obs, *_ = plain.step(go[1])
+    assert obs.endswith(plain_obs)  # the newest feedback and commands are unchanged
+    with pytest.raises(ValueError, match="history must be >= 0.*-1"):
+        HouseholdEnv(task_types=("pick_and_place",), cache_dir=str(store.root), history=-1)
+
+
 def test_parse_command_normalizes_replies():
     assert parse_command("Go to Fridge 1.") == "go to fridge 1"
     assert parse_command("I think so.\n> take apple 1 from countertop 2") == "take apple 1 from countertop 2"
