@@ -15,7 +15,7 @@ engine. Results are seen from the agent's side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from turngym.envs.registration import make, spec
@@ -47,6 +47,8 @@ class SeatResult:
         episode_return: the seat's summed step rewards (dense components + outcome).
         stop_reason: why the episode ended.
         failed: the environment failed; the episode has no score and is only counted as failed.
+        components: names of the dense reward components that were nonzero on at least one of the
+            seat's turns (e.g. ``retrieval_hit``, a milestone, ``format``); empty for direct agents.
     """
 
     seat: int
@@ -56,6 +58,7 @@ class SeatResult:
     episode_return: float
     stop_reason: str
     failed: bool = False
+    components: frozenset[str] = frozenset()
 
     @property
     def outcome(self) -> float:
@@ -78,6 +81,7 @@ class SeatResult:
             episode_return=sum(turn.record.reward for turn in t.turns),
             stop_reason=t.stop_reason,
             failed=t.failed or t.outcome is None,
+            components=frozenset(k for turn in t.turns for k, v in turn.record.components.items() if v != 0),
         )
 
     @classmethod
@@ -133,6 +137,9 @@ class EvalSummary:
       ended the game).
     * ``invalid_action_rate``: **per action** — invalid actions over all of the seat's actions.
     * ``mean_outcome`` / ``mean_return``: the seat's outcome / summed step rewards (dense + outcome).
+    * ``components[name]``: the share of episodes in which the dense component ``name`` was nonzero
+      on at least one turn — an intermediate metric (search: ``retrieval_hit``; household: each
+      milestone; a penalty such as ``format``: episodes with at least one malformed reply).
 
     Rates carry Wilson 95% intervals, means normal 95% intervals. :meth:`to_dict` is the JSON of
     ``turngym eval --json`` and of the trainer's ``summary.json`` evals.
@@ -153,6 +160,7 @@ class EvalSummary:
     invalid_action_rate: Rate
     stop_reasons: dict[str, int]
     failed: int = 0
+    components: dict[str, Rate] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +170,7 @@ class EvalSummary:
         values = dict(data)
         for name in ("win", "draw", "loss", "success", "mean_return", "mean_outcome", "invalid", "invalid_action_rate"):
             values[name] = Rate(**values[name])
+        values["components"] = {k: Rate(**v) for k, v in values.get("components", {}).items()}
         return cls(**values)
 
 
@@ -191,6 +200,8 @@ def summarize(env_id: str, agent: str, opponent: str | None, results: Iterable[S
         invalid_action_rate=Rate.of(sum(r.invalid_actions for r in ok), actions),
         stop_reasons=dict(sorted(reasons.items())),
         failed=len(results) - n,
+        components={name: Rate.of(sum(name in r.components for r in ok), n)
+                    for name in sorted({c for r in ok for c in r.components})},
     )
 
 

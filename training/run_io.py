@@ -25,7 +25,7 @@ from turngym.agents.base import LearnerPolicy
 from turngym.console import Progress, format_duration
 from turngym.training import advantages as adv_lib
 from turngym.training.config import TrainConfig
-from turngym.training.evaluate import EvalSummary
+from turngym.training.evaluate import EvalSummary, Rate
 from turngym.training.signal import no_signal_warning
 from turngym.training.trajectory import Trajectory
 
@@ -180,7 +180,12 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
     if before and after:
         comparison = {}
         for mode in after:
+            if mode not in before:
+                continue
             rates = {metric: (getattr(before[mode], metric), getattr(after[mode], metric)) for metric in ("success", "draw", "invalid", "mean_outcome")}
+            b_, a_ = before[mode], after[mode]
+            for name in sorted({*b_.components, *a_.components}):  # intermediate metrics: episodes with that component
+                rates[f"component/{name}"] = (b_.components.get(name, Rate.of(0, b_.episodes)), a_.components.get(name, Rate.of(0, a_.episodes)))
             comparison[mode] = {
                 metric: {"before": b.value, "after": a.value, "intervals_overlap": not (a.low > b.high or b.low > a.high)}
                 for metric, (b, a) in rates.items()

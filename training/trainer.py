@@ -311,6 +311,9 @@ def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_
             batch = collect(mode_tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = summarize_trajectories(batch.trajectories)
+        if len(envs) > 1:  # each held-out env on its own too (a curriculum's easy and hard splits)
+            for e in envs:
+                results[f"{mode} @ {e.id.split('/')[-1]}"] = summarize_trajectories([t for t in batch.trajectories if t.env_id == e.id])
     return results
 
 
