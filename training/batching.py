@@ -11,6 +11,15 @@ Shapes (``B`` sequences, ``L`` = longest sequence in the micro-batch):
 positions of policy tokens, a chunk at a time (:func:`~turngym.agents.token_stats.chunked_token_stats`): full-vocabulary
 logits are never materialized for the whole batch, which is what dominates memory in TRL's trainer.
 The same pass yields each policy token's full-distribution entropy (no extra forward).
+
+No dense ``[B, 1, L, L]`` attention mask is ever built for a right-padded batch: in a causal LM a
+row's pads come after its real tokens, so they cannot influence them, and the decoder is called
+without ``attention_mask`` (:func:`decoder_mask`). Position ids are ``0..L-1`` either way. Under
+SDPA (the default attention implementation) transformers then takes ``is_causal=True`` and
+materialises no mask; under ``eager`` attention transformers still builds its causal
+``[B, 1, L, L]`` float mask internally (the implementation needs one), just not a padding one. The
+hidden states at pad positions differ (they now attend to earlier pads) but are never read: only
+policy-token positions are scored.
 """
 
 from __future__ import annotations
@@ -116,16 +125,34 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
     )
 
 
+def is_right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row of ``attention_mask [B, L]`` is ones then zeros (at least one real token each)."""
+    mask = attention_mask.bool()
+    return bool(mask[:, 0].all() and (mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def decoder_mask(batch: MicroBatch) -> torch.Tensor | None:
+    """The ``attention_mask`` to give a causal decoder for ``batch``: ``None`` when right-padded.
+
+    Right padding (always so from :func:`collate`) needs no mask under causal attention, and without
+    one SDPA runs its ``is_causal`` kernel instead of a dense ``[B, 1, L, L]`` mask. Any other
+    layout (e.g. a hand-built left-padded batch) keeps its mask.
+    """
+    return None if is_right_padded(batch.attention_mask) else batch.attention_mask
+
+
 def policy_token_stats(
     model: torch.nn.Module, batch: MicroBatch, chunk_size: int = 512, *, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``([B, L-1], [B, L-1])``: log π(token t+1 | ≤ t) and the entropy of π(· | ≤ t) at policy-token
     positions (0 elsewhere). The log-probs are differentiable; the entropy is only when ``entropy_grad``.
 
-    Uses ``model.get_decoder()`` for hidden states and ``model.get_output_embeddings()`` on the
-    selected positions only, ``chunk_size`` rows at a time.
+    Uses ``model.get_decoder()`` for hidden states (no KV cache; no attention mask when the batch is
+    right-padded, see :func:`decoder_mask`) and ``model.get_output_embeddings()`` on the selected
+    positions only, ``chunk_size`` rows at a time.
     """
-    hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    decoder = model.get_decoder()
+    hidden = decoder(input_ids=batch.input_ids, attention_mask=decoder_mask(batch), use_cache=False).last_hidden_state
     where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
     targets = batch.input_ids[:, 1:][where]
     picked, entropy = chunked_token_stats(

@@ -237,6 +237,14 @@ class OptimSection(_Section):
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(8, ge=1)
     """Sequences per forward/backward; gradients accumulate over the whole batch."""
+    micro_batch_tokens: int | None = None
+    """Form micro-batches by a token budget instead of ``micro_batch_size``: rows sorted by length,
+    packed so that rows × longest row ≤ this (a longer row goes alone). ``None``: by sequence count.
+    The loss normalisation is unchanged; ``4096`` suits long household episodes."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them
+    (≈ one forward more of compute, activations no longer grow with the layer count). Only on
+    during updates; rollout generation keeps its KV cache."""
     score_chunk_size: int = Field(512, ge=1)
     """Positions per output-projection chunk when computing log-probs (bounds logits memory)."""
     mini_batches: int = Field(1, ge=1)
@@ -250,6 +258,16 @@ class OptimSection(_Section):
     target_kl: float | None = Field(None, gt=0)
     """Stop a step's remaining updates once a mini-batch's ``approx_kl`` (k3, KL(π_old‖π_θ) over its
     tokens, measured before its own update) exceeds this (``None``: never)."""
+
+    @field_validator("micro_batch_tokens")
+    @classmethod
+    def _token_budget(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(
+                f"micro_batch_tokens must be >= 1 (tokens per micro-batch, padding included), got {value!r}; "
+                "use e.g. 4096, or null to batch by micro_batch_size"
+            )
+        return value
 
 
 class EvalSection(_Section):

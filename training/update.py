@@ -4,9 +4,12 @@ The rows of a batch (one per training sequence, :class:`~turngym.training.batchi
 split into ``optim.mini_batches`` mini-batches — whole GRPO groups by default, or single sequences —
 in an order drawn from the step's seeded RNG (so a resumed run replays it exactly). Each of the
 ``optim.epochs`` passes takes one optimizer step per mini-batch, accumulating gradients over
-micro-batches of ``optim.micro_batch_size`` sequences. The loss is normalised per mini-batch
-(token-mean over that mini-batch's policy tokens), exactly as the one-step update normalises over
-the whole batch; with ``1 × 1`` the update is today's single step, bit for bit.
+micro-batches (:func:`micro_batches`): ``optim.micro_batch_size`` sequences, or as many as fit
+``optim.micro_batch_tokens`` padded positions. The loss is normalised per mini-batch (token-mean
+over that mini-batch's policy tokens), exactly as the one-step update normalises over the whole
+batch, whatever the micro-batching; with ``1 × 1`` the update is today's single step, bit for bit.
+``optim.gradient_checkpointing`` recomputes the decoder layers' activations in the backward pass,
+for the duration of :func:`optimize` only (:func:`activation_checkpointing`).
 
 The old policy is always the rollout's: its per-token log-probs are stored in the rows. On the first
 update the importance ratio is 1 (up to rollout/learner numerics); from the second on it moves, and
@@ -22,14 +25,21 @@ Per-token loss of one mini-batch (``losses.policy_loss`` for the clipped term)::
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from turngym.training.batching import TrainRow, collate, policy_token_logprobs, policy_token_stats
+from turngym.training.batching import (
+    MicroBatch,
+    TrainRow,
+    collate,
+    policy_token_logprobs,
+    policy_token_stats,
+)
 from turngym.training.config import AlgoSection, OptimSection
 from turngym.training.losses import aggregate_loss, kl_loss, policy_loss
 
@@ -59,6 +69,87 @@ def split_mini_batches(
     return [[row for i in part for row in grouped[int(i)]] for part in parts]
 
 
+def pack_by_tokens(rows: Sequence[TrainRow], budget: int) -> list[list[TrainRow]]:
+    """Rows sorted by length (stable) and packed greedily: ``len(part) × longest row ≤ budget``.
+
+    A row longer than ``budget`` forms a micro-batch of its own. Deterministic: the same rows in
+    the same order give the same parts. ``budget`` counts padded positions (``B × L`` of the
+    collated micro-batch), which is what the activations scale with.
+    """
+    if budget < 1:
+        raise ValueError(f"micro-batch token budget must be >= 1, got {budget!r}")
+    parts: list[list[TrainRow]] = []
+    current: list[TrainRow] = []
+    for row in sorted(rows, key=lambda r: len(r.token_ids)):  # ascending: the newcomer is the longest
+        if current and (len(current) + 1) * len(row.token_ids) > budget:
+            parts.append(current)
+            current = []
+        current.append(row)
+    if current:
+        parts.append(current)
+    return parts
+
+
+def micro_batches(rows: Sequence[TrainRow], optim: OptimSection) -> list[list[TrainRow]]:
+    """The micro-batches of one mini-batch, rows sorted by length so similar lengths share one.
+
+    ``optim.micro_batch_tokens`` set: :func:`pack_by_tokens`; else consecutive runs of
+    ``optim.micro_batch_size`` sorted rows (the historical layout).
+    """
+    if optim.micro_batch_tokens is not None:
+        return pack_by_tokens(rows, optim.micro_batch_tokens)
+    ordered = sorted(rows, key=lambda r: len(r.token_ids))
+    size = optim.micro_batch_size
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+@contextlib.contextmanager
+def activation_checkpointing(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Gradient (activation) checkpointing on ``model`` inside the ``with`` block, off again after.
+
+    Non-reentrant ``torch.utils.checkpoint``, so frozen inputs (LoRA's embeddings) need nothing
+    special. ``model`` may be a transformers model or a peft wrapper of one. A model that already has
+    checkpointing on is left alone (its owner manages it); ``enabled=False`` does nothing. Layers
+    only checkpoint in train mode with gradients enabled, so generation (eval mode, no grad) keeps
+    its KV cache even inside the block.
+    """
+    base = _transformers_model(model) if enabled else None
+    if base is None or _checkpointing_on(base):
+        yield
+        return
+    saved_hooks = getattr(base, "_require_grads_hooks", None)  # transformers overwrites, not appends
+    if hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # transformers before the rename
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        if hasattr(base, "activation_checkpointing_disable"):
+            base.activation_checkpointing_disable()
+        else:
+            base.gradient_checkpointing_disable()
+        base.disable_input_require_grads()  # the embedding hooks enabling added; not needed without it
+        if saved_hooks:  # hooks someone else registered stay in place: give transformers its handles back
+            base._require_grads_hooks = saved_hooks
+            base._require_grads_hook = saved_hooks[0]
+
+
+def _transformers_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers ``PreTrainedModel`` under ``model`` (unwrapping peft); errors say what is missing."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ValueError(
+            f"optim.gradient_checkpointing is on but the learner model ({type(base).__name__}) does not "
+            "support gradient checkpointing; set optim.gradient_checkpointing: false"
+        )
+    return base
+
+
+def _checkpointing_on(model: torch.nn.Module) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
 def next_entropy_coef(coef: float, entropy: float, algo: AlgoSection) -> float:
     """The target-entropy controller: ``coef + lr·(target − H)`` clipped to ``[0, max]``.
 
@@ -71,12 +162,34 @@ def next_entropy_coef(coef: float, entropy: float, algo: AlgoSection) -> float:
 
 
 @dataclass
+class MicroBatchLayout:
+    """Forward passes the learner ran in one step and how much of them was padding."""
+
+    micro_batches: int = 0
+    positions: int = 0
+    """``Σ B × L`` over the micro-batches (the shape the decoder ran on)."""
+    padded: int = 0
+    """Positions that were padding."""
+
+    def add(self, batch: MicroBatch) -> None:
+        self.micro_batches += 1
+        self.positions += batch.attention_mask.numel()
+        self.padded += batch.attention_mask.numel() - int(batch.attention_mask.sum())
+
+    @property
+    def padding_share(self) -> float:
+        return self.padded / self.positions if self.positions else 0.0
+
+
+@dataclass
 class UpdateStats:
     """What one batch's updates measured; :meth:`to_metrics` gives the logged names.
 
     ``entropy`` is the learner's token-mean entropy on the batch in the first pass (the policy that
     generated it); the clip/ratio/KL figures are token-weighted within each update and averaged over
     the updates taken (``ratio_max`` / ``turn_ratio_max`` are maxima, ``turn_ratio_min`` a minimum).
+    ``layout`` counts every learner forward of the step (``optim/micro_batches``) and its padding
+    share (``optim/padding_share``).
     """
 
     policy_tokens: int = 0
@@ -85,6 +198,7 @@ class UpdateStats:
     entropy: float = math.nan
     entropy_coef: float = 0.0
     per_update: list[dict[str, float]] = field(default_factory=list)
+    layout: MicroBatchLayout = field(default_factory=MicroBatchLayout)
 
     def to_metrics(self) -> dict[str, float]:
         means = ("loss", "kl", "clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean",
@@ -104,6 +218,8 @@ class UpdateStats:
         out["entropy_coef"] = self.entropy_coef
         out["optim/updates"] = float(self.updates)
         out["optim/early_stopped"] = float(self.early_stopped)
+        out["optim/micro_batches"] = float(self.layout.micro_batches)
+        out["optim/padding_share"] = self.layout.padding_share
         return out
 
 
@@ -131,30 +247,32 @@ def optimize(
     if not any(r.num_policy_tokens for r in rows):
         return stats
     if entropy_coef == 0:  # unscored rows only matter to the entropy bonus
-        if stats.policy_tokens == 0:
-            stats.entropy = measure_entropy(model, rows, optim, pad_id)  # for the target-entropy controller
+        if stats.policy_tokens == 0:  # for the target-entropy controller
+            stats.entropy = measure_entropy(model, rows, optim, pad_id, layout=stats.layout)
             return stats
         rows = [r for r in rows if r.scored]
     max_len = max(r.num_policy_tokens for r in rows)
     entropy_sum, entropy_tokens = 0.0, 0
     model.train()
     try:
-        for epoch in range(optim.epochs):
-            shuffle = rng if optim.mini_batches > 1 else None
-            for mini in split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle):
-                result, entropy_total = _update(model, optimizer, mini, algo, optim, pad_id, reference, max_len, entropy_coef)
-                if epoch == 0:
-                    entropy_sum += entropy_total
-                    entropy_tokens += sum(r.num_policy_tokens for r in mini)
-                if result is None:  # past target_kl: this mini-batch's step is not taken
-                    stats.early_stopped = True
+        with activation_checkpointing(model, optim.gradient_checkpointing):
+            for epoch in range(optim.epochs):
+                shuffle = rng if optim.mini_batches > 1 else None
+                for mini in split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle):
+                    result, entropy_total = _update(model, optimizer, mini, algo, optim, pad_id, reference, max_len,
+                                                    entropy_coef, stats.layout)
+                    if epoch == 0:
+                        entropy_sum += entropy_total
+                        entropy_tokens += sum(r.num_policy_tokens for r in mini)
+                    if result is None:  # past target_kl: this mini-batch's step is not taken
+                        stats.early_stopped = True
+                        break
+                    if not result:  # nothing to learn in this mini-batch: no step
+                        continue
+                    stats.per_update.append(result)
+                    stats.updates += 1
+                if stats.early_stopped:
                     break
-                if not result:  # nothing to learn in this mini-batch: no step
-                    continue
-                stats.per_update.append(result)
-                stats.updates += 1
-            if stats.early_stopped:
-                break
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.eval()
@@ -162,13 +280,30 @@ def optimize(
     return stats
 
 
-def measure_entropy(model: torch.nn.Module, rows: list[TrainRow], optim: OptimSection, pad_id: int) -> float:
-    """The learner's token-mean entropy over ``rows``' policy tokens, without a gradient."""
+def measure_entropy(
+    model: torch.nn.Module,
+    rows: list[TrainRow],
+    optim: OptimSection,
+    pad_id: int,
+    *,
+    layout: MicroBatchLayout | None = None,
+) -> float:
+    """The learner's token-mean entropy over ``rows``' policy tokens, without a gradient.
+
+    Micro-batches: ``optim.micro_batch_tokens`` packing when set, else runs of
+    ``optim.micro_batch_size`` rows in the given order. ``layout`` (if given) counts them.
+    """
     device = next(model.parameters()).device
+    if optim.micro_batch_tokens is not None:
+        parts = pack_by_tokens(rows, optim.micro_batch_tokens)
+    else:
+        parts = [rows[start : start + optim.micro_batch_size] for start in range(0, len(rows), optim.micro_batch_size)]
     total, tokens = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(rows), optim.micro_batch_size):
-            batch = collate(rows[start : start + optim.micro_batch_size], pad_id, device=device)
+        for part in parts:
+            batch = collate(part, pad_id, device=device)
+            if layout is not None:
+                layout.add(batch)
             _, entropy = policy_token_stats(model, batch, optim.score_chunk_size)
             total += float((entropy * batch.loss_mask).sum())
             tokens += int(batch.loss_mask.sum())
@@ -185,27 +320,27 @@ def _update(
     reference: torch.nn.Module | None,
     max_len: int,
     entropy_coef: float,
+    layout: MicroBatchLayout,
 ) -> tuple[dict[str, float] | None, float]:
     """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``.
 
     A mini-batch with nothing to learn (no scored token and no entropy bonus) takes no step and
-    returns empty metrics.
+    returns empty metrics. Every micro-batch run is counted in ``layout``.
     """
     optimizer.zero_grad(set_to_none=True)
     total_tokens = sum(r.num_scored_tokens for r in rows)  # the policy-gradient token-mean
     all_tokens = sum(r.num_policy_tokens for r in rows)  # the entropy bonus and KL token-mean
     if total_tokens == 0 and entropy_coef == 0:
-        return {}, measure_entropy(model, rows, optim, pad_id) * all_tokens
+        return {}, measure_entropy(model, rows, optim, pad_id, layout=layout) * all_tokens
     stats = {"loss": 0.0, "kl": 0.0}
     weighted: dict[str, float] = {}
     ratio_max, turn_stats = 0.0, {"turn_ratio_max": -math.inf, "turn_ratio_min": math.inf, "turn_ratio_mean": 0.0}
     turns_seen = 0.0
     entropy_total = 0.0
-    ordered = sorted(rows, key=lambda r: len(r.token_ids))  # similar lengths share a micro-batch
     device = next(model.parameters()).device
-    for start in range(0, len(ordered), optim.micro_batch_size):
-        micro = ordered[start : start + optim.micro_batch_size]
+    for micro in micro_batches(rows, optim):
         batch = collate(micro, pad_id, device=device)
+        layout.add(batch)
         logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
         scored_rows = [i for i, r in enumerate(micro) if r.scored]
         loss = logprobs.new_zeros(())
