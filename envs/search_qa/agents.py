@@ -1,7 +1,7 @@
 """Scripted agents for ``turngym eval turngym/SearchQA-v0 --agent NAME`` (direct agents: ``agent(env) -> str``).
 
 * ``oracle`` — searches the question's gold sub-queries in order, then answers. It answers the gold
-  answer only if the evidence reached its context: for ``bridge``/``chain`` the last hop's passage,
+  answer only if the evidence reached its context: for ``bridge``/``chain``/``lookup`` the last hop's passage,
   for ``comparison``/``intersection`` both hops' passages, for user questions any passage containing
   a gold answer; otherwise it answers ``unknown``. Its EM therefore measures the environment plus
   retrieval at the env's ``k``, not a lookup of the gold. User questions (no hops) are searched with
@@ -36,7 +36,7 @@ class OracleAgent:
         q = env.question
         if not q.hops:
             return any(contains_answer(env.data.corpus[pid].text, q.answers) for pid in env.seen)
-        needed = q.supporting_ids[-1:] if q.shape in ("bridge", "chain") else q.supporting_ids
+        needed = q.supporting_ids[-1:] if q.shape in ("bridge", "chain", "lookup") else q.supporting_ids
         return all(pid in env.seen for pid in needed)
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from turngym.envs.search_qa.records import (
-    SHAPES,
+    ALL_SHAPES,
+    CURRICULUM_SHAPES,
     SPLITS,
     Corpus,
     Passage,
@@ -42,8 +43,9 @@ from turngym.envs.search_qa.retrieval import (
     tokenizer_name,
 )
 
-BUILDER_VERSION = 3
-"""Bump when the corpus, question or index layout changes (invalidates caches)."""
+BUILDER_VERSION = 4
+"""Bump when the corpus, question or index layout changes (invalidates caches). 4: lookup questions
+appended (the multi-hop questions of version 3 are unchanged)."""
 SOURCES = ("factbook", "fictional")
 DEFAULT_PER_SHAPE = {"factbook": 750, "fictional": 60}
 
@@ -72,12 +74,21 @@ class SearchData:
             return self._retriever
 
     def select(self, split: str | None = "train", shape: str | None = None) -> list[Question]:
-        """Questions of ``split`` (``None``: all) and ``shape`` (``None``: all), in file order."""
+        """Questions of ``split`` (``None``: all) and ``shape``, in file order.
+
+        ``shape=None`` is the default pool: every shape except the curriculum ones
+        (:data:`~.records.CURRICULUM_SHAPES`, i.e. ``lookup``), which only an explicit ``shape``
+        selects — so the default pool is the same multi-hop questions as before they existed.
+        """
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-        if shape is not None and shape not in (*SHAPES, "user"):
-            raise ValueError(f"shape must be one of {SHAPES} or None, got {shape!r}")
-        return [q for q in self.questions if (split is None or q.split == split) and (shape is None or q.shape == shape)]
+        if shape is not None and shape not in (*ALL_SHAPES, "user"):
+            raise ValueError(f"shape must be one of {ALL_SHAPES} or None (the multi-hop pool), got {shape!r}")
+
+        def wanted(q: Question) -> bool:
+            return q.shape not in CURRICULUM_SHAPES if shape is None else q.shape == shape
+
+        return [q for q in self.questions if (split is None or q.split == split) and wanted(q)]
 
 
 _LOADED: dict[str, SearchData] = {}
@@ -147,7 +158,7 @@ def build_generated(source: str = "factbook", seed: int = 0, per_shape: int | No
     FieldedBM25.build(kb.corpus).save(tmp / "index")
     if force and final.exists():
         shutil.rmtree(final)
-    counts = {f"{s}/{sp}": sum(q.shape == s and q.split == sp for q in questions) for s in SHAPES for sp in SPLITS}
+    counts = {f"{s}/{sp}": sum(q.shape == s and q.split == sp for q in questions) for s in ALL_SHAPES for sp in SPLITS}
     _finish(tmp, final, {"key": key, "source": kb.source, "passages": len(kb.corpus), "questions": counts})
     return final
 

@@ -22,7 +22,7 @@ does; retrieved passages may, which is the point of searching).
 
 Data: ``source="factbook"`` (default) or ``"fictional"``, or ``questions_path`` + ``corpus_path``
 (user files, see :mod:`.loaders`); ``split`` (``train``/``dev``/``test``) and ``shape`` select the
-question pool; ``reset(seed=s)`` takes question ``s mod len(pool)``, or ``options={"question_id": id}``.
+question pool (``shape=None``: the multi-hop shapes; ``shape="lookup"``: the single-hop curriculum); ``reset(seed=s)`` takes question ``s mod len(pool)``, or ``options={"question_id": id}``.
 Retrieval is in-process (one index per process, shared by all envs) unless ``retriever_url`` (or
 ``$TURNGYM_SEARCH_URL``) names a ``turngym search serve`` instance; a failing service ends the
 episode with ``stop_reason="env_error"`` (masked by the learner), never an exception.

@@ -20,12 +20,14 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "SearchQA-Comparison-v0": ({"shape": "comparison"}, "SearchQA, 2-hop yes/no comparison questions only (train split)."),
     "SearchQA-Chain-v0": ({"shape": "chain"}, "SearchQA, 3-hop chain questions only (train split)."),
     "SearchQA-Intersection-v0": ({"shape": "intersection"}, "SearchQA, 2-hop intersection questions only (train split)."),
+    "SearchQA-Lookup-v0": ({"shape": "lookup"}, "SearchQA curriculum: single-hop lookups (\"What is the capital of X?\"), train split."),
+    "SearchQA-Lookup-dev-v0": ({"split": "dev", "shape": "lookup"}, "SearchQA-Lookup-v0 on the dev split: evaluation."),
     "SearchQA-Fictional-v0": ({"source": "fictional", "split": None}, "SearchQA over a generated fictional-country corpus (no pretraining leakage; tests)."),
 }
 
 
 def register_ids() -> None:
-    """Register the SearchQA ids (one per split / question shape, plus the fictional corpus)."""
+    """Register the SearchQA ids (one per split / question shape, the lookup curriculum, the fictional corpus)."""
     for name, (kwargs, description) in VARIANTS.items():
         register(
             f"turngym/{name}",
@@ -36,6 +38,6 @@ def register_ids() -> None:
             max_turns=None,  # the env counts its own turns (kwarg ``turns``, default 4)
             reward_bounds=(-0.2, 1.0),
             gate_threshold=1.0,  # G-RA: dense terms count once the answer is exactly right
-            tags=("search-r1", "multi-hop", "retrieval"),
+            tags=("search-r1", "single-hop" if kwargs.get("shape") == "lookup" else "multi-hop", "retrieval"),
             agents=dict(_AGENTS),
         )

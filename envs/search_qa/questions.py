@@ -10,10 +10,15 @@ Shapes (each question carries its gold sub-queries and supporting passages as :c
   country whose {K} is {v}?": key → country → its land boundaries → the neighbour's fact.
 * ``intersection`` (2 hops) — "Which country borders both A and B?": exactly one common neighbour,
   and each of A and B has at least two neighbours (so neither passage alone answers it).
+* ``lookup`` (1 hop, curriculum) — "What is the {T} of {country}?" for a short-valued attribute
+  (:data:`LOOKUP_ATTRIBUTES`): the entity's fact passage states the answer. Generated after the
+  multi-hop shapes from its own random stream, so adding it changed none of their questions or
+  splits; :meth:`~.dataset.SearchData.select` leaves it out of the default pool.
 
 :func:`verify` checks each question against its passages (the answer is stated by the supporting
 passages, absent from the question, and — for multi-hop shapes — not stated by the first passage
-alone); generation keeps only questions that pass. Splits are stratified per shape with a seeded
+alone; a lookup question has exactly one hop, whose passage states the answer and belongs to the
+asked country); generation keeps only questions that pass. Splits are stratified per shape with a seeded
 shuffle: 10% dev, 10% test, the rest train.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -32,6 +38,10 @@ DEV_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MIN_RATIO = 1.2
 """Comparison questions need the larger number to be at least this multiple of the smaller."""
+LOOKUP_ATTRIBUTES = ("capital", "internet_code", "highest_point")
+"""Attributes asked by lookup questions: short, unambiguous values a small model can copy."""
+LOOKUP_MAX_WORDS = 4
+"""Lookup answers longer than this many words are skipped (e.g. "unnamed location on Cato Island")."""
 
 
 def _quoted(attr: str, value: str) -> str:
@@ -158,6 +168,19 @@ def _intersection(kb, rng, keys) -> Question | None:
 _BUILDERS = {"bridge": _bridge, "comparison": _comparison, "chain": _chain, "intersection": _intersection}
 
 
+def _lookup(entity: Entity, attr: str) -> Question:
+    """The single-hop question "What is the {attr} of {entity}?", answered by the entity's fact passage."""
+    fact = entity.facts[attr]
+    text = f"What is the {ATTRIBUTES[attr].phrase} of {entity.name}?"
+    return Question(_qid("lookup", text), text, fact.answers, "lookup", (Hop(fact_query(entity, attr), fact.passage_id),))
+
+
+def _short_value(value: str) -> bool:
+    """A copyable answer: at most :data:`LOOKUP_MAX_WORDS` words, starting with a capital or a dot
+    (drops descriptions such as "administered from London")."""
+    return 0 < len(value.split()) <= LOOKUP_MAX_WORDS and (value[0].isupper() or value[0] == ".")
+
+
 # ---------------------------------------------------------------------------------- verification
 def _mentions(text: str, value: str) -> bool:
     return contains_answer(text, [value])
@@ -189,12 +212,67 @@ def verify(q: Question, kb: KnowledgeBase) -> str | None:
         names = re.match(r"Does (.+) have a larger .+ than (.+)\?$", q.text)
         if not names or not all(_mentions(p.title, n) for p, n in zip(passages, names.groups())):
             return "the number passages do not belong to the compared countries"
+    elif q.shape == "lookup":
+        return _verify_lookup(q, passages, full)
+    return None
+
+
+def _verify_lookup(q: Question, passages: list, full: list[str]) -> str | None:
+    if len(q.hops) != 1:
+        return f"a lookup question has exactly one hop, got {len(q.hops)}"
+    if not contains_answer(full[0], q.answers):
+        return "the fact passage does not state the answer"
+    name = re.match(r"What is the .+? of (.+)\?$", q.text)
+    if not name or not _mentions(passages[0].title, name.group(1)):
+        return "the fact passage does not belong to the asked country"
     return None
 
 
 # ------------------------------------------------------------------------------------ generation
-def generate_questions(kb: KnowledgeBase, per_shape: int = 750, seed: int = 0, max_tries_factor: int = 40) -> list[Question]:
-    """Up to ``per_shape`` verified, distinct questions of each shape, with train/dev/test splits."""
+def generate_questions(
+    kb: KnowledgeBase, per_shape: int = 750, seed: int = 0, max_tries_factor: int = 40, curriculum: bool = True
+) -> list[Question]:
+    """Up to ``per_shape`` verified, distinct questions of each shape, with train/dev/test splits.
+
+    The multi-hop shapes (:data:`~.records.SHAPES`, interleaved) come first and depend only on
+    ``kb``, ``per_shape``, ``seed`` and ``max_tries_factor``; with ``curriculum`` the lookup
+    questions (:func:`generate_lookup_questions`) follow, from a random stream of their own.
+    """
+    questions = _generate_multihop(kb, per_shape, seed, max_tries_factor)
+    if curriculum:
+        questions += generate_lookup_questions(kb, per_shape, seed)
+    return questions
+
+
+def generate_lookup_questions(kb: KnowledgeBase, per_shape: int = 750, seed: int = 0) -> list[Question]:
+    """Up to ``per_shape`` verified lookup questions in a seeded random order, with splits (the
+    first 10% dev, the next 10% test, the rest train). Countries whose name another country shares
+    are skipped (the question would be ambiguous)."""
+    rng = np.random.default_rng([seed, 0x100C])  # not the multi-hop stream: adding lookup changed no old question
+    names = Counter(normalize_answer(e.name) for e in kb.entities.values())
+    candidates = [
+        (e, attr)
+        for e in kb.entities.values()
+        if names[normalize_answer(e.name)] == 1
+        for attr in LOOKUP_ATTRIBUTES
+        if attr in e.facts and _short_value(e.facts[attr].value)
+    ]
+    items: dict[str, Question] = {}
+    for idx in rng.permutation(len(candidates)):
+        if len(items) >= per_shape:
+            break
+        q = _lookup(*candidates[int(idx)])
+        if q.text not in items and verify(q, kb) is None:
+            items[q.text] = q
+    n_dev, n_test = round(len(items) * DEV_FRACTION), round(len(items) * TEST_FRACTION)
+    return [
+        Question(q.id, q.text, q.answers, q.shape, q.hops, "dev" if rank < n_dev else "test" if rank < n_dev + n_test else "train")
+        for rank, q in enumerate(items.values())
+    ]
+
+
+def _generate_multihop(kb: KnowledgeBase, per_shape: int, seed: int, max_tries_factor: int) -> list[Question]:
+    """The multi-hop questions, interleaved; unchanged since builder version 3 (pinned by a test)."""
     rng = np.random.default_rng([seed, 0x9A])
     keys = _unique_keys(kb)
     out: list[Question] = []

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 SHAPES = ("bridge", "comparison", "chain", "intersection")
-"""Generated question shapes: 2-hop bridge, 2-hop yes/no comparison, 3-hop chain, 2-hop intersection."""
+"""The multi-hop shapes — the default question pool (``shape=None``): 2-hop bridge, 2-hop yes/no
+comparison, 3-hop chain, 2-hop intersection."""
+
+CURRICULUM_SHAPES = ("lookup",)
+"""Easier shapes for curricula (single-hop ``lookup``): generated beside the multi-hop ones but
+reachable only by naming them (``shape="lookup"``), so default-pool results stay comparable."""
+
+ALL_SHAPES = (*SHAPES, *CURRICULUM_SHAPES)
+"""Every generated shape."""
 
 SPLITS = ("train", "dev", "test")
 

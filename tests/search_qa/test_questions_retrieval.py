@@ -6,7 +6,7 @@ from turngym.envs.search_qa import dataset
 from turngym.envs.search_qa.evaluation import hop_recall
 from turngym.envs.search_qa.fictional import build_fictional_kb
 from turngym.envs.search_qa.questions import generate_questions, verify
-from turngym.envs.search_qa.records import SHAPES, Corpus, Hop
+from turngym.envs.search_qa.records import ALL_SHAPES, Corpus, Hop
 from turngym.envs.search_qa.retrieval import FieldedBM25, tokenize
 from turngym.envs.search_qa.scoring import contains_answer
 
@@ -29,12 +29,12 @@ def test_fictional_kb_is_deterministic_and_keys_are_unique(kb):
 
 def test_questions_cover_every_shape_and_pass_verification(kb):
     qs = generate_questions(kb, per_shape=40, seed=0)
-    assert {q.shape for q in qs} == set(SHAPES)
+    assert {q.shape for q in qs} == set(ALL_SHAPES)
     assert len({q.id for q in qs}) == len(qs)
     for q in qs:
         assert verify(q, kb) is None
         assert not contains_answer(q.text, q.answers)
-        assert len(q.hops) == (3 if q.shape == "chain" else 2)
+        assert len(q.hops) == {"chain": 3, "lookup": 1}.get(q.shape, 2)
     comparisons = [q.answer for q in qs if q.shape == "comparison"]
     assert comparisons.count("yes") == comparisons.count("no")
 
