@@ -290,6 +290,22 @@ class EvalSection(_Section):
     every_episodes: int = Field(64, ge=1)
 
 
+class WarmupSection(_Section):
+    """Behaviour-cloning warm-up from a scripted agent before RL (:mod:`turngym.training.warmup`)."""
+
+    agent: str | None = None
+    """A scripted agent of the training environments (``oracle`` for search QA, ``expert`` for
+    household tasks; ``turngym list`` shows each env's agents); ``None``: no warm-up."""
+    episodes: int = Field(64, ge=1)
+    """Episodes the agent plays (seeds below ``eval.seed_offset``)."""
+    only_successful: bool = True
+    """Train only on the episodes the agent won (outcome > 0)."""
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=1)
+    """Episodes per optimizer step."""
+    lr: float = Field(5e-5, gt=0)
+
+
 class TrainConfig(_Section):
     """Everything a run needs. Field docstrings are the documentation."""
 
@@ -309,6 +325,7 @@ class TrainConfig(_Section):
     eval: EvalSection = Field(default_factory=EvalSection)
     selfplay: SelfPlaySection = Field(default_factory=SelfPlaySection)
     ratings: RatingSection = Field(default_factory=RatingSection)
+    warmup: WarmupSection = Field(default_factory=WarmupSection)
     tensorboard: bool = True
 
     @model_validator(mode="after")
@@ -357,6 +374,15 @@ class TrainConfig(_Section):
                 f"eval.envs gives {clashing[0]!r} other kwargs than envs does; an id has one set of constructor "
                 "kwargs per run — evaluate on another registered id (e.g. its -dev- split) or use the same kwargs"
             )
+        if self.warmup.agent is not None:
+            from turngym.envs.registration import spec
+
+            lacking = [e.id for e in self.envs if self.warmup.agent not in spec(e.id).agents]
+            if lacking:
+                raise ValueError(
+                    f"warmup.agent {self.warmup.agent!r} is not a scripted agent of {lacking}; "
+                    f"theirs: {sorted(set().union(*(spec(i).agents for i in lacking))) or 'none'}"
+                )
         if self.algo.adaptive_clip and self.algo.estimator != "turn_group":
             raise ValueError(f"algo.adaptive_clip needs estimator 'turn_group', got {self.algo.estimator!r}")
         return self

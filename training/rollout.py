@@ -495,3 +495,49 @@ def _guard(ep: _Episode, action: Callable[[], None]) -> None:
         action()
     except EnvFailure as failure:
         ep.fail(failure)
+
+
+def play_scripted(
+    tasks: list[Task],
+    make_agent: Callable[[Task], Callable[[Any], str]],
+    tokenizer: Any,
+    eos_token_id: int,
+    config: RolloutConfig,
+) -> list[Trajectory]:
+    """Record a scripted (direct) agent's episodes as the policy would have played them: one
+    :class:`Trajectory` per task, whose prompts are built exactly as :func:`collect` builds them
+    (same chat template, ``context`` and token budget) and whose completions are the agent's replies
+    tokenized with ``tokenizer`` plus ``eos_token_id`` (log-probs 0). Demonstrations for a warm-up
+    (:mod:`turngym.training.warmup`).
+
+    ``make_agent(task)`` returns a direct agent ``agent(env) -> str`` that reads the unwrapped env.
+    An environment that raises fails its trajectory (``failed``), as in :func:`collect`.
+    """
+    chat = ChatTokens(tokenizer)
+    out: list[Trajectory] = []
+    for task in tasks:
+        ep = _Episode(task, 0, 0, config, chat)
+        agent = make_agent(task)
+        _guard(ep, ep.reset)
+        while not ep.done:
+            prompt = ep.prompt_for_turn()
+            text = agent(ep.env.unwrapped)
+            ids = [*tokenizer(text, add_special_tokens=False)["input_ids"], eos_token_id]
+            if len(prompt) + len(ids) > config.max_episode_tokens:
+                _guard(ep, ep.stop_for_tokens)
+                break
+            reply = _ScriptedReply(text, ids, [0.0] * len(ids), "stop")
+            _guard(ep, lambda reply=reply: ep.apply(reply, (eos_token_id,)))
+        ep.env.close()
+        out += [t for _, t in sorted(ep.trajectories.items())]
+    return out
+
+
+@dataclass(frozen=True)
+class _ScriptedReply:
+    """A scripted agent's reply in the shape of a policy :class:`~turngym.agents.base.Generation`."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str

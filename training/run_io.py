@@ -50,6 +50,8 @@ class TrainerState:
     """The entropy bonus in force (moved by the target-entropy controller); ``None`` before step 1."""
     no_signal_since: int | None = None
     """First step of the current run of steps whose every group was dropped (see training/signal.py)."""
+    warmup: dict[str, Any] | None = None
+    """The behaviour-cloning warm-up's :class:`~turngym.training.warmup.WarmupStats` once it ran."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``checkpoint/trainer_state.json``."""
@@ -158,6 +160,7 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
         "steps": state.step,
         "train_seconds": state.train_seconds,
         "evals": state.to_dict()["evals"],
+        **({"warmup": state.warmup} if state.warmup else {}),
         "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
         "plot": str(out / "curves.png"),
     }
@@ -176,23 +179,31 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
             for env_id in last
         }
         summary["ratings_plot"] = str(out / "ratings.png")
-    before, after = state.evals.get("before"), state.evals.get("after")
-    if before and after:
-        comparison = {}
-        for mode in after:
-            if mode not in before:
-                continue
-            rates = {metric: (getattr(before[mode], metric), getattr(after[mode], metric)) for metric in ("success", "draw", "invalid", "mean_outcome")}
-            b_, a_ = before[mode], after[mode]
-            for name in sorted({*b_.components, *a_.components}):  # intermediate metrics: episodes with that component
-                rates[f"component/{name}"] = (b_.components.get(name, Rate.of(0, b_.episodes)), a_.components.get(name, Rate.of(0, a_.episodes)))
-            comparison[mode] = {
-                metric: {"before": b.value, "after": a.value, "intervals_overlap": not (a.low > b.high or b.low > a.high)}
-                for metric, (b, a) in rates.items()
-            }
-        summary["comparison"] = comparison
+    evals = state.evals
+    if "before" in evals and "after" in evals:
+        summary["comparison"] = compare_evals(evals["before"], evals["after"])  # what RL did
+    if "base" in evals and "before" in evals:
+        summary["comparison_warmup"] = compare_evals(evals["base"], evals["before"])  # what the warm-up did
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def compare_evals(before: dict[str, EvalSummary], after: dict[str, EvalSummary]) -> dict[str, dict[str, Any]]:
+    """Per decoding mode present in both, each metric's values and whether their 95% intervals
+    overlap: success, draw, invalid, mean outcome and every dense component's episode rate."""
+    comparison = {}
+    for mode in after:
+        if mode not in before:
+            continue
+        b_, a_ = before[mode], after[mode]
+        rates = {metric: (getattr(b_, metric), getattr(a_, metric)) for metric in ("success", "draw", "invalid", "mean_outcome")}
+        for name in sorted({*b_.components, *a_.components}):  # intermediate metrics: episodes with that component
+            rates[f"component/{name}"] = (b_.components.get(name, Rate.of(0, b_.episodes)), a_.components.get(name, Rate.of(0, a_.episodes)))
+        comparison[mode] = {
+            metric: {"before": b.value, "after": a.value, "intervals_overlap": not (a.low > b.high or b.low > a.high)}
+            for metric, (b, a) in rates.items()
+        }
+    return comparison
 
 
 def plot_curves(out: Path, rows: list[dict[str, Any]], evals: dict[str, dict[str, EvalSummary]]) -> None:

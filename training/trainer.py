@@ -40,6 +40,7 @@ from turngym.agents.factory import (
     save_snapshot,
     sync_weights,
 )
+from turngym.console import note
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
@@ -69,6 +70,7 @@ from turngym.training.selfplay import (
 from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import next_entropy_coef, optimize
+from turngym.training.warmup import behaviour_clone, record_demonstrations
 
 
 # ================================================================================================
@@ -105,6 +107,17 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         from turngym.training.distributed import RayCollector
 
         collector = RayCollector(config, config.rollout.ray_workers, config.rollout.ray_address, split=config.rollout.ray_split)
+
+    # ALGO: optional behaviour-cloning warm-up (evaluated before and after: "base" and "before") ------
+    if config.warmup.agent is not None and state.step == 0 and state.warmup is None:
+        if config.eval.episodes and "base" not in state.evals:
+            state.evals["base"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
+        if show_progress:
+            note(f"warm-up: {config.warmup.episodes} episodes of {config.warmup.agent!r}, {config.warmup.epochs} epochs")
+        demos = record_demonstrations(config, policy.tokenizer, policy.eos_token_id, rollout_config(config, 0))
+        state.warmup = behaviour_clone(model, demos, config, policy.pad_token_id).to_dict()
+        sync_weights(rollouts, model)
+        save_checkpoint(out, model, optimizer, state)  # a resumed run never repeats the warm-up
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if state.step == 0 and config.eval.episodes and "before" not in state.evals:
