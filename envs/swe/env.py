@@ -15,6 +15,23 @@ Episode:
 Turn components: ``valid_call`` (+0.01, a call that executed), ``error`` (−0.05, malformed call
 or tool error) and ``test_progress`` (0.5 × change of the visible pass fraction, on ``run_tests``).
 
+Training options (constructor kwargs, all off by default; ``turngym.make`` also takes
+``invalid_action_allowance`` and ``max_turns``):
+
+* ``split`` — CodeRepair ``train`` / ``dev`` (:func:`~.tasks.coderepair_split`: HumanEval problem
+  number ``n % 5 == 0`` is dev), SWE-v0 ``seen`` / ``unseen``; ``all`` by default.
+* ``lenient_calls`` — also read replies in the formats small instruct models write on their own
+  (one ```` ```bash ```` block, a ``tool(...)`` line, tags with stray spaces), only when the reply
+  holds exactly one such call (:func:`~.tools.lenient_call`).
+* ``format_reward`` (≤ 0.1) — a ``format`` component on each of the first ``format_reward_turns``
+  replies that parse into a call (whether or not the tool then succeeds): a dense validity signal,
+  meant to be exempt from the G-RA gate (``algo.ungated_components: [format]``). Its episode total is
+  at most ``format_reward × format_reward_turns``, so choose it below the ladder's smallest step (0.5)
+  and no amount of well-formed calls outweighs submitting.
+* ``prompt="compact"`` — a short system prompt with one example reply and a one-line format hint in
+  place of the full tool list; ``show_source`` — the first observation also shows the non-test task
+  files (within ``observation_chars``), so a first reply can already edit.
+
 Budgets: a reply longer than ``max_turn_tokens`` (≈ 4 characters per token) is rejected unexecuted;
 once ``max_episode_tokens`` are spent the episode stops with ``token_limit``; each command runs at
 most ``turn_timeout_s``; once ``episode_time_s`` of tool time is spent the episode stops with
@@ -42,9 +59,10 @@ import numpy as np
 from turngym.envs.core import EpisodeOver, TurnEnv, action_text
 from turngym.envs.swe import grading, rewards
 from turngym.envs.swe import tools as editor
-from turngym.envs.swe.tasks import RepoTask, is_test_path
+from turngym.envs.swe.tasks import CODEREPAIR_SPLITS, RepoTask, coderepair_split, is_test_path
 from turngym.envs.swe.tools import (
     ACTION_FORMAT,
+    COMPACT_FORMAT,
     CallError,
     EditError,
     ToolCall,
@@ -71,11 +89,41 @@ Tools (one call per reply):
 
 {ACTION_FORMAT}"""
 
+COMPACT_SYSTEM_PROMPT = """You fix a bug in the Python repository at /work/repo (a sandbox without network). Each reply is exactly ONE tool call and nothing else.
+
+Tools:
+```bash
+cat solution.py
+```
+runs one shell command in /work/repo.
+<view path="solution.py"/> shows a file with line numbers.
+<str_replace path="solution.py"><old>buggy text</old><new>fixed text</new></str_replace> edits a file.
+<run_tests/> runs the visible tests.
+<submit/> finishes: hidden tests grade your change.
+
+Example reply:
+<view path="solution.py"/>"""
+PROMPTS = ("full", "compact")
 
 # ---- task sets and sandbox pools (shared by every env instance in the process) ----------------------
 _LOCK = threading.Lock()
 _TASKS: dict[tuple, list[RepoTask]] = {}
 _POOLS: dict[tuple, Any] = {}
+
+
+SPLITS = {"coderepair": ("all", *CODEREPAIR_SPLITS), "swe": ("all", "seen", "unseen"), "swebench": ("all",)}
+
+
+def select_split(name: str, tasks: list[RepoTask], split: str | None) -> list[RepoTask]:
+    """The tasks of ``split``: CodeRepair by :func:`~.tasks.coderepair_split` (``train``/``dev``), SWE-v0
+    by each task's ``split`` field (``seen``/``unseen``); ``all`` (or ``None``) keeps every task."""
+    if split in ("all", None):
+        return tasks
+    if split not in SPLITS[name]:
+        raise ValueError(f"task set {name!r} has no split {split!r}; choose one of {', '.join(SPLITS[name])}")
+    if name == "coderepair":
+        return [t for t in tasks if coderepair_split(t.task_id) == split]
+    return [t for t in tasks if t.split == split]
 
 
 def task_set(name: str, split: str = "all", instances: str | None = None, limit: int | None = None) -> list[RepoTask]:
@@ -93,10 +141,9 @@ def task_set(name: str, split: str = "all", instances: str | None = None, limit:
                 from turngym.envs.swe.build import load_tasks
 
                 tasks, _ = load_tasks(name, limit=limit)
-            if split not in ("all", None):
-                tasks = [t for t in tasks if t.split == split]
+            tasks = select_split(name, tasks, split)
             if not tasks:
-                raise ValueError(f"task set {name!r} split {split!r} is empty; splits: seen, unseen, all")
+                raise ValueError(f"task set {name!r} split {split!r} is empty; splits: {', '.join(SPLITS[name])}")
             _TASKS[key] = tasks
         return _TASKS[key]
 
@@ -165,17 +212,34 @@ class RepairEnv(TurnEnv):
         episode_time_s: float = 900.0,
         observation_chars: int = 6000,
         test_timeout_s: float = 120.0,
+        lenient_calls: bool = False,
+        format_reward: float = 0.0,
+        format_reward_turns: int = 5,
+        prompt: str = "full",
+        show_source: bool = False,
         render_mode: str | None = None,
     ):
         super().__init__(render_mode=render_mode)
         if task_set not in ("coderepair", "swe", "swebench"):
             raise ValueError(f"task_set must be 'coderepair', 'swe' or 'swebench', got {task_set!r}")
+        if split not in SPLITS[task_set] and split is not None:
+            raise ValueError(f"task set {task_set!r} has no split {split!r}; choose one of {', '.join(SPLITS[task_set])}")
         for name, value in (("max_turn_tokens", max_turn_tokens), ("max_episode_tokens", max_episode_tokens),
                             ("turn_timeout_s", turn_timeout_s), ("episode_time_s", episode_time_s),
                             ("observation_chars", observation_chars)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+        if not 0 <= format_reward <= 0.1:
+            raise ValueError(f"format_reward must be in [0, 0.1] (a small dense signal, not a goal), got {format_reward!r}")
+        if format_reward_turns < 1:
+            raise ValueError(f"format_reward_turns must be >= 1, got {format_reward_turns!r}")
         self.task_set_name, self.split, self.instances, self.limit = task_set, split, instances, limit
+        self.lenient_calls, self.prompt, self.show_source = bool(lenient_calls), prompt, bool(show_source)
+        self.format_reward, self.format_reward_turns = float(format_reward), int(format_reward_turns)
+        self.system_prompt = COMPACT_SYSTEM_PROMPT if prompt == "compact" else SYSTEM_PROMPT
+        self.format_hint = self.action_format = COMPACT_FORMAT if prompt == "compact" else ACTION_FORMAT
         self.sandbox_options = dict(sandbox or {})
         self.sandbox_options.setdefault("exec_timeout_s", float(turn_timeout_s))
         self.sandbox_options.setdefault("episode_timeout_s", float(episode_time_s) * 4 + 600)
@@ -257,12 +321,22 @@ class RepairEnv(TurnEnv):
         except SandboxError as exc:  # reported on the first step as sandbox_error (masked), never a failure
             self._broken = f"{type(exc).__name__}: {exc}"
             self._holder.release(reuse=False)
-        obs = (
-            f"Task {self.task.task_id}. The repository is at /work/repo.\n\n"
-            f"Issue:\n{self.task.problem_statement.strip()}\n\n"
-            f"Files:\n{truncate(listing, 3000)}\n\n{ACTION_FORMAT}"
-        )
-        return obs, {"system_prompt": self.system_prompt, "seat": 0, "task_id": self.task.task_id}
+        self._format_paid = 0
+        return self._first_observation(listing), {"system_prompt": self.system_prompt, "seat": 0, "task_id": self.task.task_id}
+
+    def _first_observation(self, listing: str) -> str:
+        """The issue, the file list and the call format; ``show_source`` adds the non-test files'
+        text (task files only, within ``observation_chars``), sparing the first ``view``."""
+        task = self.task
+        head = f"Task {task.task_id}. The repository is at /work/repo.\n\n" if self.prompt == "full" else ""
+        obs = f"{head}Issue:\n{task.problem_statement.strip()}\n\nFiles:\n{truncate(listing, 3000)}\n\n"
+        if self.show_source:
+            for path in sorted(p for p in task.files if not is_test_path(p)):
+                block = f"{path}:\n```python\n{task.files[path].rstrip()}\n```\n\n"
+                if len(obs) + len(block) > self.observation_chars:
+                    break
+                obs += block
+        return obs + self.format_hint
 
     def _git_files(self) -> str:
         result = self.sandbox.exec(["bash", "-c", f"cd {self._repo} && git ls-files | head -400"], env=grading.GIT_ENV)
@@ -291,15 +365,18 @@ class RepairEnv(TurnEnv):
             problem = f"your reply is about {tokens} tokens long; the limit per turn is {self.max_turn_tokens}"
         if problem is None:
             try:
-                call = parse_call(text)
+                call = parse_call(text, lenient=self.lenient_calls)
             except CallError as exc:
                 problem = str(exc)
         if call is None:
             record.valid_action = False
             record.components["error"] = rewards.ERROR
-            obs = f"Invalid reply: {problem}. {ACTION_FORMAT}"
+            obs = f"Invalid reply: {problem}. {self.format_hint}"
         else:
             info["tool"] = call.name
+            if self.format_reward and self._format_paid < self.format_reward_turns:
+                self._format_paid += 1
+                record.components[rewards.FORMAT] = self.format_reward
             try:
                 if call.name == "submit":
                     return self._submit(record, info)

@@ -15,13 +15,16 @@ _BOUNDS = (-2.0, 2.0)
 
 
 def register_ids() -> None:
-    """Register CodeRepair-v0, SWE-v0 (+ Seen/Unseen splits) and SWEBench-v0."""
-    register(
-        "turngym/CodeRepair-v0", _ENTRY, family="code",
-        description="Fix a typed-mutation bug in a HumanEval function (156 sandbox-verified tasks, hidden tests)",
-        kwargs={"task_set": "coderepair"}, max_turns=20, invalid_action_allowance=5, reward_bounds=_BOUNDS,
-        gate_threshold=0.0, tags=("sandbox", "human-eval"), agents=_AGENTS,
-    )
+    """Register CodeRepair-v0 (+ train/dev splits), SWE-v0 (+ Seen/Unseen splits) and SWEBench-v0."""
+    for suffix, split, what in (("", "all", "156 sandbox-verified tasks"),
+                                ("-train", "train", "the 123 training tasks: HumanEval/n with n % 5 != 0"),
+                                ("-dev", "dev", "the 33 held-out tasks: HumanEval/n with n % 5 == 0")):
+        register(
+            f"turngym/CodeRepair{suffix}-v0", _ENTRY, family="code",
+            description=f"Fix a typed-mutation bug in a HumanEval function ({what}; hidden tests)",
+            kwargs={"task_set": "coderepair", "split": split}, max_turns=20, invalid_action_allowance=5,
+            reward_bounds=_BOUNDS, gate_threshold=0.0, tags=("sandbox", "human-eval"), agents=_AGENTS,
+        )
     for suffix, split, what in (("", "all", "all 20"), ("Seen", "seen", "the 14 seen"), ("Unseen", "unseen", "the 6 held-out")):
         register(
             f"turngym/SWE{suffix}-v0", _ENTRY, family="code",

@@ -15,7 +15,11 @@ Turn components (the low-level rewards ``r_low``):
 * ``test_progress`` — ``0.5 × (new − previous)`` visible-test pass fraction, on ``run_tests`` turns
   (the previous fraction starts at the buggy repo's build-time baseline).
 
-Per step, ``|reward| <= 1 + 0.5 + 0.05``, inside the registered bounds ``(-2, 2)``.
+* ``format`` — optional (``RepairEnv(format_reward=…)``, ≤ 0.1, first ``format_reward_turns`` replies):
+  the reply parsed into a tool call. Meant to be ungated (``algo.ungated_components``); its episode
+  total stays below the ladder's smallest step, so it can never pay for not submitting.
+
+Per step, ``|reward| <= 1 + 0.5 + 0.05 + 0.1``, inside the registered bounds ``(-2, 2)``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class OutcomeLadder:
 LADDER = OutcomeLadder()
 DEFAULT_GATE = LADDER.tests_fail
 VALID_CALL = 0.01
+FORMAT = "format"
 ERROR = -0.05
 PROGRESS_SCALE = 0.5
 REWARD_BOUNDS = (-2.0, 2.0)

@@ -89,6 +89,24 @@ def is_test_path(path: str) -> bool:
     )
 
 
+CODEREPAIR_SPLITS = ("train", "dev")
+CODEREPAIR_DEV_EVERY = 5
+
+
+def coderepair_split(task_id: str) -> str:
+    """The CodeRepair split of ``task_id`` (``coderepair/HumanEval-<n>``): ``dev`` when ``n % 5 == 0``, else ``train``.
+
+    Each HumanEval problem yields exactly one task (one mutant), so splitting by problem number splits
+    problems *and* mutants: no problem appears in both splits. The rule is a fixed function of the id —
+    stable across rebuilds, independent of the build order, and spread evenly over the HumanEval
+    range (156 tasks: 33 dev, 123 train).
+    """
+    prefix, _, number = task_id.rpartition("-")
+    if not prefix.startswith("coderepair/HumanEval") or not number.isdigit():
+        raise ValueError(f"not a CodeRepair task id: {task_id!r}; expected 'coderepair/HumanEval-<n>'")
+    return "dev" if int(number) % CODEREPAIR_DEV_EVERY == 0 else "train"
+
+
 def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
     """A ``git apply``-compatible diff from file map ``old`` to ``new`` (text files)."""
     chunks: list[str] = []

@@ -32,6 +32,7 @@ was wrong and shows the expected format.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,6 +63,13 @@ ACTION_FORMAT = (
     '<bash>cmd</bash>, <view path="f" start="1" end="40"/>, <create path="f">text</create>, '
     '<str_replace path="f"><old>x</old><new>y</new></str_replace>, <insert path="f" line="N">text</insert>, '
     '<undo path="f"/>, <run_tests/>, <submit/>.'
+)
+
+
+COMPACT_FORMAT = (
+    "Reply with exactly one tool call and nothing else: a ```bash block (one shell command), "
+    '<view path="solution.py"/>, <str_replace path="f"><old>x</old><new>y</new></str_replace>, '
+    "<run_tests/> or <submit/>."
 )
 
 
@@ -176,8 +184,28 @@ def _strip_one_newline(s: str) -> str:
     return s.removeprefix("\n")
 
 
-def parse_call(text: str) -> ToolCall:
-    """The first tool call in ``text`` (JSON objects are tried before tags). Raises :class:`CallError`."""
+def parse_call(text: str, lenient: bool = False) -> ToolCall:
+    """The first tool call in ``text`` (JSON objects are tried before tags). Raises :class:`CallError`.
+
+    ``lenient``: a reply in which the strict syntaxes find no call at all is read again by
+    :func:`lenient_call` (fenced ``bash`` blocks, Python-style ``tool(...)`` lines, tags with stray
+    whitespace). Replies the strict parser accepts or rejects for a reason parse the same either way.
+    """
+    try:
+        return _strict_call(text)
+    except CallError as exc:
+        if not lenient or str(exc) != _NO_CALL:
+            raise
+    call = lenient_call(text)
+    if call is None:
+        raise CallError(_NO_CALL + " (nor a ```bash block or a tool(...) line)")
+    return call
+
+
+_NO_CALL = "no tool call found in your reply"
+
+
+def _strict_call(text: str) -> ToolCall:
     if not text or not text.strip():
         raise CallError("your reply was empty")
     decoder = json.JSONDecoder()
@@ -196,7 +224,68 @@ def parse_call(text: str) -> ToolCall:
     call = _tag_call(text)
     if call is not None:
         return call
-    raise CallError("no tool call found in your reply")
+    raise CallError(_NO_CALL)
+
+
+# ---- lenient reading: formats small instruct models write on their own ---------------------------
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
+_SHELL_LANGS = ("bash", "sh", "shell", "console")
+_CALL_LINE = re.compile(r"^\s*`?(" + "|".join(TOOLS) + r")\s*\(.*\)\s*;?`?\s*$")
+_LOOSE_TAG = re.compile(r"<\s+(" + "|".join(TOOLS) + r")\b|(/)\s+>")
+_POSITIONAL = {"bash": ("command",), "view": ("path", "start", "end"), "create": ("path", "content"),
+               "str_replace": ("path", "old", "new"), "insert": ("path", "line", "text"), "undo": ("path",),
+               "run_tests": (), "submit": ()}
+
+
+def lenient_call(text: str) -> ToolCall | None:
+    """The one call a reply without strict syntax unambiguously makes, or ``None`` if it makes none.
+
+    Read, in the reply as a whole:
+
+    * a fenced block tagged ``bash``/``sh``/``shell``/``console`` → ``bash(command=<block>)``
+      (the mini-SWE-agent convention; untagged or ``python`` fences are never run);
+    * a line that is exactly a Python call of a tool with literal arguments — the notation of the
+      env's own system prompt: ``run_tests()``, ``submit()``, ``view("solution.py")``,
+      ``view(path="a.py", start=1)``, ``bash("ls")`` (positional arguments in the table's order);
+    * a tag written with stray whitespace after ``<``: ``< submit />``, ``< run_tests/>``.
+
+    Unambiguous or nothing: if these readings find two *different* calls, :class:`CallError` says so
+    (the reply is invalid, nothing runs); the same call found twice counts once.
+    """
+    found: list[ToolCall] = []
+    shell = [body for lang, body in _FENCE.findall(text) if lang.lower() in _SHELL_LANGS and body.strip()]
+    found += [_normalise("bash", {"command": body.strip("\n")}) for body in shell]
+    for line in text.splitlines():
+        if _CALL_LINE.match(line):
+            call = _python_call(line.strip().strip("`;").strip())
+            if call is not None:
+                found.append(call)
+    if not found and _LOOSE_TAG.search(text):
+        found += [c for c in [_tag_call(_LOOSE_TAG.sub(lambda m: f"<{m.group(1)}" if m.group(1) else "/>", text))] if c]
+    distinct = list({c.to_json(): c for c in found}.values())
+    if len(distinct) > 1:
+        names = ", ".join(c.name for c in distinct[:5])
+        raise CallError(f"your reply holds {len(distinct)} different tool calls ({names}); make exactly one per reply")
+    return distinct[0] if distinct else None
+
+
+def _python_call(line: str) -> ToolCall | None:
+    """``tool(arg, key=value)`` with literal arguments → a call; anything else → ``None``."""
+    try:
+        node = ast.parse(line, mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id not in TOOLS:
+        return None
+    order = _POSITIONAL[node.func.id]
+    if len(node.args) > len(order) or any(k.arg is None for k in node.keywords):
+        return None
+    try:
+        args = {name: ast.literal_eval(a) for name, a in zip(order, node.args)}
+        args.update({k.arg: ast.literal_eval(k.value) for k in node.keywords})
+    except ValueError:
+        return None
+    return _normalise(node.func.id, args)
 
 
 # ---- editor: pure text operations -----------------------------------------------------------------

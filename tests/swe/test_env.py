@@ -194,3 +194,68 @@ def test_agent_commits_neither_hide_the_fix_nor_smuggle_test_edits(make_env):
     assert steps[1][0].split("\n")[1] == "2"
     assert steps[2][0].split("\n")[0] == before  # tests restored from the snapshot, not from the agent's HEAD
     assert steps[-1][4]["turn"].outcome == LADDER.tests_pass  # diff taken against the snapshot commit
+
+
+# ---- training options: splits, compact prompt, lenient calls, format reward, allowance ----------------
+def test_train_and_dev_splits_are_disjoint_problems(make_env):
+    from turngym.envs.swe.tasks import coderepair_split
+
+    train, dev = make_env(split="train"), make_env(split="dev")
+    train_ids, dev_ids = {t.task_id for t in train.tasks}, {t.task_id for t in dev.tasks}
+    assert train_ids and dev_ids and not train_ids & dev_ids
+    assert {coderepair_split(i) for i in dev_ids} == {"dev"}
+    assert len(train_ids | dev_ids) == len(make_env().tasks)
+    _, info = dev.reset(seed=123)  # any seed lands on a dev task
+    assert info["task_id"] in dev_ids
+    with pytest.raises(ValueError, match="has no split 'seen'; choose one of all, train, dev"):
+        make_env(split="seen")
+
+
+def test_compact_prompt_shows_the_source_and_short_format(make_env):
+    from turngym.envs.swe.env import COMPACT_SYSTEM_PROMPT
+    from turngym.envs.swe.tools import COMPACT_FORMAT
+
+    env = make_env(prompt="compact", show_source=True)
+    obs, info = env.reset(seed=0)
+    assert info["system_prompt"] == COMPACT_SYSTEM_PROMPT and obs.endswith(COMPACT_FORMAT)
+    assert env.task.files["solution.py"].rstrip() in obs and "test_visible.py:\n```" not in obs  # tests stay unshown
+    assert len(obs) <= env.observation_chars + len(COMPACT_FORMAT)
+    obs, *_ = env.step("what now?")
+    assert obs.endswith(COMPACT_FORMAT)
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        make_env(prompt="tiny")
+
+
+def test_lenient_calls_run_in_the_sandbox_and_pay_a_capped_format_reward(make_env):
+    strict = make_env()
+    strict.reset(seed=0)
+    assert not strict.step("```bash\ncat solution.py\n```")[4]["turn"].valid_action  # off by default
+    env = make_env(lenient_calls=True, format_reward=0.05, format_reward_turns=2)
+    env.reset(seed=0)
+    obs, reward, *_, info = env.step("Let me read it.\n```bash\ncat solution.py\n```")
+    record = info["turn"]
+    assert record.valid_action and record.components == {"format": 0.05, "valid_call": 0.01}
+    assert "exit code 0" in obs and "def " in obs
+    record = env.step('view("nope.py")')[4]["turn"]  # parsed, but the tool fails: format paid, error charged
+    assert record.valid_action and record.components == {"format": 0.05, "error": -0.05}
+    record = env.step("run_tests()")[4]["turn"]  # past format_reward_turns: no more format reward
+    assert "format" not in record.components and "test_progress" in record.components
+    assert "format" not in env.step("no call here")[4]["turn"].components
+    *_, terminated, _, info = env.step("submit()")
+    assert terminated and info["turn"].outcome == LADDER.empty_patch  # the policy's own (empty) submission
+    with pytest.raises(ValueError, match="format_reward must be in"):
+        make_env(format_reward=0.5)
+
+
+def test_invalid_action_allowance_is_a_make_kwarg(sandbox_ready):
+    """``envs: [{id: …, kwargs: {invalid_action_allowance: 7}}]`` reaches ``turngym.make``'s wrapper."""
+    import turngym
+
+    env = turngym.make("turngym/CodeRepair-train-v0", invalid_action_allowance=7, limit=10)
+    try:
+        env.reset(seed=0)
+        results = [env.step("no call") for _ in range(8)]
+        assert not any(r[2] or r[3] for r in results[:7])
+        assert results[7][3] and results[7][4]["turn"].stop_reason == StopReason.INVALID_ACTION
+    finally:
+        env.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from turngym.envs.swe import rewards, tools
 from turngym.envs.swe.mutations import KINDS, mutants, ordered
 from turngym.envs.swe.swerepos import load_bundles, parse_bundle
 from turngym.envs.swe.tasks import (
+    coderepair_split,
     is_test_path,
     nodeid_key,
     patch_hunks,
@@ -126,6 +128,73 @@ def test_parse_call_errors_say_what_is_wrong(text, fragment):
     with pytest.raises(tools.CallError, match=None) as info:
         tools.parse_call(text)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("text,name,args", [
+    ("Let me look.\n```bash\ncat solution.py\n```\n", "bash", {"command": "cat solution.py"}),
+    ("```sh\npython -m pytest -q\n```", "bash", {"command": "python -m pytest -q"}),
+    ("run_tests()", "run_tests", {}),
+    ("I am done.\n`submit()`", "submit", {}),
+    ('view("solution.py", 1, 20)', "view", {"path": "solution.py", "start": 1, "end": 20}),
+    ('str_replace(path="a.py", old="x < 1", new="x <= 1")', "str_replace", {"path": "a.py", "old": "x < 1", "new": "x <= 1"}),
+    ("< submit />", "submit", {}),
+    ("submit()\nOK.\nsubmit()", "submit", {}),  # the same call twice is one call
+    ('<tool_call>\n{"name": "run_tests", "arguments": {}}\n</tool_call>', "run_tests", {}),  # JSON, already strict
+])
+def test_lenient_parse_reads_natural_formats(text, name, args):
+    call = tools.parse_call(text, lenient=True)
+    assert (call.name, call.args) == (name, args)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("```python\nprint(1)\n```", "no tool call"),  # a python fence is never run
+    ("```\nls\n```", "no tool call"),  # nor an untagged one
+    ("We should view(\"solution.py\") first", "no tool call"),  # a call inside prose is not a call
+    ("bash(os.system('id'))", "no tool call"),  # arguments must be literals
+    ("```bash\nls\n```\nrun_tests()", "2 different tool calls"),
+    ("```bash\nls\n```\n```bash\npwd\n```", "2 different tool calls"),
+    ('view(path="a", start="x")', "must be an integer"),
+])
+def test_lenient_parse_rejects_ambiguous_or_unsafe_replies(text, fragment):
+    with pytest.raises(tools.CallError) as info:
+        tools.parse_call(text, lenient=True)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["```bash\nls\n```", "run_tests()", "< submit />"])
+def test_strict_parse_is_unchanged(text):
+    with pytest.raises(tools.CallError, match="no tool call"):
+        tools.parse_call(text)
+
+
+def test_lenient_parse_keeps_strict_verdicts():
+    """A reply the strict parser accepts or rejects for a reason parses identically when lenient."""
+    for text in ('<bash>ls</bash>\nrun_tests()', '{"name": "view", "arguments": {}}\nsubmit()', "<bash>ls"):
+        try:
+            strict = tools.parse_call(text)
+        except tools.CallError as exc:
+            with pytest.raises(tools.CallError, match=re.escape(str(exc))):
+                tools.parse_call(text, lenient=True)
+        else:
+            assert tools.parse_call(text, lenient=True) == strict
+
+
+def test_coderepair_split_is_by_problem_number():
+    assert coderepair_split("coderepair/HumanEval-0") == "dev"
+    assert coderepair_split("coderepair/HumanEval-35") == "dev"
+    assert coderepair_split("coderepair/HumanEval-163") == "train"
+    splits = [coderepair_split(f"coderepair/HumanEval-{n}") for n in range(164)]
+    assert splits.count("dev") == 33 and splits.count("train") == 131
+    with pytest.raises(ValueError, match="not a CodeRepair task id: 'swe/ledger-1'"):
+        coderepair_split("swe/ledger-1")
+
+
+def test_coderepair_split_ids_are_registered():
+    import turngym
+
+    for suffix, split in (("", "all"), ("-train", "train"), ("-dev", "dev")):
+        spec = turngym.spec(f"turngym/CodeRepair{suffix}-v0")
+        assert spec.kwargs["split"] == split and spec.gate_threshold == 0.0
 
 
 def test_editor_operations():
