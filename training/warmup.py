@@ -16,6 +16,7 @@ stream ``(seed, 41)``; evaluation stays on held-out seeds or splits.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -79,9 +80,11 @@ def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], co
     w, start = config.warmup, time.perf_counter()
     kept = [t for t in demonstrations if not t.failed and (not w.only_successful or (t.outcome or 0.0) > 0)]
     if not kept:
+        reasons = Counter("failed" if t.failed else t.stop_reason for t in demonstrations)
         raise ValueError(
-            f"warm-up: none of the {len(demonstrations)} episodes of agent {w.agent!r} succeeded; "
-            "check the agent name (turngym list shows each env's agents) or set warmup.only_successful: false"
+            f"warm-up: none of the {len(demonstrations)} episodes of agent {w.agent!r} succeeded (they ended: "
+            f"{dict(reasons)}); a token_limit ending means rollout.max_episode_tokens is too small for the "
+            "agent's episodes; else check the agent, or set warmup.only_successful: false"
         )
     rows = [row for t in kept for row in make_rows(t, np.ones(len(t.turns)), None, t.group_key)]
     device = next(model.parameters()).device
