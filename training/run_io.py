@@ -306,6 +306,11 @@ class EvalProgress(Progress):
                 self.successes += t.outcome > 0
         self.update(self.episodes, info=self._info())
 
+    def eta(self) -> float | None:
+        """``None`` until a quarter of the episodes ended: they run in lock-step and most end together
+        near the finish, so the rate of the first few says nothing about the rest."""
+        return super().eta() if self.episodes * 4 >= self.total else None
+
     def _info(self) -> str:
         parts = [f"turn {self.rounds}"]
         if self.scored:

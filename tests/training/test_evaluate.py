@@ -49,3 +49,13 @@ def test_several_held_out_envs_are_also_reported_one_by_one():
     assert set(results) == {"greedy", "greedy @ Vowels-v0", "greedy @ Arithmetic-v0"}
     assert results["greedy @ Vowels-v0"].episodes == 3 and results["greedy @ Arithmetic-v0"].env_id == "turngym/Arithmetic-v0"
     assert results["greedy"].episodes == 6
+
+
+def test_eval_progress_shows_no_eta_until_a_quarter_of_the_episodes_ended():
+    from turngym.training.run_io import EvalProgress
+
+    progress = EvalProgress("eval greedy", 8, enabled=False)
+    progress.episode([_episode([{}], outcome=1.0)])
+    assert progress.eta() is None  # 1 of 8: lock-step episodes end together; a rate now would mislead
+    progress.episode([_episode([{}])])
+    assert progress.eta() is not None and progress.successes == 1 and progress.scored == 2
