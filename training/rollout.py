@@ -503,6 +503,7 @@ def play_scripted(
     tokenizer: Any,
     eos_token_id: int,
     config: RolloutConfig,
+    on_episode_done: Callable[[list[Trajectory]], None] | None = None,
 ) -> list[Trajectory]:
     """Record a scripted (direct) agent's episodes as the policy would have played them: one
     :class:`Trajectory` per task, whose prompts are built exactly as :func:`collect` builds them
@@ -512,6 +513,7 @@ def play_scripted(
 
     ``make_agent(task)`` returns a direct agent ``agent(env) -> str`` that reads the unwrapped env.
     An environment that raises fails its trajectory (``failed``), as in :func:`collect`.
+    ``on_episode_done`` receives each finished episode's trajectories (for a progress display).
     """
     chat = ChatTokens(tokenizer)
     out: list[Trajectory] = []
@@ -529,7 +531,10 @@ def play_scripted(
             reply = _ScriptedReply(text, ids, [0.0] * len(ids), "stop")
             _guard(ep, lambda reply=reply: ep.apply(reply, (eos_token_id,)))
         ep.env.close()
-        out += [t for _, t in sorted(ep.trajectories.items())]
+        done = [t for _, t in sorted(ep.trajectories.items())]
+        out += done
+        if on_episode_done is not None:
+            on_episode_done(done)
     return out
 
 

@@ -40,7 +40,7 @@ from turngym.agents.factory import (
     save_snapshot,
     sync_weights,
 )
-from turngym.console import note
+from turngym.console import Progress
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
@@ -112,10 +112,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if config.warmup.agent is not None and state.step == 0 and state.warmup is None:
         if config.eval.episodes and "base" not in state.evals:
             state.evals["base"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
-        if show_progress:
-            note(f"warm-up: {config.warmup.episodes} episodes of {config.warmup.agent!r}, {config.warmup.epochs} epochs")
-        demos = record_demonstrations(config, policy.tokenizer, policy.eos_token_id, rollout_config(config, 0))
-        state.warmup = behaviour_clone(model, demos, config, policy.pad_token_id).to_dict()
+        with Progress(f"warm-up: {config.warmup.agent} plays", config.warmup.episodes, unit="episodes", enabled=show_progress) as shown:
+            demos = record_demonstrations(config, policy.tokenizer, policy.eos_token_id, rollout_config(config, 0),
+                                          on_episode_done=lambda _: shown.advance())
+        with Progress("warm-up: cloning", unit="optimizer steps", enabled=show_progress) as shown:
+            stats = behaviour_clone(model, demos, config, policy.pad_token_id,
+                                    on_step=lambda done, total: shown.update(done, total=total))
+        state.warmup = stats.to_dict()
         sync_weights(rollouts, model)
         save_checkpoint(out, model, optimizer, state)  # a resumed run never repeats the warm-up
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,21 +62,23 @@ def demonstration_tasks(config: TrainConfig) -> list[Task]:
     return [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
 
 
-def record_demonstrations(config: TrainConfig, tokenizer, eos_token_id: int, rollout: RolloutConfig) -> list[Trajectory]:
+def record_demonstrations(config: TrainConfig, tokenizer, eos_token_id: int, rollout: RolloutConfig,
+                          on_episode_done: Callable[[list[Trajectory]], None] | None = None) -> list[Trajectory]:
     """The scripted agent's episodes on :func:`demonstration_tasks`, in the policy's token format."""
     agent = config.warmup.agent
     assert agent is not None
     return play_scripted(demonstration_tasks(config), lambda task: resolve_agent(agent, task.env_id, seed=task.seed),
-                         tokenizer, eos_token_id, rollout)
+                         tokenizer, eos_token_id, rollout, on_episode_done=on_episode_done)
 
 
-def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], config: TrainConfig, pad_id: int) -> WarmupStats:
+def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], config: TrainConfig, pad_id: int,
+                    on_step: Callable[[int, float], None] | None = None) -> WarmupStats:
     """Fit ``model`` to the replies of ``demonstrations`` (see the module docstring); returns the stats.
 
     Each optimizer step averages the NLL over the reply tokens of ``warmup.batch_size`` episodes
     (micro-batched like the RL update: ``optim.micro_batch_size`` or ``optim.micro_batch_tokens``);
     the order is shuffled per epoch by ``(seed, 43, epoch)``. A separate AdamW at ``warmup.lr`` is
-    used, so the RL optimizer starts fresh.
+    used, so the RL optimizer starts fresh. ``on_step(steps_done, total_steps)`` follows progress.
     """
     w, start = config.warmup, time.perf_counter()
     kept = [t for t in demonstrations if not t.failed and (not w.only_successful or (t.outcome or 0.0) > 0)]
@@ -87,6 +90,7 @@ def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], co
             "agent's episodes; else check the agent, or set warmup.only_successful: false"
         )
     rows = [row for t in kept for row in make_rows(t, np.ones(len(t.turns)), None, t.group_key)]
+    total_steps = w.epochs * -(-len(rows) // w.batch_size)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=w.lr, weight_decay=0.0)
     epoch_nll, steps = [], 0
@@ -108,6 +112,8 @@ def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], co
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
                 steps += 1
+                if on_step is not None:
+                    on_step(steps, total_steps)
                 total_tokens += tokens
             epoch_nll.append(total_nll / max(total_tokens, 1))
     model.eval()
