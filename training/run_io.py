@@ -256,13 +256,29 @@ def export_model(out: Path, policy: LearnerPolicy) -> None:
     policy.tokenizer.save_pretrained(target)
 
 
+class _StepBar(Progress):
+    """The step bar; with a time budget its ETA is the budget left plus one step (the step running
+    when the budget runs out still finishes), when that comes before the last step."""
+
+    budget_left_s: float | None = None
+
+    def eta(self) -> float | None:
+        eta = super().eta()
+        done = self.completed - self._start_completed
+        if eta is None or self.budget_left_s is None or done <= 0:
+            return eta
+        per_step = self.elapsed() / done
+        return min(eta, max(self.budget_left_s - self.elapsed(), 0.0) + per_step)
+
+
 class TrainProgress:
     """The training bar on stderr (:class:`turngym.console.Progress`): steps done / total, the phase of
     the step running now (rollout, advantages, update, eval) and the last step's figures; a metrics
     ``warning`` is printed as its own line when it first appears or changes."""
 
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.bar = Progress("train", total, unit="steps", completed=done, enabled=enabled)
+    def __init__(self, total: int, done: int, enabled: bool, budget_left_s: float | None = None):
+        self.bar = _StepBar("train", total, unit="steps", completed=done, enabled=enabled)
+        self.bar.budget_left_s = budget_left_s
         self.last = ""
         self.warning: str | None = None
 

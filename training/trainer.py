@@ -129,7 +129,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         rate_policy(rater, rollouts, config, state, out)
 
     entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
-    progress = TrainProgress(config.steps, state.step, enabled=show_progress)
+    budget_left = None if config.time_budget_s is None else max(config.time_budget_s - state.train_seconds, 0.0)
+    progress = TrainProgress(config.steps, state.step, enabled=show_progress, budget_left_s=budget_left)
     for step in range(state.step, config.steps):
         step_start = time.perf_counter()
 

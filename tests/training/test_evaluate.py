@@ -59,3 +59,15 @@ def test_eval_progress_shows_no_eta_until_a_quarter_of_the_episodes_ended():
     assert progress.eta() is None  # 1 of 8: lock-step episodes end together; a rate now would mislead
     progress.episode([_episode([{}])])
     assert progress.eta() is not None and progress.successes == 1 and progress.scored == 2
+
+
+def test_the_step_bar_eta_respects_the_time_budget():
+    from turngym.training.run_io import TrainProgress
+
+    plain = TrainProgress(40, 0, enabled=False)
+    budgeted = TrainProgress(40, 0, enabled=False, budget_left_s=60.0)
+    for progress in (plain, budgeted):
+        progress.bar.started -= 10.0  # one step took 10 s
+        progress.bar.update(1)
+    assert plain.bar.eta() > 300  # 39 more steps at 10 s each
+    assert 55 <= budgeted.bar.eta() <= 61  # ~50 s of budget left, then the step running finishes
