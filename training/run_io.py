@@ -305,8 +305,8 @@ class EvalProgress(Progress):
     :class:`~turngym.training.evaluate.EvalSummary`); ``round`` and ``episode`` are :func:`collect`'s two callbacks."""
 
     def __init__(self, label: str, total: int, enabled: bool = True):
+        self.rounds = self.episodes = self.scored = self.successes = self.failed = 0  # before the first line
         super().__init__(label, total, unit="episodes", enabled=enabled)
-        self.rounds = self.episodes = self.scored = self.successes = self.failed = 0
 
     def round(self, done: int, total: int) -> None:
         self.rounds += 1

@@ -54,7 +54,7 @@ def test_several_held_out_envs_are_also_reported_one_by_one():
 def test_eval_progress_shows_no_eta_until_a_quarter_of_the_episodes_ended():
     from turngym.training.run_io import EvalProgress
 
-    progress = EvalProgress("eval greedy", 8, enabled=False)
+    progress = EvalProgress("eval greedy", 8, enabled=True)  # enabled: its first line is printed at once
     progress.episode([_episode([{}], outcome=1.0)])
     assert progress.eta() is None  # 1 of 8: lock-step episodes end together; a rate now would mislead
     progress.episode([_episode([{}])])
