@@ -51,6 +51,16 @@ class Task:
         return f"{self.env_id}#{self.seed}"
 
 
+def draw_tasks(envs: Any, count: int, rng: Any, seed_limit: int) -> list[Task]:
+    """``count`` tasks from a weighted env mix (items with ``id`` and ``weight``), seeds uniform below
+    ``seed_limit`` (the eval seeds start there): env choices first, then seeds, from ``rng``."""
+    weights = [float(e.weight) for e in envs]
+    total = sum(weights)
+    picks = rng.choice(len(envs), size=count, p=[w / total for w in weights])
+    seeds = rng.integers(0, seed_limit, size=count)
+    return [Task(envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+
+
 @dataclass
 class RolloutConfig:
     """How :func:`collect` plays.

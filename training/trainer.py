@@ -47,7 +47,7 @@ from turngym.training.batching import make_rows
 from turngym.training.config import TrainConfig
 from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
-from turngym.training.rollout import RolloutConfig, Task, check_failures, collect
+from turngym.training.rollout import RolloutConfig, Task, check_failures, collect, draw_tasks
 from turngym.training.run_io import (
     EvalProgress,
     MetricsLog,
@@ -232,10 +232,7 @@ def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = Non
     with ``rollout.opponent_mix``, a weighted draw from the mix.
     """
     rng = np.random.default_rng([config.seed, step, 17])
-    weights = np.array([e.weight for e in config.envs], dtype=np.float64)
-    picks = rng.choice(len(config.envs), size=config.rollout.tasks_per_step, p=weights / weights.sum())
-    seeds = rng.integers(0, config.eval.seed_offset, size=config.rollout.tasks_per_step)
-    tasks = [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+    tasks = draw_tasks(config.envs, config.rollout.tasks_per_step, rng, config.eval.seed_offset)
 
     def is_game(env_id: str) -> bool:
         return env_spec(env_id).num_seats > 1

@@ -26,7 +26,7 @@ import torch
 from turngym.agents.specs import resolve_agent
 from turngym.training.batching import collate, make_rows, policy_token_logprobs
 from turngym.training.config import TrainConfig
-from turngym.training.rollout import RolloutConfig, Task, play_scripted
+from turngym.training.rollout import RolloutConfig, Task, draw_tasks, play_scripted
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import activation_checkpointing, micro_batches
 
@@ -55,11 +55,7 @@ class WarmupStats:
 
 def demonstration_tasks(config: TrainConfig) -> list[Task]:
     """``warmup.episodes`` tasks from the training mix (env by weight), seeds below the eval seeds."""
-    rng = np.random.default_rng([config.seed, 41])
-    weights = np.array([e.weight for e in config.envs], dtype=np.float64)
-    picks = rng.choice(len(config.envs), size=config.warmup.episodes, p=weights / weights.sum())
-    seeds = rng.integers(0, config.eval.seed_offset, size=config.warmup.episodes)
-    return [Task(config.envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
+    return draw_tasks(config.envs, config.warmup.episodes, np.random.default_rng([config.seed, 41]), config.eval.seed_offset)
 
 
 def record_demonstrations(config: TrainConfig, tokenizer, eos_token_id: int, rollout: RolloutConfig,
