@@ -54,3 +54,8 @@ def test_the_cli_exits_2_with_the_reason_when_the_plan_cannot_run():
                              "--set", "envs=[{id: turngym/Vowels-v0, kwargs: {turnz: 3}}]"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "turnz" in result.stderr
+
+
+def test_an_eval_env_with_other_kwargs_than_the_same_training_env_is_refused():
+    with pytest.raises(ValueError, match="eval.envs gives 'turngym/Vowels-v0' other kwargs than envs does"):
+        load_preset("ci-tiny", ["eval.envs=[{id: turngym/Vowels-v0, kwargs: {turns: 2}}]"])
