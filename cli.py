@@ -285,10 +285,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_preset(args.preset, overrides) if args.preset else TrainConfig.load(args.config, overrides)
     if args.dry_run:
         return _print_plan(config, args.json)
-    note(f"training {config.name} → {config.output_dir}")
-    _prepare_model(config.model.name)
+    rank, local_rank = int(os.environ.get("RANK", "0") or 0), int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if rank == 0:
+        note(f"training {config.name} → {config.output_dir}")
+    if local_rank == 0:  # one conversion per node; the other ranks wait for it to join the process group
+        _prepare_model(config.model.name)
     summary = train(config, resume=args.resume, show_progress=True)
-    if not emit_json(summary, args.json):
+    if rank == 0 and not emit_json(summary, args.json):  # under torchrun, rank 0 reports for all
         _print_train_summary(summary)
     return EXIT_OK
 

@@ -69,6 +69,10 @@ class SamplingParams:
             the EOS ids).
         seed: seeds the sampler's own ``torch.Generator`` (the global torch RNG is not used); the
             same seed, prompts and batch give the same samples. ``None`` draws a fresh seed.
+        row_seeds: one seed per prompt (overrides ``seed``): prompt ``i`` is sampled from its own
+            generator seeded ``row_seeds[i]``, so its sample does not depend on which other prompts
+            share the call (up to float round-off in the batched forward). Rollouts seeded per
+            episode use it, so a batch split over data-parallel ranks samples what one rank would.
         greedy: always take the arg-max token (``temperature``, ``top_p``, ``top_k`` are ignored).
         ignore_eos: do not stop at the EOS ids (stop ids and strings still apply); for benchmarks.
     """
@@ -80,6 +84,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+    row_seeds: tuple[int, ...] | None = None
     greedy: bool = False
     ignore_eos: bool = False
 
@@ -93,6 +98,8 @@ class SamplingParams:
             object.__setattr__(self, "stop_token_ids", (self.stop_token_ids,))
         else:
             object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in self.stop_token_ids))
+        if self.row_seeds is not None:
+            object.__setattr__(self, "row_seeds", tuple(int(x) for x in self.row_seeds))
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens!r}")
         if not self.temperature >= 0:
@@ -103,6 +110,15 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k!r}")
         if any(not s for s in self.stop):
             raise ValueError(f"stop strings must be non-empty, got {self.stop!r}")
+
+    def seed_of_row(self, index: int, fallback: int) -> int:
+        """The seed of prompt ``index``: ``row_seeds[index]`` when given, else ``fallback + index``."""
+        return self.row_seeds[index] if self.row_seeds is not None else fallback + index
+
+    def check_rows(self, count: int) -> None:
+        """Raise if ``row_seeds`` is given but does not have one seed per prompt."""
+        if self.row_seeds is not None and len(self.row_seeds) != count:
+            raise ValueError(f"row_seeds has {len(self.row_seeds)} seeds for {count} prompts; give one seed per prompt")
 
     @property
     def is_greedy(self) -> bool:

@@ -342,13 +342,15 @@ def save_snapshot(policy: Any, path: str | Path) -> str:
     return f"hf:{path}"
 
 
-def discard_snapshot(spec: str) -> None:
-    """Undo :func:`save_snapshot`: forget the shared policy of ``hf:<path>`` and delete the folder."""
+def discard_snapshot(spec: str, *, delete: bool = True) -> None:
+    """Undo :func:`save_snapshot`: forget the shared policy of ``hf:<path>`` and (``delete``) delete the
+    folder — only the process that wrote it should (data-parallel ranks share one folder)."""
     parsed = parse_spec(spec)
     if parsed.kind != "hf":
         raise ValueError(f"not a snapshot spec: {spec!r}; snapshots are hf:<path>")
     release_policy(spec)
-    shutil.rmtree(parsed.target, ignore_errors=True)
+    if delete:
+        shutil.rmtree(parsed.target, ignore_errors=True)
 
 
 __all__ = [

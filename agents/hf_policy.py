@@ -68,6 +68,19 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
+def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """One token per row of ``probs [B, V]``, row ``b`` drawn with ``generators[b]`` (inverse CDF of one
+    uniform). A ``None`` generator (a finished row kept for the batch shape) draws nothing. Tokens of
+    probability 0 are never chosen."""
+    uniforms = torch.tensor(
+        [float(torch.rand((), generator=g, device=g.device)) if g is not None else 0.5 for g in generators],
+        dtype=probs.dtype, device=probs.device,
+    )
+    cdf = probs.cumsum(dim=-1)
+    targets = (uniforms * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, targets, right=True).squeeze(1).clamp_max(probs.shape[-1] - 1)
+
+
 def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Mask (to ``-inf``) the tokens outside top-k and outside the top-p nucleus; always keeps the best."""
     vocab = scores.shape[-1]
@@ -199,16 +212,25 @@ class HFPolicy(TokenizerPolicy):
         """Generate one continuation per prompt (token ids in, :class:`Generation` out, same order).
 
         Rows are processed in micro-batches of ``max_batch_size`` in order; with a seed, the draws of
-        micro-batch ``i`` come from ``torch.Generator().manual_seed(seed + i)``.
+        micro-batch ``i`` come from ``torch.Generator().manual_seed(seed + i)``. With
+        ``params.row_seeds``, each row draws from its own generator instead (inverse-CDF sampling
+        with one uniform per token from the row's generator), so its sample does not depend on the
+        other rows of the call.
         """
         prompts = [self._check_prompt(i, p) for i, p in enumerate(prompts)]
+        params.check_rows(len(prompts))
         if not prompts:
             return []
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(7), "little")
         out: list[Generation] = []
         for i, start in enumerate(range(0, len(prompts), self.max_batch_size)):
-            gen = None
-            if not params.is_greedy:
+            gen: torch.Generator | list[torch.Generator] | None = None
+            if params.is_greedy:
+                pass
+            elif params.row_seeds is not None:
+                gen = [torch.Generator(device=self.device).manual_seed(params.row_seeds[row] % 2**63)
+                       for row in range(start, min(start + self.max_batch_size, len(prompts)))]
+            else:
                 gen = torch.Generator(device=self.device).manual_seed(seed + i)
             out.extend(
                 self._generate_batch(prompts[start : start + self.max_batch_size], params, gen)
@@ -312,7 +334,8 @@ class HFPolicy(TokenizerPolicy):
         return out.logits[:, -1, :]
 
     def _generate_batch(
-        self, prompts: list[list[int]], params: SamplingParams, generator: torch.Generator | None
+        self, prompts: list[list[int]], params: SamplingParams,
+        generator: torch.Generator | list[torch.Generator] | None,
     ) -> list[Generation]:
         n = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -348,7 +371,10 @@ class HFPolicy(TokenizerPolicy):
                             scores = scores / params.temperature
                         scores = _filter_top_k_top_p(scores, params.top_k, params.top_p)
                         probs = scores.softmax(dim=-1)
-                        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                        if isinstance(generator, list):  # one generator per row (row_seeds)
+                            chosen = _sample_rows(probs, [generator[row] if row >= 0 else None for row in running])
+                        else:
+                            chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                     chosen_lp = raw.gather(1, chosen[:, None]).squeeze(1) - lse
                     chosen_list = chosen.tolist()
                     lp_list = chosen_lp.tolist()

@@ -166,8 +166,8 @@ class OpenAIPolicy(TokenizerPolicy):
             body["top_k"] = params.top_k
         if params.stop:
             body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed + index
+        if params.row_seeds is not None or params.seed is not None:
+            body["seed"] = params.seed_of_row(index, params.seed or 0)
         return body
 
     async def agenerate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:

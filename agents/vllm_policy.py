@@ -18,7 +18,7 @@ The contract is the one every policy keeps (``agents/base.py``):
 * ``text`` is ``decode(token_ids, skip_special_tokens=True)``, never cut at a stop string.
 
 Seeds: with ``SamplingParams.seed = s``, row ``i`` of a call is sampled with vLLM's per-request seed
-``s + i``; the same seed and prompts give the same samples whatever else the engine is running.
+``s + i`` (``row_seeds[i]`` when given); the same seed and prompts give the same samples whatever else the engine is running.
 
 Prefix caching (vLLM's automatic prefix caching) is on by default: a multi-turn episode that
 re-sends its growing token sequence, or a GRPO group that shares one prompt, is prefilled once.
@@ -249,9 +249,10 @@ class VLLMPolicy(TokenizerPolicy):
                     f"{self.max_model_len}; shorten the episode (rollout.max_episode_tokens) or "
                     "raise max_model_len"
                 )
+        params.check_rows(len(prompts))
         seed = params.seed if params.seed is not None else int(self._rng.integers(2**62))
         requests = [{"prompt_token_ids": p} for p in prompts]
-        sampling = [self._sampling_params(params, seed + i, len(p)) for i, p in enumerate(prompts)]
+        sampling = [self._sampling_params(params, params.seed_of_row(i, seed), len(p)) for i, p in enumerate(prompts)]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         return [self._to_generation(i, out) for i, out in enumerate(outputs)]
 

@@ -133,6 +133,11 @@ class RolloutSection(_Section):
     ray_split: Literal["group", "worker"] = "group"
     """``group``: one unit per task, samples identical for any worker count; ``worker``: one batch per
     worker (with one worker, identical to the in-process rollouts)."""
+    seeding: Literal["batch", "episode"] = "batch"
+    """Sampling seeds: ``batch`` — one seed per generate call (samples depend on which episodes share
+    a call); ``episode`` — each episode's turn is seeded from ``(step seed, task, sample, turn)``, so its
+    samples do not depend on the rest of the batch: a step split over data-parallel ranks (or Ray
+    workers) plays the same rollouts as one process. Use ``episode`` to compare rank counts."""
     branch_turn: int | None = Field(None, ge=1)
     """Fork-based branching: one trunk episode per task plays this many policy turns, then forks into
     the group (envs must implement ``fork``); ``None``: independent rollouts."""
@@ -290,6 +295,22 @@ class EvalSection(_Section):
     every_episodes: int = Field(64, ge=1)
 
 
+class LearnerSection(_Section):
+    """How many processes learn, and how (``training/data_parallel.py``, ``docs/distributed.md``).
+
+    The rank count is the launcher's (``torchrun --nproc-per-node N``); one process needs nothing here.
+    """
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """``ddp``: every rank holds the whole model, gradients are summed across ranks each optimizer
+    step. ``fsdp`` (sharded weights) is refused at start in this build, with the reason."""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """Collective backend: ``auto`` picks nccl when the model is on CUDA, gloo otherwise."""
+    timeout_s: float = Field(1800.0, gt=0)
+    """How long a rank waits in a collective (e.g. for a slower rank's rollouts, or rank 0's
+    evaluation) before it fails; under torchrun a dead rank stops the others sooner."""
+
+
 class WarmupSection(_Section):
     """Behaviour-cloning warm-up from a scripted agent before RL (:mod:`turngym.training.warmup`)."""
 
@@ -326,6 +347,7 @@ class TrainConfig(_Section):
     selfplay: SelfPlaySection = Field(default_factory=SelfPlaySection)
     ratings: RatingSection = Field(default_factory=RatingSection)
     warmup: WarmupSection = Field(default_factory=WarmupSection)
+    learner: LearnerSection = Field(default_factory=LearnerSection)
     tensorboard: bool = True
 
     @model_validator(mode="after")

@@ -65,7 +65,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import numpy as np
@@ -73,7 +73,14 @@ import numpy as np
 from turngym.agents.base import Policy
 from turngym.agents.factory import load_policy
 from turngym.training.config import TrainConfig
-from turngym.training.rollout import RolloutBatch, RolloutConfig, RolloutMetrics, Task, collect
+from turngym.training.rollout import (
+    RolloutBatch,
+    RolloutConfig,
+    RolloutMetrics,
+    Task,
+    collect,
+    collect_order,
+)
 
 SPLITS = ("group", "worker")
 
@@ -160,12 +167,12 @@ def merge_results(results: Sequence[UnitResult], metrics: DistributedRolloutMetr
     order :func:`collect` returns (seats of one episode stay in their order).
     """
     trajectories: list[Any] = []
+    wall_seconds = metrics.wall_seconds
     for result in sorted(results, key=lambda r: r.index):
         trajectories.extend(result.trajectories)
-        for f in fields(RolloutMetrics):
-            if f.name != "wall_seconds":
-                setattr(metrics, f.name, getattr(metrics, f.name) + getattr(result.metrics, f.name))
-    trajectories.sort(key=lambda t: (t.env_id, t.seed, t.sample_index))
+        metrics.add(result.metrics)
+    metrics.wall_seconds = wall_seconds  # the driver measures its own
+    trajectories.sort(key=collect_order)
     return trajectories
 
 

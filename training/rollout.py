@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -78,6 +79,9 @@ class RolloutConfig:
         on_env_error: ``"mask"`` keeps a failed trajectory marked ``failed`` (the learner masks it);
             ``"resample"`` replays the rollout up to ``max_resamples`` times, then masks it.
         seed: base of the sampling seeds (generation is reproducible for a fixed seed and batch).
+        seeding: ``"batch"`` — one seed per generate call (``seed`` and the round); ``"episode"`` —
+            every episode's turn gets its own seed (:func:`episode_seed`), so its samples do not depend
+            on which other episodes share the call (data-parallel ranks reproduce one process).
         env_kwargs: constructor overrides per env id (e.g. ``{"turngym/TicTacToe-v0": {"valid_move_reward": 0.1}}``).
         context: ``"full"`` — each seat's episode is one growing token sequence; ``"turn"`` — each turn's
             prompt is the system prompt plus the current observation only (bounded history).
@@ -104,6 +108,7 @@ class RolloutConfig:
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     context: str = "full"
     branch_turn: int | None = None
+    seeding: str = "batch"
 
     @classmethod
     def from_section(
@@ -118,6 +123,8 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if self.branch_turn is not None and self.branch_turn < 1:
             raise ValueError(f"branch_turn must be >= 1 (or None for independent rollouts), got {self.branch_turn!r}")
+        if self.seeding not in ("batch", "episode"):
+            raise ValueError(f"seeding must be 'batch' or 'episode', got {self.seeding!r}")
         if self.context not in ("full", "turn"):
             raise ValueError(f"context must be 'full' or 'turn', got {self.context!r}")
         if self.group_size < 1:
@@ -129,6 +136,14 @@ class RolloutConfig:
                 f"max_new_tokens ({self.max_new_tokens!r}) must be >= 1 and <= max_episode_tokens "
                 f"({self.max_episode_tokens!r}): one turn's generation has to fit the episode budget"
             )
+
+
+def episode_seed(base_seed: int, task: Task, sample_index: int, attempt: int, turn: int) -> int:
+    """The sampling seed of one policy turn under ``seeding="episode"``: a 63-bit hash of the collect
+    seed, the task, the rollout's index in its group, the replay attempt and the turn — nothing about
+    the rest of the batch."""
+    key = f"{base_seed}/{task.env_id}/{task.seed}/{task.opponent}/{task.seat}/{sample_index}/{attempt}/{turn}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
 @dataclass
@@ -154,6 +169,15 @@ class RolloutMetrics:
     generate_seconds: float = 0.0
     wall_seconds: float = 0.0
 
+    def add(self, other: RolloutMetrics) -> None:
+        """Add ``other``'s counts and seconds to these (``wall_seconds``: the longer of the two, as
+        for collections that ran side by side)."""
+        for f in fields(RolloutMetrics):
+            if f.name == "wall_seconds":
+                self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def to_dict(self) -> dict[str, float]:
         d = dict(self.__dict__)
         d["invalid_action_rate"] = self.invalid_actions / self.turns if self.turns else 0.0
@@ -171,6 +195,12 @@ class RolloutBatch:
 
     trajectories: list[Trajectory]
     metrics: RolloutMetrics
+
+
+def collect_order(trajectory: Trajectory) -> tuple[str, int, int]:
+    """The sort key of :func:`collect`'s output (env, seed, sample); a stable sort by it keeps the seats
+    of one episode in order. Batches played apart (Ray units, data-parallel ranks) merge by it."""
+    return (trajectory.env_id, trajectory.seed, trajectory.sample_index)
 
 
 class RolloutFailures(RuntimeError):
@@ -423,6 +453,8 @@ def collect(
                 top_p=config.top_p,
                 top_k=config.top_k,
                 seed=config.seed * 1_000_003 + rounds[0],
+                row_seeds=[episode_seed(config.seed, ep.task, ep.sample_index, ep.attempt, ep.policy_turns)
+                           for ep in asking] if config.seeding == "episode" else None,
             )
             rounds[0] += 1
             t0 = time.perf_counter()

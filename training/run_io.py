@@ -98,7 +98,10 @@ def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainerState:
+def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                    truncate_metrics: bool = True) -> TrainerState:
+    """Restore weights, optimizer, RNGs and trainer state from ``out/checkpoint``; with
+    ``truncate_metrics`` (the process that writes the log), drop metrics of steps after it."""
     path = out / CHECKPOINT
     if not (path / "state.pt").exists():
         raise FileNotFoundError(f"no checkpoint to resume from in {path}; run without --resume to start fresh")
@@ -111,7 +114,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     state = TrainerState.from_dict(json.loads((path / "trainer_state.json").read_text()))
     # metrics written after the checkpoint belong to steps that will be replayed: drop them
     metrics = out / "metrics.jsonl"
-    if metrics.exists():
+    if truncate_metrics and metrics.exists():
         kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line)["step"] <= state.step]
         metrics.write_text("".join(line + "\n" for line in kept))
     return state

@@ -45,6 +45,15 @@ from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
 from turngym.training.batching import make_rows
 from turngym.training.config import TrainConfig
+from turngym.training.data_parallel import (
+    Ranks,
+    check_layout,
+    gather_rollouts,
+    launched_ranks,
+    shard,
+    start_ranks,
+    stop_ranks,
+)
 from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
 from turngym.training.rollout import RolloutConfig, Task, check_failures, collect, draw_tasks
@@ -75,11 +84,21 @@ from turngym.training.warmup import behaviour_clone, record_demonstrations
 
 # ================================================================================================
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) training as configured; returns the summary also written to ``summary.json``."""
-    # PLUMBING: output folder, seeds, model, optimizer, logging ----------------------------------
+    """Run (or resume) training as configured; returns the summary also written to ``summary.json``.
+
+    Under ``torchrun`` every rank runs this function: each plays its share of the step's groups and
+    learns on them with the global normalisers; rank 0 alone writes files, evaluates and shows
+    progress (``training/data_parallel.py``). Ranks other than 0 return ``{}``.
+    """
+    # PLUMBING: ranks, output folder, seeds, model, optimizer, logging ----------------------------
+    check_layout(launched_ranks()[1], config)  # refused before anything loads, with the reason
+    ranks = start_ranks(config.learner.backend, config.learner.timeout_s, config.model.device)
+    main = ranks.is_main
+    show_progress = show_progress and main
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    config.dump(out / "config.yaml")
+    if main:
+        config.dump(out / "config.yaml")
     torch.manual_seed(config.seed)
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
@@ -95,11 +114,12 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     state = TrainerState()
     if resume:
-        state = load_checkpoint(out, model, optimizer)
-    elif (out / "metrics.jsonl").exists():
+        state = load_checkpoint(out, model, optimizer, truncate_metrics=main)
+    elif main and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
+    ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them
     sync_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
-    log = MetricsLog(out, tensorboard=config.tensorboard)
+    log = MetricsLog(out, tensorboard=config.tensorboard) if main else None
     pool = build_pool(config, state)
     rater = build_rater(config)
     collector = None  # rollouts on Ray workers (training/distributed.py); weights synced every collect
@@ -110,7 +130,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: optional behaviour-cloning warm-up (evaluated before and after: "base" and "before") ------
     if config.warmup.agent is not None and state.step == 0 and state.warmup is None:
-        if config.eval.episodes and "base" not in state.evals:
+        if main and config.eval.episodes and "base" not in state.evals:
             state.evals["base"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
         with Progress(f"warm-up: {config.warmup.agent} plays", config.warmup.episodes, unit="episodes", enabled=show_progress) as shown:
             demos = record_demonstrations(config, policy.tokenizer, policy.eos_token_id, rollout_config(config, 0),
@@ -120,12 +140,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                                     on_step=lambda done, total: shown.update(done, total=total))
         state.warmup = stats.to_dict()
         sync_weights(rollouts, model)
-        save_checkpoint(out, model, optimizer, state)  # a resumed run never repeats the warm-up
+        if main:
+            save_checkpoint(out, model, optimizer, state)  # a resumed run never repeats the warm-up
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
-    if state.step == 0 and config.eval.episodes and "before" not in state.evals:
+    if main and state.step == 0 and config.eval.episodes and "before" not in state.evals:
         state.evals["before"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
-    if rater is not None and state.step == 0 and not state.ratings:
+    if main and rater is not None and state.step == 0 and not state.ratings:
         rate_policy(rater, rollouts, config, state, out)
 
     entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
@@ -137,7 +158,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
         progress.phase(step, "rollout")
         tasks = sample_tasks(config, step, pool)
+        tasks = [tasks[i] for i in shard(len(tasks), ranks)]  # this rank's whole groups (all of them on one rank)
         batch = (collector.collect if collector else collect)(tasks, rollouts, rollout_config(config, step))
+        gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
+        batch, gains, local_groups = gather_rollouts(batch, gains, ranks)  # every rank's, in one order
         rollout_seconds = time.perf_counter() - step_start
         check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
         if pool is not None:
@@ -145,7 +169,6 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         progress.phase(step, "advantages")
-        gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
         advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
         rows = []  # kept groups' rows; with an entropy bonus, dropped groups' rows too (entropy term only)
@@ -164,7 +187,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if state.entropy_coef is None:
             state.entropy_coef = config.algo.entropy_coef
         update = optimize(model, optimizer, rows, config.algo, config.optim, policy.pad_token_id, reference,
-                          rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef)
+                          rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef,
+                          ranks=ranks, local_groups=local_groups)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
         sync_seconds = sync_weights(rollouts, model)
 
@@ -188,30 +212,34 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         warning = no_signal_warning(state.no_signal_since, state.step, config.algo.no_signal_warn_steps)
         if warning:
             metrics["warning"] = warning  # shown by the progress display; text, so not a TensorBoard scalar
-        if config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
+        if main and config.eval.every and state.step % config.eval.every == 0 and state.step < config.steps:
             progress.phase(step, "eval")
             periodic = evaluate_policy(rollouts, config, config.eval.every_episodes, show_progress=show_progress)
             metrics.update({f"eval/{mode}/{k}": v for mode, r in periodic.items() for k, v in flat_eval(r).items()})
-        out_of_time = config.time_budget_s is not None and state.train_seconds >= config.time_budget_s
+        out_of_time = ranks.broadcast(config.time_budget_s is not None and state.train_seconds >= config.time_budget_s)
         last_step = state.step == config.steps or out_of_time
-        if rater is not None and (state.step % config.ratings.every == 0 or last_step):
+        if main and rater is not None and (state.step % config.ratings.every == 0 or last_step):
             metrics.update(rate_policy(rater, rollouts, config, state, out))
         if pool is not None:
             metrics.update(pool_metrics(pool))
             if config.selfplay.snapshot_every and state.step % config.selfplay.snapshot_every == 0:
-                add_snapshot(pool, policy, out, state.step)
+                add_snapshot(pool, policy, out, state.step, ranks)
             state.pool = pool.to_dict()
-        log.write(metrics)
-        progress.update(state.step, metrics)
-        if state.step % config.checkpoint_every == 0 or last_step:
-            save_checkpoint(out, model, optimizer, state)
+        if main:
+            log.write(metrics)
+            progress.update(state.step, metrics)
+            if state.step % config.checkpoint_every == 0 or last_step:
+                save_checkpoint(out, model, optimizer, state)
         if out_of_time:
             break
     progress.close()
     if collector is not None:
         collector.close()
 
-    # ALGO: evaluate after training; PLUMBING: export, plots, summary -----------------------------
+    # ALGO: evaluate after training; PLUMBING: export, plots, summary (rank 0) -------------------
+    if not main:
+        stop_ranks(ranks)
+        return {}
     if config.eval.episodes and "after" not in state.evals:
         state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
         save_checkpoint(out, model, optimizer, state)
@@ -219,6 +247,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     summary = write_summary(out, config, state, log.rows())
     plot_curves(out, log.rows(), state.evals)
     log.close()
+    stop_ranks(ranks)
     return summary
 
 
@@ -274,12 +303,15 @@ def pool_metrics(pool: OpponentPool) -> dict[str, float]:
     return out
 
 
-def add_snapshot(pool: OpponentPool, policy: LearnerPolicy, out: Path, step: int) -> None:
+def add_snapshot(pool: OpponentPool, policy: LearnerPolicy, out: Path, step: int, ranks: Ranks) -> None:
     """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool (the
-    snapshot it evicts, if any, is forgotten and deleted)."""
-    evicted = pool.add_snapshot(save_snapshot(policy, out / "snapshots" / f"step-{step}"), step)
+    snapshot it evicts, if any, is forgotten and deleted). Rank 0 writes; every rank adds it."""
+    path = out / "snapshots" / f"step-{step}"
+    spec = save_snapshot(policy, path) if ranks.is_main else f"hf:{path}"
+    ranks.barrier()  # the files exist before any rank loads the opponent
+    evicted = pool.add_snapshot(spec, step)
     if evicted is not None:
-        discard_snapshot(evicted.spec)
+        discard_snapshot(evicted.spec, delete=ranks.is_main)
 
 
 def build_rater(config: TrainConfig) -> AnchorRater | None:

@@ -41,6 +41,7 @@ from turngym.training.batching import (
     policy_token_stats,
 )
 from turngym.training.config import AlgoSection, OptimSection
+from turngym.training.data_parallel import SINGLE, Ranks
 from turngym.training.losses import aggregate_loss, kl_loss, policy_loss
 
 
@@ -176,6 +177,12 @@ class MicroBatchLayout:
         self.positions += batch.attention_mask.numel()
         self.padded += batch.attention_mask.numel() - int(batch.attention_mask.sum())
 
+    def sum_over(self, ranks: Ranks) -> None:
+        """Replace the counts by their sums over the data-parallel ranks (every rank's forwards)."""
+        if ranks.distributed:
+            self.micro_batches, self.positions, self.padded = (
+                int(v) for v in ranks.sum_values([self.micro_batches, self.positions, self.padded]))
+
     @property
     def padding_share(self) -> float:
         return self.padded / self.positions if self.positions else 0.0
@@ -234,8 +241,16 @@ def optimize(
     *,
     rng: np.random.Generator | None = None,
     entropy_coef: float = 0.0,
+    ranks: Ranks = SINGLE,
+    local_groups: frozenset[str] | None = None,
 ) -> UpdateStats:
     """All updates for one rollout batch (see the module docstring); returns their statistics.
+
+    Data-parallel (``ranks.distributed``): ``rows`` is the WHOLE batch, identical on every rank; this
+    rank runs forward/backward only on the rows of ``local_groups`` (the groups it played), every
+    normaliser (token counts, sequence counts, ``max_len``) is the global one, the gradients are summed
+    over the ranks before clipping, and the returned statistics are the global ones — so every rank
+    takes the one-process step (up to summation order). ``local_groups=None``: every row is local.
 
     ``rng`` orders the mini-batches (derive it from ``(seed, step)`` for exact resume); it is only
     drawn from when ``optim.mini_batches > 1``. Rows with ``scored=False`` (groups dropped for zero
@@ -248,7 +263,9 @@ def optimize(
         return stats
     if entropy_coef == 0:  # unscored rows only matter to the entropy bonus
         if stats.policy_tokens == 0:  # for the target-entropy controller
-            stats.entropy = measure_entropy(model, rows, optim, pad_id, layout=stats.layout)
+            stats.entropy = measure_entropy(model, rows, optim, pad_id, layout=stats.layout,
+                                            ranks=ranks, local_groups=local_groups)
+            stats.layout.sum_over(ranks)
             return stats
         rows = [r for r in rows if r.scored]
     max_len = max(r.num_policy_tokens for r in rows)
@@ -260,7 +277,7 @@ def optimize(
                 shuffle = rng if optim.mini_batches > 1 else None
                 for mini in split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle):
                     result, entropy_total = _update(model, optimizer, mini, algo, optim, pad_id, reference, max_len,
-                                                    entropy_coef, stats.layout)
+                                                    entropy_coef, stats.layout, ranks, local_groups)
                     if epoch == 0:
                         entropy_sum += entropy_total
                         entropy_tokens += sum(r.num_policy_tokens for r in mini)
@@ -277,6 +294,7 @@ def optimize(
         optimizer.zero_grad(set_to_none=True)
         model.eval()
     stats.entropy = entropy_sum / entropy_tokens
+    stats.layout.sum_over(ranks)
     return stats
 
 
@@ -287,13 +305,17 @@ def measure_entropy(
     pad_id: int,
     *,
     layout: MicroBatchLayout | None = None,
+    ranks: Ranks = SINGLE,
+    local_groups: frozenset[str] | None = None,
 ) -> float:
     """The learner's token-mean entropy over ``rows``' policy tokens, without a gradient.
 
     Micro-batches: ``optim.micro_batch_tokens`` packing when set, else runs of
     ``optim.micro_batch_size`` rows in the given order. ``layout`` (if given) counts them.
+    Data-parallel: this rank measures the rows of ``local_groups``; the mean is over every rank's.
     """
     device = next(model.parameters()).device
+    rows = _local(rows, local_groups)
     if optim.micro_batch_tokens is not None:
         parts = pack_by_tokens(rows, optim.micro_batch_tokens)
     else:
@@ -307,7 +329,13 @@ def measure_entropy(
             _, entropy = policy_token_stats(model, batch, optim.score_chunk_size)
             total += float((entropy * batch.loss_mask).sum())
             tokens += int(batch.loss_mask.sum())
+    total, tokens = ranks.sum_values([total, tokens]) if ranks.distributed else (total, tokens)
     return total / tokens if tokens else math.nan
+
+
+def _local(rows: Sequence[TrainRow], local_groups: frozenset[str] | None) -> list[TrainRow]:
+    """The rows this rank computes: those of ``local_groups`` (``None``: all)."""
+    return list(rows) if local_groups is None else [r for r in rows if r.group in local_groups]
 
 
 def _update(
@@ -321,24 +349,28 @@ def _update(
     max_len: int,
     entropy_coef: float,
     layout: MicroBatchLayout,
+    ranks: Ranks = SINGLE,
+    local_groups: frozenset[str] | None = None,
 ) -> tuple[dict[str, float] | None, float]:
     """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``.
 
     A mini-batch with nothing to learn (no scored token and no entropy bonus) takes no step and
-    returns empty metrics. Every micro-batch run is counted in ``layout``.
+    returns empty metrics. Every micro-batch run is counted in ``layout``. Data-parallel: ``rows`` is
+    the global mini-batch; this rank runs the rows of ``local_groups`` (see :func:`optimize`).
     """
     optimizer.zero_grad(set_to_none=True)
     total_tokens = sum(r.num_scored_tokens for r in rows)  # the policy-gradient token-mean
     all_tokens = sum(r.num_policy_tokens for r in rows)  # the entropy bonus and KL token-mean
     if total_tokens == 0 and entropy_coef == 0:
-        return {}, measure_entropy(model, rows, optim, pad_id, layout=layout) * all_tokens
+        return {}, measure_entropy(model, rows, optim, pad_id, layout=layout, ranks=ranks,
+                                   local_groups=local_groups) * all_tokens
     stats = {"loss": 0.0, "kl": 0.0}
     weighted: dict[str, float] = {}
     ratio_max, turn_stats = 0.0, {"turn_ratio_max": -math.inf, "turn_ratio_min": math.inf, "turn_ratio_mean": 0.0}
     turns_seen = 0.0
     entropy_total = 0.0
     device = next(model.parameters()).device
-    for micro in micro_batches(rows, optim):
+    for micro in micro_batches(_local(rows, local_groups), optim):
         batch = collate(micro, pad_id, device=device)
         layout.add(batch)
         logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
@@ -385,8 +417,18 @@ def _update(
             turn_stats["turn_ratio_min"] = min(turn_stats["turn_ratio_min"], m["turn_ratio_min"])
             turn_stats["turn_ratio_mean"] += m["turn_ratio_mean"] * tokens
             turns_seen += tokens
+    if ranks.distributed:  # every rank's share of the sums, maxima and minima
+        names = ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean")
+        summed = ranks.sum_values([stats["loss"], stats["kl"], entropy_total, turn_stats["turn_ratio_mean"], turns_seen,
+                                   float(bool(weighted)), *(weighted.get(n, 0.0) for n in names)])
+        stats["loss"], stats["kl"], entropy_total, turn_stats["turn_ratio_mean"], turns_seen, any_scored = summed[:6]
+        weighted = dict(zip(names, summed[6:])) if any_scored else {}
+        ratio_max, turn_stats["turn_ratio_max"], low = ranks.max_values(
+            [ratio_max, turn_stats["turn_ratio_max"], -turn_stats["turn_ratio_min"]])
+        turn_stats["turn_ratio_min"] = -low
     if optim.target_kl is not None and weighted.get("approx_kl", 0.0) > optim.target_kl:
         return None, entropy_total
+    ranks.sum_gradients(model)  # data-parallel: the global gradient on every rank
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
     optimizer.step()
     stats.update(weighted, ratio_max=ratio_max)
