@@ -25,7 +25,7 @@ policy-token positions are scored.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ class TrainRow:
     scored: bool = True
     """Whether the row's tokens enter the policy-gradient term. ``False``: a row of a group that was
     dropped for zero reward variance, kept only for the entropy bonus (and the entropy measured)."""
+    is_weights: list[float] | None = None
+    """Per-token behaviour importance weights (``training/off_policy.py``) multiplying the policy-gradient
+    term; ``None``: 1 everywhere (the rollout policy is the proximal policy)."""
 
     @property
     def num_scored_tokens(self) -> int:
@@ -78,6 +81,28 @@ def make_rows(
     return rows
 
 
+def training_rows(
+    trajectories: Sequence[Trajectory], per_turn: Sequence[np.ndarray], clip_scale: Sequence[np.ndarray] | None,
+    keep: Sequence[bool], groups: Sequence[str], entropy_control: bool, version: int,
+) -> tuple[list[TrainRow], list[bool]]:
+    """The learner's rows of a step: kept groups' (scored, with their per-turn advantages and clip
+    scales), and with ``entropy_control`` dropped groups' too (``scored=False``: entropy term only);
+    trajectories without generated tokens give none. Returns the rows and, per row, whether weights
+    older than ``version`` played it (``Trajectory.policy_version``; stale rows get the correction)."""
+    rows: list[TrainRow] = []
+    stale: list[bool] = []
+    for i, t in enumerate(trajectories):
+        if t.num_generated_tokens == 0 or not (keep[i] or (entropy_control and not t.failed)):
+            continue
+        if keep[i]:
+            made = make_rows(t, per_turn[i], None if clip_scale is None else clip_scale[i], groups[i])
+        else:
+            made = [replace(r, scored=False) for r in make_rows(t, np.zeros(len(t.turns)), None, groups[i])]
+        rows += made
+        stale += [t.policy_version is not None and t.policy_version < version] * len(made)
+    return rows, stale
+
+
 @dataclass
 class MicroBatch:
     input_ids: torch.Tensor  # [B, L] long
@@ -87,6 +112,7 @@ class MicroBatch:
     advantages: torch.Tensor  # [B, L-1] float
     clip_scale: torch.Tensor  # [B, L-1] float
     turn_ids: torch.Tensor  # [B, L-1] long (-1 off-policy)
+    is_weights: torch.Tensor  # [B, L-1] float (1 where a row has none)
 
 
 def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = "cpu") -> MicroBatch:
@@ -102,6 +128,7 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
     adv = torch.zeros((b, width), dtype=torch.float32)
     scale = torch.ones((b, width), dtype=torch.float32)
     turns = torch.full((b, width), -1, dtype=torch.long)
+    weights = torch.ones((b, width), dtype=torch.float32)
     for i, r in enumerate(rows):
         n = len(r.token_ids)
         ids[i, :n] = torch.tensor(r.token_ids)
@@ -111,6 +138,8 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
         adv[i, :n] = torch.tensor(r.advantages, dtype=torch.float32)
         scale[i, :n] = torch.tensor(r.clip_scale, dtype=torch.float32)
         turns[i, :n] = torch.tensor(r.turn_ids)
+        if r.is_weights is not None:
+            weights[i, :n] = torch.tensor(r.is_weights, dtype=torch.float32)
     if (mask[:, 0] != 0).any():
         raise ValueError("a sequence starts with a policy token; there is no context to predict it from")
     to = dict(device=device)
@@ -122,6 +151,7 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
         advantages=adv[:, 1:].to(**to),
         clip_scale=scale[:, 1:].to(**to),
         turn_ids=turns[:, 1:].to(**to),
+        is_weights=weights[:, 1:].to(**to),
     )
 
 

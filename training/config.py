@@ -138,6 +138,13 @@ class RolloutSection(_Section):
     a call); ``episode`` — each episode's turn is seeded from ``(step seed, task, sample, turn)``, so its
     samples do not depend on the rest of the batch: a step split over data-parallel ranks (or Ray
     workers) plays the same rollouts as one process. Use ``episode`` to compare rank counts."""
+    mode: Literal["sync", "async"] = "sync"
+    """``sync``: each step's rollouts are played by the weights being trained. ``async``: a background
+    producer plays the next steps' rollouts while the learner trains (``training/async_rollout.py``),
+    at most ``max_staleness`` learner steps behind; stale rollouts get the behaviour correction."""
+    max_staleness: int = Field(1, ge=0)
+    """``async``: how many learner steps older than the current ones the weights that played a batch
+    may be (0: no overlap — the synchronous run, exactly)."""
     branch_turn: int | None = Field(None, ge=1)
     """Fork-based branching: one trunk episode per task plays this many policy turns, then forks into
     the group (envs must implement ``fork``); ``None``: independent rollouts."""
@@ -222,6 +229,14 @@ class AlgoSection(_Section):
     no_signal_warn_steps: int = Field(3, ge=1)
     """Warn (progress line and summary) once every group has been dropped for zero reward variance
     this many steps in a row: the policy has become deterministic on these tasks."""
+    behaviour_correction: Literal["auto", "always", "off"] = "auto"
+    """Decoupled PPO for rollouts the learner's current weights did not play (``training/off_policy.py``):
+    the clip is taken around the proximal policy (the learner's weights before this step's update,
+    recomputed) and each token's loss is weighted by ``min(π_prox/π_behaviour, behaviour_is_cap)``.
+    ``auto``: for stale rollouts only (asynchronous mode); ``always``: every step (e.g. a rollout
+    engine whose numerics differ from the learner's); ``off``: PPO around the behaviour policy."""
+    behaviour_is_cap: float = Field(2.0, ge=1)
+    """Truncation of the behaviour importance weight (truncated IS: bounded variance, small bias)."""
 
     @field_validator("estimator")
     @classmethod
@@ -375,6 +390,17 @@ class TrainConfig(_Section):
             raise ValueError(
                 f"rollout.backend 'vllm' and rollout.ray_workers {self.rollout.ray_workers} do not combine "
                 "(Ray workers run their own HF copies); set one of them"
+            )
+        if self.rollout.mode == "async" and self.rollout.backend == "vllm":
+            raise ValueError(
+                "rollout.mode 'async' plays on a copy of the learner's module, not on an in-process vLLM engine "
+                "(rollout.backend 'vllm'); use backend 'hf', or put the engines on Ray rollout workers"
+            )
+        if self.rollout.mode == "async" and self.rollout.self_play and (self.selfplay.opponents or self.selfplay.snapshot_every):
+            raise ValueError(
+                "rollout.mode 'async' does not combine with a self-play opponent pool (selfplay.opponents / "
+                "snapshot_every): the pool's PFSP draws depend on results the learner has not seen yet; "
+                "use rollout.mode 'sync' or plain self-play"
             )
         if self.rollout.backend == "vllm" and self.model.name.startswith("tiny-char"):
             raise ValueError(

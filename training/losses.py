@@ -129,6 +129,7 @@ def policy_loss(
     turn_level_ratio: bool = False,
     eps_turn: tuple[float, float] = (3e-3, 4e-3),
     denominator: float | None = None,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-clip policy loss with DAPO clip-higher (§7.2, §8.4) and A²TGPO turn ratios (§1.5).
 
@@ -145,6 +146,8 @@ def policy_loss(
             broadcast); ``None`` = 1.
         turn_level_ratio: use the A²TGPO/ATPO turn-level ratio. Then the clip range is
             ``eps_turn`` (3e-3 / 4e-3, GSPO scale) and ``clip_low``/``clip_high`` are unused.
+        token_weights: ``[B, T]`` detached per-token weights ``w_τ`` multiplying ``L_τ`` — the truncated
+            behaviour importance weights of decoupled PPO (``training/off_policy.py``); ``None`` = 1.
 
     Formulas, per policy token τ (turn k of sequence b)::
 
@@ -152,7 +155,7 @@ def policy_loss(
         turn ratio  : logρ_{b,k} = mean_{τ' ∈ (b,k)} (log π_θ(τ') − log π_old(τ'))
                       log r_τ = min(log π_θ(τ) − sg[log π_θ(τ)] + sg[logρ_{b,k}], 10)
         clip range  : [1 − c·ε_low, 1 + c·ε_high]
-        L_τ         = max(−A_τ · r_τ, −A_τ · clip(r_τ))
+        L_τ         = w_τ · max(−A_τ · r_τ, −A_τ · clip(r_τ))
         loss        = aggregate(L, loss_mask, agg)
 
     Returns:
@@ -208,6 +211,9 @@ def policy_loss(
     unclipped_loss = -adv * ratio
     clipped_loss = -adv * clipped
     token_loss = torch.maximum(unclipped_loss, clipped_loss)
+    if token_weights is not None:
+        _check_2d("token_weights", token_weights, shape)
+        token_loss = token_loss * torch.where(mask, token_weights.detach().to(dtype), zero)
     loss = aggregate_loss(token_loss, mask, agg, max_len=max_len, denominator=denominator)
 
     with torch.no_grad():

@@ -25,7 +25,7 @@ import copy
 import math
 import resource
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ from turngym.agents.factory import (
 from turngym.console import Progress
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
-from turngym.training.batching import make_rows
+from turngym.training.async_rollout import RolloutProducer, staleness_metrics
+from turngym.training.batching import training_rows
 from turngym.training.config import TrainConfig
 from turngym.training.data_parallel import (
     Ranks,
@@ -56,7 +57,15 @@ from turngym.training.data_parallel import (
 )
 from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
-from turngym.training.rollout import RolloutConfig, Task, check_failures, collect, draw_tasks
+from turngym.training.off_policy import behaviour_correction
+from turngym.training.rollout import (
+    RolloutBatch,
+    RolloutConfig,
+    Task,
+    check_failures,
+    collect,
+    draw_tasks,
+)
 from turngym.training.run_io import (
     EvalProgress,
     MetricsLog,
@@ -149,6 +158,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if main and rater is not None and state.step == 0 and not state.ratings:
         rate_policy(rater, rollouts, config, state, out)
 
+    producer = None  # asynchronous mode: the next steps' rollouts are played (from here on) while this one trains
+    if config.rollout.mode == "async" and state.step < config.steps:
+        producer = RolloutProducer(lambda s, played_by: play_step(config, s, pool, ranks, played_by, collector), policy,
+                                   first_step=state.step, last_step=config.steps, max_staleness=config.rollout.max_staleness)
     entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
     budget_left = None if config.time_budget_s is None else max(config.time_budget_s - state.train_seconds, 0.0)
     progress = TrainProgress(config.steps, state.step, enabled=show_progress, budget_left_s=budget_left)
@@ -157,9 +170,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 1-2: tasks and grouped rollouts ------------------------------------------------------
         progress.phase(step, "rollout")
-        tasks = sample_tasks(config, step, pool)
-        tasks = [tasks[i] for i in shard(len(tasks), ranks)]  # this rank's whole groups (all of them on one rank)
-        batch = (collector.collect if collector else collect)(tasks, rollouts, rollout_config(config, step))
+        # async: played ahead by the producer with weights at most rollout.max_staleness steps old
+        batch = play_step(config, step, pool, ranks, rollouts, collector) if producer is None else producer.take(step).batch
         gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
         batch, gains, local_groups = gather_rollouts(batch, gains, ranks)  # every rank's, in one order
         rollout_seconds = time.perf_counter() - step_start
@@ -171,14 +183,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "advantages")
         advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
-        rows = []  # kept groups' rows; with an entropy bonus, dropped groups' rows too (entropy term only)
-        for i, t in enumerate(batch.trajectories):
-            if t.num_generated_tokens == 0 or not (keep[i] or (entropy_control and not t.failed)):
-                continue
-            if keep[i]:
-                rows += make_rows(t, advantages.per_turn[i], None if advantages.clip_scale is None else advantages.clip_scale[i], groups[i])
-            else:
-                rows += [replace(r, scored=False) for r in make_rows(t, np.zeros(len(t.turns)), None, groups[i])]
+        rows, stale = training_rows(batch.trajectories, advantages.per_turn, advantages.clip_scale, keep, groups,
+                                    entropy_control, version=step)
         dropped = dropped_group_share(groups, keep, [t.failed for t in batch.trajectories])
         state.no_signal_since = no_signal_since(state.no_signal_since, step + 1, dropped)
 
@@ -186,11 +192,18 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "update")
         if state.entropy_coef is None:
             state.entropy_coef = config.algo.entropy_coef
+        correct = [config.algo.behaviour_correction == "always" or (config.algo.behaviour_correction == "auto" and s) for s in stale]
+        correction = None  # decoupled PPO around the proximal policy for rows other weights played
+        if any(correct):
+            rows, correction = behaviour_correction(model, rows, correct, config.algo.behaviour_is_cap, config.optim,
+                                                    policy.pad_token_id, ranks=ranks, local_groups=local_groups)
         update = optimize(model, optimizer, rows, config.algo, config.optim, policy.pad_token_id, reference,
                           rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef,
                           ranks=ranks, local_groups=local_groups)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
         sync_seconds = sync_weights(rollouts, model)
+        if producer is not None:
+            producer.publish(model, version=step + 1)
 
         # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
         state.step = step + 1
@@ -203,6 +216,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "kept_trajectories": int(sum(keep)),
             "groups/dropped_share": dropped,
             "train_sequences": len(rows),
+            **staleness_metrics(batch.trajectories, step, producer),
+            **(correction.to_metrics() if correction is not None else {}),
             "time/rollout_s": rollout_seconds,
             **({"time/weight_sync_s": sync_seconds} if rollouts is not policy else {}),
             "time/step_s": time.perf_counter() - step_start,
@@ -233,6 +248,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if out_of_time:
             break
     progress.close()
+    if producer is not None:
+        producer.close()
     if collector is not None:
         collector.close()
 
@@ -254,6 +271,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 # ================================================================================================
 # ALGO helpers
 # ================================================================================================
+def play_step(config: TrainConfig, step: int, pool: OpponentPool | None, ranks: Ranks, policy: Policy,
+              collector: Any) -> RolloutBatch:
+    """Step ``step``'s rollouts of this rank's share of the tasks, played by ``policy`` (or on Ray workers)."""
+    tasks = sample_tasks(config, step, pool)
+    tasks = [tasks[i] for i in shard(len(tasks), ranks)]  # this rank's whole groups (a group is never split)
+    return (collector.collect if collector else collect)(tasks, policy, rollout_config(config, step))
+
+
 def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = None) -> list[Task]:
     """``tasks_per_step`` tasks: env by weight, seed uniform below the eval seeds; a function of (seed, step).
 

@@ -115,6 +115,8 @@ class Trajectory:
             ``{0: outcome}``); empty until the episode ends and when it failed.
         opponent: who played the other seats of a game: an agent spec, ``"self"`` when the policy
             played every seat; ``None`` for single-agent tasks.
+        policy_version: how many learner steps the weights that played it had taken (set by the
+            asynchronous producer; ``None`` when played by the learner's current weights).
     """
 
     env_id: str
@@ -131,6 +133,7 @@ class Trajectory:
     context: str = "full"
     outcomes: dict[int, float] = field(default_factory=dict)
     opponent: str | None = None
+    policy_version: int | None = None
 
     @property
     def group_key(self) -> str:
@@ -198,6 +201,7 @@ class Trajectory:
             "context": self.context,
             "outcomes": {str(s): v for s, v in self.outcomes.items()},  # JSON keys are strings
             "opponent": self.opponent,
+            "policy_version": self.policy_version,
         }
 
     @classmethod
@@ -217,6 +221,7 @@ class Trajectory:
             context=str(data.get("context", "full")),
             outcomes=_seat_outcomes(data.get("outcomes", {})),
             opponent=None if data.get("opponent") is None else str(data["opponent"]),
+            policy_version=None if data.get("policy_version") is None else int(data["policy_version"]),
         )
 
 

@@ -394,6 +394,7 @@ def _update(
                 clip_scale=batch.clip_scale[keep],
                 turn_level_ratio=algo.turn_level_ratio,
                 denominator=total_tokens if algo.agg == "token-mean" else None,
+                token_weights=batch.is_weights[keep] if any(micro[i].is_weights is not None for i in scored_rows) else None,
             )
             loss = pg if algo.agg == "token-mean" else pg * share
             tokens = float(scored_mask.sum())
