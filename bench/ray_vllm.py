@@ -2,7 +2,7 @@
 
 Run as a script, from the learner's environment (it needs Ray, not vLLM)::
 
-    python bench/ray_vllm.py --json out.json                 # full run: 2 rounds
+    python bench/ray_vllm.py --json out.json                 # full run: 3 rounds
     python bench/ray_vllm.py --quick                         # smoke run: fewer games, 1 round
     python bench/ray_vllm.py --model tiny-random --quick     # seconds instead of minutes
 
@@ -83,7 +83,7 @@ def run(quick: bool = False, model: str = "smollm2-135m", python: str | None = N
     started = time.time()
     load_before = round(os.getloadavg()[0], 2)
     python = worker_python(python)
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else 3
     torch.set_num_threads(1)
     configs = {n: _config(model, python, n, quick) for n in WORKERS}
     learner = load_policy(model, **configs[1].policy_options())

@@ -81,6 +81,11 @@ def test_the_vllm_backend_with_ray_workers_puts_the_engines_in_the_workers():
                                          "rollout": {"backend": "vllm", "ray_workers": 2, "ray_python": "/venv/bin/python"}})
     assert config.rollout_engine_options()["backend"] == "hf"  # the learner's process builds no engine
     assert {k: v for k, v in config.rollout_engine_options().items() if k != "backend"} == config.vllm_engine_options()
+    from turngym.training.plan import plan
+
+    shown = plan(config)
+    assert shown.rollout_backend == "vllm on 2 Ray workers (workers' python: /venv/bin/python)"
+    assert not any("vllm is not installed" in n for n in shown.notes)
     local = TrainConfig.model_validate({"model": {"name": "tiny-random", "tiny_hidden": 128}, "rollout": {"backend": "vllm"}})
     assert local.rollout_engine_options()["backend"] == "vllm"
     with pytest.raises(ValueError, match="ray_python is '/venv/bin/python' but rollout.ray_workers is 0"):
