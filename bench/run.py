@@ -40,6 +40,7 @@ SUITES: dict[str, str] = {
     "swe": "bench/swe.py",
     "ray": "bench/ray_rollout.py",
     "vllm": "bench/vllm_backend.py",  # run it with the vLLM environment's python (.ci/vllm-venv)
+    "ray-vllm": "bench/ray_vllm.py",  # Ray workers under the vLLM environment's python
 }
 
 

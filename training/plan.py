@@ -105,9 +105,12 @@ def plan(config: TrainConfig) -> RunPlan:
     learner += [f"micro-batches of ≤ {micro} tokens" if micro else f"micro-batches of {o.micro_batch_size} sequences"]
     learner += ["gradient checkpointing"] if getattr(o, "gradient_checkpointing", False) else []
     backend = r.backend + (f" on {r.ray_workers} Ray workers" if r.ray_workers else "")
-    if r.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+    if r.backend == "vllm" and r.ray_workers and r.ray_python:
+        backend += f" (workers' python: {r.ray_python})"
+    elif r.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         notes.append("rollout.backend vllm: vllm is not installed in this environment "
-                     "(pip install 'turngym[vllm]' on a GPU machine; docs/vllm.md)")
+                     "(pip install 'turngym[vllm]' on a GPU machine; docs/vllm.md)"
+                     + ("; or set rollout.ray_python to the python of an environment that has it" if r.ray_workers else ""))
     if r.ray_workers and importlib.util.find_spec("ray") is None:
         notes.append("rollout.ray_workers: ray is not installed here (pip install 'turngym[ray]')")
     gate = "ungated (D-RA)" if a.gate == "ungated" else "gated (G-RA), δ " + ("per env, as registered" if a.gate_threshold == "spec" else str(a.gate_threshold))
