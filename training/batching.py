@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from turngym.agents.token_stats import chunked_token_stats
+from turngym.training.sharding import decoder_hidden_states
 from turngym.training.trajectory import Trajectory
 
 
@@ -181,8 +182,7 @@ def policy_token_stats(
     right-padded, see :func:`decoder_mask`) and ``model.get_output_embeddings()`` on the selected
     positions only, ``chunk_size`` rows at a time.
     """
-    decoder = model.get_decoder()
-    hidden = decoder(input_ids=batch.input_ids, attention_mask=decoder_mask(batch), use_cache=False).last_hidden_state
+    hidden = decoder_hidden_states(model, batch.input_ids, decoder_mask(batch))
     where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
     targets = batch.input_ids[:, 1:][where]
     picked, entropy = chunked_token_stats(

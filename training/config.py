@@ -397,7 +397,7 @@ class TrainConfig(_Section):
                 f"rollout.ray_python is {self.rollout.ray_python!r} but rollout.ray_workers is 0; "
                 "set rollout.ray_workers to the number of rollout actors"
             )
-        if self.rollout.mode == "async" and self.rollout.backend == "vllm":
+        if self.rollout.mode == "async" and self.rollout.backend == "vllm" and not self.rollout.ray_workers:
             raise ValueError(
                 "rollout.mode 'async' plays on a copy of the learner's module, not on an in-process vLLM engine "
                 "(rollout.backend 'vllm'); use backend 'hf', or put the engines on Ray rollout workers"

@@ -58,6 +58,9 @@ class Ranks:
 
     rank: int = 0
     world_size: int = 1
+    sharded: bool = False
+    """``learner.strategy: fsdp``: the learner's weights, gradients and optimizer state are sharded
+    (FSDP2); forwards are collective, so every rank runs the same number (:meth:`lockstep`)."""
 
     @property
     def is_main(self) -> bool:
@@ -105,13 +108,28 @@ class Ranks:
         if self.distributed:
             dist.barrier()
 
+    @property
+    def loss_scale(self) -> float:
+        """What a loss normalised by global counts is multiplied by before ``backward``: FSDP's
+        reduce-scatter averages over the ranks (gloo has no pre-multiplied sum), so ×N makes it the
+        sum; with ``ddp`` :meth:`sum_gradients` sums."""
+        return float(self.world_size) if self.sharded else 1.0
+
+    def lockstep(self, count: int) -> int:
+        """The most of ``count`` over the ranks: how many forwards each must run when they are collective
+        (sharded); ``count`` itself otherwise."""
+        if not (self.distributed and self.sharded):
+            return count
+        return int(self.max_values([float(count)])[0])
+
     def sum_gradients(self, model: torch.nn.Module) -> None:
-        """Sum every trainable parameter's gradient over the ranks, in one flat buffer.
+        """Sum every trainable parameter's gradient over the ranks, in one flat buffer (``ddp``; with
+        FSDP the reduce-scatter in ``backward`` has done it).
 
         A parameter with no gradient on this rank (it ran no micro-batch) contributes zeros; after
         the call every rank holds the same summed gradients (``None`` ones become tensors).
         """
-        if not self.distributed:
+        if not self.distributed or self.sharded:
             return
         params = [p for p in model.parameters() if p.requires_grad]
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
@@ -124,7 +142,7 @@ class Ranks:
 
     def broadcast_parameters(self, model: torch.nn.Module) -> None:
         """Make every rank's weights rank 0's (buffers too), as DDP does at construction."""
-        if not self.distributed:
+        if not self.distributed or self.sharded:  # sharding splits the weights every rank loaded (seeded alike)
             return
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
@@ -149,11 +167,9 @@ def launched_ranks(environ: dict[str, str] | None = None) -> tuple[int, int]:
 
 def check_layout(world_size: int, config: TrainConfig) -> None:
     """Refuse a configuration that cannot run on ``world_size`` ranks, with the reason and the fix."""
-    if config.learner.strategy != "ddp":
-        raise RankSetupError(
-            f"learner.strategy={config.learner.strategy!r} is not available in this build: it trains with 'ddp' "
-            "(replicated weights, summed gradients); see docs/distributed.md for what sharded training needs"
-        )
+    if config.learner.strategy == "fsdp" and config.model.lora is not None:
+        raise RankSetupError("learner.strategy 'fsdp' with LoRA adapters (model.lora) is not supported; train LoRA "
+                             "with learner.strategy: ddp (only the small adapters are trained, so replicas fit)")
     if world_size <= 1:
         return
     tasks_per_step, ray_workers = config.rollout.tasks_per_step, config.rollout.ray_workers
@@ -170,9 +186,10 @@ def check_layout(world_size: int, config: TrainConfig) -> None:
         )
 
 
-def start_ranks(backend: str = "auto", timeout_s: float = 1800.0, device: str = "cpu") -> Ranks:
+def start_ranks(backend: str = "auto", timeout_s: float = 1800.0, device: str = "cpu", *, sharded: bool = False) -> Ranks:
     """Join the launcher's process group (once per process) and return this rank; :data:`SINGLE` when
-    not launched with several ranks. ``backend="auto"``: nccl when the model lives on CUDA, else gloo."""
+    not launched with several ranks. ``backend="auto"``: nccl when the model lives on CUDA, else gloo.
+    ``sharded``: the learner will be FSDP-sharded (``learner.strategy: fsdp``)."""
     rank, world = launched_ranks()
     if world == 1:
         return SINGLE
@@ -181,7 +198,7 @@ def start_ranks(backend: str = "auto", timeout_s: float = 1800.0, device: str = 
         if chosen == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(chosen, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
-    return Ranks(rank=rank, world_size=world)
+    return Ranks(rank=rank, world_size=world, sharded=sharded)
 
 
 def stop_ranks(ranks: Ranks) -> None:

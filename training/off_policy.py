@@ -39,6 +39,8 @@ import torch
 from turngym.training.batching import TrainRow, collate, policy_token_logprobs
 from turngym.training.config import OptimSection
 from turngym.training.data_parallel import SINGLE, Ranks
+from turngym.training.sharding import reshard
+from turngym.training.update import empty_row
 
 
 @dataclass
@@ -93,8 +95,11 @@ def behaviour_correction(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(todo), optim.micro_batch_size):
-            part = todo[start : start + optim.micro_batch_size]
+        parts = [todo[start : start + optim.micro_batch_size] for start in range(0, len(todo), optim.micro_batch_size)]
+        for _ in range(ranks.lockstep(len(parts)) - len(parts)):  # sharded learner: the same forwards on every rank
+            with torch.no_grad():
+                policy_token_logprobs(model, collate([empty_row(pad_id)], pad_id, device=device), optim.score_chunk_size)
+        for part in parts:
             batch = collate([rows[i] for i in part], pad_id, device=device)
             with torch.no_grad():
                 proximal = policy_token_logprobs(model, batch, optim.score_chunk_size)
@@ -114,6 +119,7 @@ def behaviour_correction(
                 out[i] = replace(row, old_logprobs=np.where(policy, prox, behaviour).tolist(),
                                  is_weights=np.where(policy, weights, 1.0).tolist())
     finally:
+        reshard(model)
         model.train(was_training)
     if ranks.distributed:
         sums = np.asarray(ranks.sum_values(sums.tolist()))

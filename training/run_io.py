@@ -25,7 +25,9 @@ from turngym.agents.base import LearnerPolicy
 from turngym.console import Progress, format_duration
 from turngym.training import advantages as adv_lib
 from turngym.training.config import TrainConfig
+from turngym.training.data_parallel import SINGLE, Ranks
 from turngym.training.evaluate import EvalSummary, Rate
+from turngym.training.sharding import full_state, load_full_state
 from turngym.training.signal import no_signal_warning
 from turngym.training.trajectory import Trajectory
 
@@ -73,15 +75,21 @@ class TrainerState:
         return cls(**values)
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainerState) -> None:
-    """Write ``out/checkpoint`` atomically (a temp folder renamed over the old one)."""
+def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainerState,
+                    *, ranks: Ranks = SINGLE) -> None:
+    """Write ``out/checkpoint`` atomically (a temp folder renamed over the old one): the whole model and
+    optimizer state, so any rank count and strategy can resume it. Data-parallel: call it on every rank
+    (a sharded model is gathered collectively); rank 0 writes."""
+    model_state, optimizer_state = full_state(model, optimizer)
+    if not ranks.is_main:
+        return
     tmp = out / f"{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save(
         {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
@@ -106,8 +114,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     if not (path / "state.pt").exists():
         raise FileNotFoundError(f"no checkpoint to resume from in {path}; run without --resume to start fresh")
     blob = torch.load(path / "state.pt", weights_only=False)
-    model.load_state_dict(blob["model"])
-    optimizer.load_state_dict(blob["optimizer"])
+    load_full_state(model, optimizer, blob["model"], blob["optimizer"])
     torch.set_rng_state(blob["torch_rng"])
     np.random.set_state(blob["numpy_rng"])
     random.setstate(blob["python_rng"])

@@ -36,7 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from turngym.agents.base import Policy
+from turngym.agents.base import LearnerPolicy, Policy
+from turngym.agents.factory import discard_snapshot, save_snapshot
+from turngym.training.config import TrainConfig
+from turngym.training.data_parallel import Ranks
 from turngym.training.evaluate import seat_score
 from turngym.training.play import play_episode
 from turngym.training.ratings import (
@@ -46,6 +49,8 @@ from turngym.training.ratings import (
     duplicate_matches,
 )
 from turngym.training.rollout import RolloutConfig, Task, collect
+from turngym.training.run_io import TrainerState
+from turngym.training.trajectory import Trajectory
 
 SELF = "self"
 PFSP_WEIGHTINGS = ("hard", "even", "uniform")
@@ -328,3 +333,42 @@ def assign_opponents(tasks: list[Task], pool: OpponentPool, rng: np.random.Gener
                      is_game: Callable[[str], bool]) -> list[Task]:
     """Give each game task an opponent drawn from ``pool`` (``"self"`` or an agent spec)."""
     return [Task(t.env_id, t.seed, opponent=pool.sample(rng)) if is_game(t.env_id) else t for t in tasks]
+
+
+# ------------------------------------------------------------------ the trainer's pool plumbing
+def build_pool(config: TrainConfig, state: TrainerState) -> OpponentPool | None:
+    """The self-play opponent pool (restored from the checkpoint when resuming), or ``None``."""
+    sp = config.selfplay
+    if not config.rollout.self_play or not (sp.opponents or sp.snapshot_every):
+        return None
+    if state.pool is not None:
+        return OpponentPool.from_dict(state.pool)
+    return OpponentPool.from_specs(sp.opponents, self_share=sp.self_share, weighting=sp.pfsp,
+                                   power=sp.pfsp_power, max_snapshots=sp.max_snapshots)
+
+
+def update_pool(pool: OpponentPool, trajectories: list[Trajectory]) -> None:
+    """Count the learner's results against each pool opponent (PFSP statistics)."""
+    for t in trajectories:
+        if t.opponent is not None and t.opponent != SELF and not t.failed:
+            pool.record(t.opponent, seat_score(t.outcomes, t.seat))
+
+
+def pool_metrics(pool: OpponentPool) -> dict[str, float]:
+    out: dict[str, float] = {"selfplay/pool_size": float(len(pool.entries))}
+    for e in pool.entries:
+        name = e.spec if e.snapshot_step is None else f"snapshot{e.snapshot_step}"
+        out[f"selfplay/vs_{name}/score"] = e.win_rate(prior_games=0.0) if e.games else math.nan
+        out[f"selfplay/vs_{name}/games"] = e.games
+    return out
+
+
+def add_snapshot(pool: OpponentPool, policy: LearnerPolicy, out: Path, step: int, ranks: Ranks) -> None:
+    """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool (the
+    snapshot it evicts, if any, is forgotten and deleted). Rank 0 writes; every rank adds it."""
+    path = out / "snapshots" / f"step-{step}"
+    spec = save_snapshot(policy, path) if ranks.is_main else f"hf:{path}"
+    ranks.barrier()  # the files exist before any rank loads the opponent
+    evicted = pool.add_snapshot(spec, step)
+    if evicted is not None:
+        discard_snapshot(evicted.spec, delete=ranks.is_main)

@@ -22,7 +22,6 @@ continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import copy
-import math
 import resource
 import time
 from dataclasses import asdict
@@ -35,9 +34,7 @@ import torch
 from turngym.agents.base import LearnerPolicy, Policy
 from turngym.agents.factory import (
     build_rollout_policy,
-    discard_snapshot,
     load_policy,
-    save_snapshot,
     sync_weights,
 )
 from turngym.console import Progress
@@ -55,7 +52,7 @@ from turngym.training.data_parallel import (
     start_ranks,
     stop_ranks,
 )
-from turngym.training.evaluate import EvalSummary, seat_score, summarize_trajectories
+from turngym.training.evaluate import EvalSummary, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.rollout import (
@@ -79,12 +76,16 @@ from turngym.training.run_io import (
     write_summary,
 )
 from turngym.training.selfplay import (
-    SELF,
     AnchorRater,
     OpponentPool,
+    add_snapshot,
     assign_opponents,
+    build_pool,
     plot_ratings,
+    pool_metrics,
+    update_pool,
 )
+from turngym.training.sharding import copy_full_weights, shard_model
 from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import next_entropy_coef, optimize
@@ -101,7 +102,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     """
     # PLUMBING: ranks, output folder, seeds, model, optimizer, logging ----------------------------
     check_layout(launched_ranks()[1], config)  # refused before anything loads, with the reason
-    ranks = start_ranks(config.learner.backend, config.learner.timeout_s, config.model.device)
+    ranks = start_ranks(config.learner.backend, config.learner.timeout_s, config.model.device,
+                        sharded=config.learner.strategy == "fsdp")
     main = ranks.is_main
     show_progress = show_progress and main
     out = config.output_dir
@@ -113,21 +115,25 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.model.threads)
     policy = load_policy(config.model.name, **config.policy_options())
     model = policy.model
-    rollouts = build_rollout_policy(config.model.name, policy, out, **config.rollout_engine_options())  # `policy` itself, or a vLLM engine fed by weight sync
+    full = copy.deepcopy(policy) if ranks.sharded else policy  # whole weights: rollouts, eval, IGPO, export
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
+    if ranks.sharded:  # FSDP2: each rank keeps 1/N of the weights, gradients and optimizer state
+        for module in [model] + ([reference] if reference is not None else []):
+            shard_model(module, config.model.device)
+    rollouts = build_rollout_policy(config.model.name, full, out, **config.rollout_engine_options())  # `full` itself, or a vLLM engine fed by weight sync
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.optim.lr,
         betas=config.optim.betas,
         weight_decay=config.optim.weight_decay,
     )
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     state = TrainerState()
     if resume:
         state = load_checkpoint(out, model, optimizer, truncate_metrics=main)
     elif main and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
     ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them
-    sync_weights(rollouts, model)  # a resumed (or LoRA-wrapped) learner → engine
+    sync_weights(rollouts, refresh_full(model, full))  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard) if main else None
     pool = build_pool(config, state)
     rater = build_rater(config)
@@ -148,9 +154,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             stats = behaviour_clone(model, demos, config, policy.pad_token_id,
                                     on_step=lambda done, total: shown.update(done, total=total))
         state.warmup = stats.to_dict()
-        sync_weights(rollouts, model)
-        if main:
-            save_checkpoint(out, model, optimizer, state)  # a resumed run never repeats the warm-up
+        sync_weights(rollouts, refresh_full(model, full))
+        save_checkpoint(out, model, optimizer, state, ranks=ranks)  # a resumed run never repeats the warm-up
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
     if main and state.step == 0 and config.eval.episodes and "before" not in state.evals:
@@ -160,7 +165,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     producer = None  # asynchronous mode: the next steps' rollouts are played (from here on) while this one trains
     if config.rollout.mode == "async" and state.step < config.steps:
-        producer = RolloutProducer(lambda s, played_by: play_step(config, s, pool, ranks, played_by, collector), policy,
+        producer = RolloutProducer(lambda s, played_by: play_step(config, s, pool, ranks, played_by, collector), full,
                                    first_step=state.step, last_step=config.steps, max_staleness=config.rollout.max_staleness)
     entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
     budget_left = None if config.time_budget_s is None else max(config.time_budget_s - state.train_seconds, 0.0)
@@ -172,7 +177,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "rollout")
         # async: played ahead by the producer with weights at most rollout.max_staleness steps old
         batch = play_step(config, step, pool, ranks, rollouts, collector) if producer is None else producer.take(step).batch
-        gains = information_gain_rewards(policy, batch.trajectories) if config.algo.info_gain else None
+        gains = information_gain_rewards(full, batch.trajectories) if config.algo.info_gain else None
         batch, gains, local_groups = gather_rollouts(batch, gains, ranks)  # every rank's, in one order
         rollout_seconds = time.perf_counter() - step_start
         check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
@@ -201,9 +206,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                           rng=np.random.default_rng([config.seed, step, 31]), entropy_coef=state.entropy_coef,
                           ranks=ranks, local_groups=local_groups)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
-        sync_seconds = sync_weights(rollouts, model)
+        sync_seconds = sync_weights(rollouts, refresh_full(model, full))
         if producer is not None:
-            producer.publish(model, version=step + 1)
+            producer.publish(full.model, version=step + 1)
 
         # PLUMBING: metrics, checkpoint, periodic eval -----------------------------------------------
         state.step = step + 1
@@ -219,7 +224,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             **staleness_metrics(batch.trajectories, step, producer),
             **(correction.to_metrics() if correction is not None else {}),
             "time/rollout_s": rollout_seconds,
-            **({"time/weight_sync_s": sync_seconds} if rollouts is not policy else {}),
+            **({"time/weight_sync_s": sync_seconds} if rollouts is not full else {}),
             "time/step_s": time.perf_counter() - step_start,
             "time/train_total_s": state.train_seconds,
             "memory/peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -238,13 +243,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if pool is not None:
             metrics.update(pool_metrics(pool))
             if config.selfplay.snapshot_every and state.step % config.selfplay.snapshot_every == 0:
-                add_snapshot(pool, policy, out, state.step, ranks)
+                add_snapshot(pool, full, out, state.step, ranks)
             state.pool = pool.to_dict()
         if main:
             log.write(metrics)
             progress.update(state.step, metrics)
-            if state.step % config.checkpoint_every == 0 or last_step:
-                save_checkpoint(out, model, optimizer, state)
+        if state.step % config.checkpoint_every == 0 or last_step:
+            save_checkpoint(out, model, optimizer, state, ranks=ranks)
         if out_of_time:
             break
     progress.close()
@@ -254,13 +259,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         collector.close()
 
     # ALGO: evaluate after training; PLUMBING: export, plots, summary (rank 0) -------------------
+    if config.eval.episodes and "after" not in state.evals:
+        if main:
+            state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
+        save_checkpoint(out, model, optimizer, state, ranks=ranks)
     if not main:
         stop_ranks(ranks)
         return {}
-    if config.eval.episodes and "after" not in state.evals:
-        state.evals["after"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
-        save_checkpoint(out, model, optimizer, state)
-    export_model(out, policy)
+    export_model(out, full)
     summary = write_summary(out, config, state, log.rows())
     plot_curves(out, log.rows(), state.evals)
     log.close()
@@ -277,6 +283,14 @@ def play_step(config: TrainConfig, step: int, pool: OpponentPool | None, ranks: 
     tasks = sample_tasks(config, step, pool)
     tasks = [tasks[i] for i in shard(len(tasks), ranks)]  # this rank's whole groups (a group is never split)
     return (collector.collect if collector else collect)(tasks, policy, rollout_config(config, step))
+
+
+def refresh_full(model: torch.nn.Module, full: LearnerPolicy) -> torch.nn.Module:
+    """The module holding the learner's whole current weights: ``model`` itself, or (FSDP) ``full``'s
+    copy after gathering every shard into it (collective). Rollout engines sync from it."""
+    if full.model is not model:
+        copy_full_weights(model, full.model)
+    return full.model
 
 
 def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = None) -> list[Task]:
@@ -299,44 +313,6 @@ def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = Non
         draws = np.random.default_rng([config.seed, step, 29]).choice(len(specs), size=len(tasks), p=mix / mix.sum())
         tasks = [Task(t.env_id, t.seed, opponent=specs[int(d)]) if is_game(t.env_id) else t for t, d in zip(tasks, draws)]
     return tasks
-
-
-def build_pool(config: TrainConfig, state: TrainerState) -> OpponentPool | None:
-    """The self-play opponent pool (restored from the checkpoint when resuming), or ``None``."""
-    sp = config.selfplay
-    if not config.rollout.self_play or not (sp.opponents or sp.snapshot_every):
-        return None
-    if state.pool is not None:
-        return OpponentPool.from_dict(state.pool)
-    return OpponentPool.from_specs(sp.opponents, self_share=sp.self_share, weighting=sp.pfsp,
-                                   power=sp.pfsp_power, max_snapshots=sp.max_snapshots)
-
-
-def update_pool(pool: OpponentPool, trajectories: list[Trajectory]) -> None:
-    """Count the learner's results against each pool opponent (PFSP statistics)."""
-    for t in trajectories:
-        if t.opponent is not None and t.opponent != SELF and not t.failed:
-            pool.record(t.opponent, seat_score(t.outcomes, t.seat))
-
-
-def pool_metrics(pool: OpponentPool) -> dict[str, float]:
-    out: dict[str, float] = {"selfplay/pool_size": float(len(pool.entries))}
-    for e in pool.entries:
-        name = e.spec if e.snapshot_step is None else f"snapshot{e.snapshot_step}"
-        out[f"selfplay/vs_{name}/score"] = e.win_rate(prior_games=0.0) if e.games else math.nan
-        out[f"selfplay/vs_{name}/games"] = e.games
-    return out
-
-
-def add_snapshot(pool: OpponentPool, policy: LearnerPolicy, out: Path, step: int, ranks: Ranks) -> None:
-    """Freeze the current weights into ``out/snapshots/step-N`` and add them to the pool (the
-    snapshot it evicts, if any, is forgotten and deleted). Rank 0 writes; every rank adds it."""
-    path = out / "snapshots" / f"step-{step}"
-    spec = save_snapshot(policy, path) if ranks.is_main else f"hf:{path}"
-    ranks.barrier()  # the files exist before any rank loads the opponent
-    evicted = pool.add_snapshot(spec, step)
-    if evicted is not None:
-        discard_snapshot(evicted.spec, delete=ranks.is_main)
 
 
 def build_rater(config: TrainConfig) -> AnchorRater | None:

@@ -43,6 +43,7 @@ from turngym.training.batching import (
 from turngym.training.config import AlgoSection, OptimSection
 from turngym.training.data_parallel import SINGLE, Ranks
 from turngym.training.losses import aggregate_loss, kl_loss, policy_loss
+from turngym.training.sharding import decoder_hidden_states, reshard
 
 
 def split_mini_batches(
@@ -321,16 +322,36 @@ def measure_entropy(
     else:
         parts = [rows[start : start + optim.micro_batch_size] for start in range(0, len(rows), optim.micro_batch_size)]
     total, tokens = 0.0, 0
+    real = len(parts)
+    parts += [[empty_row(pad_id)]] * (ranks.lockstep(real) - real)  # sharded: the same forwards on every rank
     with torch.no_grad():
-        for part in parts:
+        for index, part in enumerate(parts):
             batch = collate(part, pad_id, device=device)
             if layout is not None:
                 layout.add(batch)
             _, entropy = policy_token_stats(model, batch, optim.score_chunk_size)
-            total += float((entropy * batch.loss_mask).sum())
-            tokens += int(batch.loss_mask.sum())
+            if index < real:
+                total += float((entropy * batch.loss_mask).sum())
+                tokens += int(batch.loss_mask.sum())
+    reshard(model)
     total, tokens = ranks.sum_values([total, tokens]) if ranks.distributed else (total, tokens)
     return total / tokens if tokens else math.nan
+
+
+def empty_row(pad_id: int) -> TrainRow:
+    """A two-token row with no policy token: what a sharded rank with no (more) rows of its own runs so
+    that every rank makes the same collective forwards."""
+    return TrainRow([pad_id, pad_id], [0, 0], [-1, -1], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0], scored=False)
+
+
+def _empty_pass(model: torch.nn.Module, reference: torch.nn.Module | None, pad_id: int, optim: OptimSection) -> None:
+    """A forward and a zero backward (and the reference's forward) on :func:`empty_row`."""
+    batch = collate([empty_row(pad_id)], pad_id, device=next(model.parameters()).device)
+    hidden = decoder_hidden_states(model, batch.input_ids, None)
+    if reference is not None:
+        with torch.no_grad():
+            decoder_hidden_states(reference, batch.input_ids, None)
+    (hidden.sum() * 0.0 + model.get_output_embeddings().weight.sum() * 0.0).backward()
 
 
 def _local(rows: Sequence[TrainRow], local_groups: frozenset[str] | None) -> list[TrainRow]:
@@ -370,7 +391,11 @@ def _update(
     turns_seen = 0.0
     entropy_total = 0.0
     device = next(model.parameters()).device
-    for micro in micro_batches(_local(rows, local_groups), optim):
+    local = micro_batches(_local(rows, local_groups), optim)
+    for micro in local + [None] * (ranks.lockstep(len(local)) - len(local)):
+        if micro is None:  # sharded learner: an empty pass, so every rank runs the same collectives
+            _empty_pass(model, reference, pad_id, optim)
+            continue
         batch = collate(micro, pad_id, device=device)
         layout.add(batch)
         logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
@@ -409,8 +434,10 @@ def _update(
             stats["kl"] += float(kl.detach())
         if entropy_coef > 0:
             loss = loss - entropy_coef * aggregate_loss(entropy, batch.loss_mask, denominator=all_tokens)
+        if ranks.sharded and not loss.requires_grad:  # FSDP's reduce-scatter needs every rank's backward
+            loss = loss + 0.0 * logprobs.sum()
         if loss.requires_grad:  # a micro-batch of unscored rows without a bonus has no gradient
-            loss.backward()
+            (loss * ranks.loss_scale).backward()
         stats["loss"] += float(loss.detach())
         entropy_total += float((entropy.detach() * batch.loss_mask).sum())
         if tokens and "turn_ratio_mean" in m:

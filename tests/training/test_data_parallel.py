@@ -33,6 +33,7 @@ from turngym.training.data_parallel import (
     shard,
 )
 from turngym.training.rollout import RolloutConfig, Task, collect
+from turngym.training.sharding import full_state, shard_model
 from turngym.training.update import optimize
 
 TINY = ["steps=3", "rollout.seeding=episode", "checkpoint_every=1"]
@@ -78,8 +79,8 @@ def test_layouts_that_cannot_run_are_refused_with_the_reason():
     check_layout(2, config)
     with pytest.raises(RankSetupError, match="ray_workers=2"):
         check_layout(2, load_preset("ci-tiny", ["rollout.ray_workers=2"]))
-    with pytest.raises(RankSetupError, match="learner.strategy='fsdp'"):
-        check_layout(1, load_preset("ci-tiny", ["learner.strategy=fsdp"]))
+    with pytest.raises(RankSetupError, match="'fsdp' with LoRA"):
+        check_layout(2, load_preset("ci-tiny", ["learner.strategy=fsdp", "model.lora.r=4"]))
     with pytest.raises(RankSetupError, match="inconsistent"):
         launched_ranks({"RANK": "2", "WORLD_SIZE": "2"})
     assert launched_ranks({}) == (0, 1)
@@ -119,21 +120,25 @@ def _rows(count: int, seed: int) -> list[TrainRow]:
     return rows
 
 
-def _sgd_update(rank: int, world: int, port: int, out_dir: str) -> None:
-    """One SGD update of the tiny model on fixed rows, on ``world`` gloo ranks (or one process)."""
+def _sgd_update(rank: int, world: int, port: int, out_dir: str, sharded: bool = False) -> None:
+    """One SGD update of the tiny model on fixed rows, on ``world`` gloo ranks (or one process); with
+    ``sharded`` the model is FSDP2-sharded and the ranks have different numbers of micro-batches."""
     torch.set_num_threads(1)
-    ranks = Ranks(rank, world)
+    ranks = Ranks(rank, world, sharded=sharded)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     model = load_policy("tiny-char", seed=0).model
-    rows = _rows(16, seed=1)
+    if sharded:
+        shard_model(model)
+    rows = _rows(20, seed=1)  # 5 groups: 3 on rank 0, 2 on rank 1
     groups = sorted({r.group for r in rows})
     local = frozenset(groups[i] for i in shard(len(groups), ranks)) if world > 1 else None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     stats = optimize(model, optimizer, rows, AlgoSection(), OptimSection(micro_batch_size=3, grad_clip=1e9), pad_id=0,
                      ranks=ranks, local_groups=local)
+    weights = full_state(model, optimizer)[0]
     if rank == 0:
-        torch.save({"weights": model.state_dict(), "metrics": stats.to_metrics()}, Path(out_dir) / f"world{world}.pt")
+        torch.save({"weights": weights, "metrics": stats.to_metrics()}, Path(out_dir) / f"world{world}{'fsdp' if sharded else ''}.pt")
     if world > 1:
         dist.destroy_process_group()
 
@@ -144,11 +149,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_ranks_take_the_one_process_step_with_global_normalisers(tmp_path):
-    """Loss token-mean over both ranks' tokens and summed gradients: the SGD step equals one process's."""
+@pytest.mark.parametrize("sharded", [False, True], ids=["ddp", "fsdp"])
+def test_two_ranks_take_the_one_process_step_with_global_normalisers(tmp_path, sharded):
+    """Loss token-mean over both ranks' tokens and summed gradients: the SGD step equals one process's.
+    FSDP: rank 1 has fewer micro-batches and runs empty passes so the collective forwards match."""
     _sgd_update(0, 1, 0, str(tmp_path))
-    mp.start_processes(_sgd_update, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
-    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / "world2.pt")
+    mp.start_processes(_sgd_update, args=(2, _free_port(), str(tmp_path), sharded), nprocs=2, start_method="spawn")
+    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / f"world2{'fsdp' if sharded else ''}.pt")
     assert _max_diff(one["weights"], two["weights"]) < 1e-6
     for name in ("loss", "grad_norm", "entropy", "policy_tokens", "ratio_mean"):
         assert two["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-5), name
@@ -176,10 +183,16 @@ def test_torchrun_with_two_ranks_reproduces_one_rank(tmp_path):
     assert not (two / "config.yaml").read_text() == ""  # rank 0 wrote the run's files once
 
 
-def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_torchrun_fsdp_and_ddp_reproduce_one_rank_and_resume_on_one_rank(tmp_path, strategy):
+    """2 ranks (replicated or FSDP2-sharded) train as one rank does; their checkpoint (the whole model
+    and optimizer) resumes on one rank and ends where the one-rank run ends."""
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     _run(reference, TINY, ranks=1)
-    _run(resumed, ["steps=2", *TINY[1:]], ranks=2)
+    _run(resumed, ["steps=2", *TINY[1:], f"learner.strategy={strategy}"], ranks=2)
+    for r1, r2 in zip(_metrics(reference), _metrics(resumed)):
+        assert r1["reward/mean_outcome"] == r2["reward/mean_outcome"]
+        assert r2["grad_norm"] == pytest.approx(r1["grad_norm"], rel=1e-5)
     _run(resumed, TINY, ranks=1, resume=True)
     rows_ref, rows = _metrics(reference), _metrics(resumed)
     assert [r["step"] for r in rows] == [1, 2, 3]
