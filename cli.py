@@ -316,7 +316,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             error(f"--{name} must be >= 1, got {value}")
             return EXIT_USAGE
     note(f"ablation {study.name}: {len(study.arms)} arms × {args.seeds or study.seeds} seeds → {args.out or 'runs/ablate'}/{study.name}")
-    result = run_study(study, seeds=args.seeds, steps=args.steps, out=args.out, workers=args.workers or 2)
+    result = run_study(study, seeds=args.seeds, steps=args.steps, out=args.out, workers=args.workers or 2, train=not args.report_only)
     if not emit_json(result.to_dict(), args.json):
         rows = [(e.name, e.description, f"{e.estimate:+.3f}", f"[{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}]", e.n_seeds, e.verdict)
                 for e in result.effects]
@@ -560,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per run (default: the study's)")
     p.add_argument("--out", help="parent folder of the study folder (default runs/ablate)")
     p.add_argument("--workers", type=int, help="runs trained at once, one process and one thread each (default 2)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: re-measure and re-draw result.json and curves.png from the run folders already there")
     add_json_argument(p, "the study's result (the fields of result.json); with --list, the studies")
     add_quiet_argument(p)
     p.set_defaults(func=cmd_ablate)

@@ -87,3 +87,6 @@ def test_smoke_run_writes_every_file(name, tmp_path):
         assert (folder / arm.name / "seed-0" / "metrics.jsonl").exists()
         curves = json.loads((folder / arm.name / "curves.json").read_text())
         assert curves["seeds"] == 1 and study.effects[0].metric in curves
+    again = run_study(study, seeds=1, steps=1, out=tmp_path, workers=1, show_progress=False, train=False)
+    assert again.wall_s == result.wall_s
+    assert json.dumps([e.estimate for e in again.effects]) == json.dumps([e.estimate for e in result.effects])  # nan-safe

@@ -62,6 +62,8 @@ class StudyResult:
     notes: str = ""
     out_dir: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    """``train_s_sum``: the runs' training seconds added up (without model loading and export);
+    ``workers``: runs trained at once."""
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "effects"}
@@ -94,14 +96,41 @@ def train_one(spec: RunSpec) -> tuple[str, int, float]:
 
 
 def run_study(study: Study, *, seeds: int | None = None, steps: int | None = None, out: Path | str | None = None,
-              workers: int = 2, show_progress: bool = True) -> StudyResult:
-    """Train every run of ``study``, measure its effects and write its files; returns the result."""
+              workers: int = 2, show_progress: bool = True, train: bool = True) -> StudyResult:
+    """Train every run of ``study``, measure its effects and write its files; returns the result.
+
+    ``train=False`` skips the training and re-measures and re-draws from the run folders already
+    there (``wall_s`` is then the previous ``result.json``'s training time)."""
     seeds = study.seeds if seeds is None else seeds
     steps = study.steps if steps is None else steps
     if seeds < 1 or steps < 1 or workers < 1:
         raise ValueError(f"seeds, steps and workers must be >= 1, got seeds={seeds}, steps={steps}, workers={workers}")
     out_dir = Path(out or DEFAULT_OUT) / study.name
     specs = run_specs(study, seeds, steps, out_dir)
+    if train:
+        wall = _train_all(study, specs, workers, show_progress)
+    else:
+        previous = out_dir / "result.json"
+        wall = json.loads(previous.read_text()).get("wall_s", math.nan) if previous.exists() else math.nan
+    runs = {arm.name: [read_rows(s.out_dir) for s in specs if s.arm == arm.name] for arm in study.arms}
+    effects = [measure(e, runs, steps) for e in study.effects]
+    primary = next(r for r, e in zip(effects, study.effects) if e is study.primary)
+    result = StudyResult(
+        study=study.name, title=study.title, claim=study.claim, env_id=study.env_id,
+        arms=[{"name": a.name, "overrides": list(a.overrides), "description": a.description} for a in study.arms],
+        seeds=seeds, steps=steps, effects=effects, verdict=primary.verdict, wall_s=wall, notes=study.notes,
+        out_dir=str(out_dir),
+        extra={"train_s_sum": sum(rows[-1].get("time/train_total_s", 0.0) for arm_runs in runs.values() for rows in arm_runs if rows),
+               "workers": workers},
+    )
+    write_curves(study, runs, steps, out_dir)
+    plot_study(study, runs, steps, out_dir / "curves.png")
+    (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n")
+    return result
+
+
+def _train_all(study: Study, specs: list[RunSpec], workers: int, show_progress: bool) -> float:
+    """Train every run, ``workers`` processes at a time; returns the wall time in seconds."""
     start = time.perf_counter()
     with Progress(f"ablate {study.name}", len(specs), unit="runs", enabled=show_progress) as progress:
         if workers == 1:
@@ -113,20 +142,7 @@ def run_study(study: Study, *, seeds: int | None = None, steps: int | None = Non
                 for done in as_completed([pool.submit(train_one, spec) for spec in specs]):
                     arm, seed, seconds = done.result()
                     progress.advance(info=f"{arm} seed {seed}: {seconds:.0f}s")
-    wall = time.perf_counter() - start
-    runs = {arm.name: [read_rows(s.out_dir) for s in specs if s.arm == arm.name] for arm in study.arms}
-    effects = [measure(e, runs, steps) for e in study.effects]
-    primary = next(r for r, e in zip(effects, study.effects) if e is study.primary)
-    result = StudyResult(
-        study=study.name, title=study.title, claim=study.claim, env_id=study.env_id,
-        arms=[{"name": a.name, "overrides": list(a.overrides), "description": a.description} for a in study.arms],
-        seeds=seeds, steps=steps, effects=effects, verdict=primary.verdict, wall_s=wall, notes=study.notes,
-        out_dir=str(out_dir),
-    )
-    write_curves(study, runs, steps, out_dir)
-    plot_study(study, runs, steps, out_dir / "curves.png")
-    (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n")
-    return result
+    return time.perf_counter() - start
 
 
 def read_rows(run_dir: Path) -> Rows:

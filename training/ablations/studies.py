@@ -187,7 +187,7 @@ register_study(Study(
                "all", "all"),
         Effect("final", "final outcome, info_gain − outcome", "reward/mean_outcome", "info_gain", "outcome", +1),
     ),
-    plot_metrics=(("reward/mean_outcome", "outcome (share of the answer letter)"), ("reward/success_rate", "solved episodes")),
+    plot_metrics=(("reward/mean_outcome", "outcome (share of the answer letter)"), ("reward/success_rate", "episodes with outcome > 0")),
     steps=60,
 ))
 
