@@ -5,6 +5,7 @@
     turngym play <id> [--opponent A] [--seat S]    play in the terminal against an agent
     turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]]
     turngym train --preset quickstart [--resume] [--set key=value] [--json [FILE]]   multi-turn GRPO
+    turngym ablate <study> [--seeds N --steps M --out DIR] | --list   matched-arm ablation studies
     turngym tournament --env <id> --agents a,b,c --games N --out DIR [--json [FILE]]   ratings
     turngym models prepare [--json]                convert the embedded SmolLM2 once into the cache
     turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (peers from [bench])
@@ -296,6 +297,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- ablate
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from turngym.training.ablations import STUDIES, get_study, run_study
+
+    if args.list or not args.study:
+        if not args.list:
+            error("give a study name, or --list to see them")
+            return EXIT_USAGE
+        data = [{"name": s.name, "arms": [a.name for a in s.arms], "env": s.env_id, "seeds": s.seeds, "steps": s.steps,
+                 "claim": s.claim} for s in STUDIES.values()]
+        if not emit_json({"studies": data}, args.json):
+            print_table(["study", "arms", "env", "seeds x steps", "claim"],
+                        [(d["name"], ", ".join(d["arms"]), d["env"], f"{d['seeds']} x {d['steps']}", d["claim"]) for d in data],
+                        title=f"ablation studies ({len(data)})")
+        return EXIT_OK
+    study = get_study(args.study)
+    for name in ("seeds", "steps", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            error(f"--{name} must be >= 1, got {value}")
+            return EXIT_USAGE
+    note(f"ablation {study.name}: {len(study.arms)} arms × {args.seeds or study.seeds} seeds → {args.out or 'runs/ablate'}/{study.name}")
+    result = run_study(study, seeds=args.seeds, steps=args.steps, out=args.out, workers=args.workers or 2, train=not args.report_only)
+    if not emit_json(result.to_dict(), args.json):
+        rows = [(e.name, e.description, f"{e.estimate:+.3f}", f"[{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}]", e.n_seeds, e.verdict)
+                for e in result.effects]
+        print_table(["effect", "definition", "estimate", "95% CI", "seeds", "verdict"], rows,
+                    title=f"{study.name}: {result.verdict} ({format_duration(result.wall_s)}; {result.out_dir})")
+    return EXIT_OK
+
+
 def _print_plan(config: Any, json_target: str | None) -> int:
     """``train --dry-run``: the resolved plan, or the reason the config cannot run (exit 2)."""
     from turngym.training.plan import PlanError, plan
@@ -519,6 +551,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_argument(p, "the run's summary (the fields of summary.json); with --dry-run, the plan")
     add_quiet_argument(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ablate", help="run a matched-arm ablation study (turngym ablate --list)",
+                       description="Train matched arms (same tasks and seeds, one mechanism switched) of an ablation study with the "
+                                   "tiny model on a purpose-built environment, and write runs/ablate/<study>/: per-arm metrics, "
+                                   "curves.png with across-seed 95%% bands, and result.json with each effect, its 95%% interval "
+                                   "and verdict. See docs/ablations.md.")
+    p.add_argument("study", nargs="?", help="study name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the studies and their claims")
+    p.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, 5)")
+    p.add_argument("--steps", type=int, help="training steps per run (default: the study's)")
+    p.add_argument("--out", help="parent folder of the study folder (default runs/ablate)")
+    p.add_argument("--workers", type=int, help="runs trained at once, one process and one thread each (default 2)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: re-measure and re-draw result.json and curves.png from the run folders already there")
+    add_json_argument(p, "the study's result (the fields of result.json); with --list, the studies")
+    add_quiet_argument(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("tournament", help="round-robin tournament with Elo/OpenSkill ratings", add_help=False,
                        description="Round robin with seat swapping and paired seeds, resumable; writes ratings and plots. "

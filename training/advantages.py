@@ -14,6 +14,8 @@ cross-batch state only ``rae`` reads (the others ignore it)::
     dr_grpo     grpo without the std division                       (§7.3)
     turn_group  A²TGPO turn-group normalisation + √n accumulation   (§1.3–§1.5, §8.3)
     rae         SPIRAL role-conditioned EMA baseline (stateful)     (§4.3)
+    rae_shared  rae with one baseline for all seats (ablation)
+    turn_naive  per-turn-index mean baseline, no std, no √n (ablation; verl issue 7244)
     gigpo       episode + anchor-state step advantages              (§5.1)
 
 **Input semantics** (the same :class:`RewardBatch` serves every estimator):
@@ -505,6 +507,56 @@ def rae(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = Non
     return Advantages(per_turn=per_turn, rae_state=state)
 
 
+@register_estimator("turn_naive")
+def turn_naive(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
+    """Ablation baseline: the naive per-turn-index baseline (MT-GRPO style; verl issue 7244).
+
+    ``turn_group`` without its two fixes — no std division of the turn terms and no √n rescale::
+
+        Â^O_i   = as in turn_group (outcome z-score per group)
+        ĨR_{i,k} = r_{i,k} − μ_{g,k}                  # mean of C(g,k), the rollouts that reached k
+        A_{i,k} = Â^O_i + α · Σ_{j ≥ k, j ∈ P_i} γ^{j−k} ĨR_{i,j}
+
+    The number of baseline terms a rollout subtracts is set by its own stopping turn, so the
+    baseline depends on the action when the policy controls the episode length, and a long
+    episode's early turns sum more terms than a short one's. Kept only for the ``turn-credit``
+    ablation study; ``clip_scale`` is not produced (scale 1).
+    """
+    gidx, num_groups = _group_index(rewards.group_ids)
+    _warn_singletons(gidx, num_groups, cfg, "turn_naive")
+    a_out = _outcome_advantage(rewards.outcomes, gidx, num_groups, eps=cfg.eps, norm_by_std=cfg.norm_by_std)
+    dense, present = _padded(rewards.turn_rewards)
+    n, k_max = dense.shape
+    rows, cols = np.nonzero(present)
+    centred = np.zeros((n, k_max))
+    centred[rows, cols] = _zero_singleton_zscore(
+        dense[rows, cols], gidx[rows] * k_max + cols, num_groups * k_max, eps=cfg.eps, norm_by_std=False
+    )
+    acc = np.zeros(n)
+    accumulated = np.zeros((n, k_max))
+    for k in range(k_max - 1, -1, -1):
+        acc = centred[:, k] + cfg.gamma * acc
+        accumulated[:, k] = acc
+    adv = a_out[:, None] + cfg.alpha * accumulated
+    n_turns = rewards.num_turns
+    return Advantages(per_turn=[adv[i, : n_turns[i]].copy() for i in range(n)])
+
+
+@register_estimator("rae_shared")
+def rae_shared(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
+    """Ablation baseline of ``rae``: one EMA baseline per game shared by all seats (SPIRAL without
+    role conditioning). Identical to :func:`rae` with every seat mapped to the pseudo-seat ``-1``,
+    so a seat advantage (e.g. the first mover's) stays in the advantages. For the ``role-baseline``
+    ablation study."""
+    if rewards.roles is None:
+        raise ValueError("estimator 'rae_shared' needs roles=[(game id, seat), ...] in the RewardBatch")
+    shared = RewardBatch(
+        group_ids=rewards.group_ids, outcomes=rewards.outcomes, turn_rewards=rewards.turn_rewards,
+        roles=[(game, -1) for game, _ in rewards.roles], failed=rewards.failed, gates=rewards.gates,
+    )
+    return rae.__wrapped__(shared, cfg, state)  # type: ignore[attr-defined]
+
+
 @register_estimator("gigpo")
 def gigpo(rewards: RewardBatch, cfg: AdvantageConfig, state: RAEState | None = None) -> Advantages:
     """GiGPO (§5.1): episode advantage plus ω × anchor-state step advantage.
@@ -673,7 +725,8 @@ def compute(
     1. :func:`~turngym.training.rewards.assemble`: each trajectory's dense turn rewards (plus
        ``algo.info_gain_weight`` × ``information_gains``, per trajectory and turn, ``nan`` = none),
        G-RA gated (``algo.gate``, δ from :func:`gate_deltas`; the components named in
-       ``algo.ungated_components`` bypass the gate), into one :class:`RewardBatch`;
+       ``algo.ungated_components`` bypass the gate), into one :class:`RewardBatch` (failed
+       rollouts masked, or scored 0 with ``algo.failed_rollouts: score_zero``);
     2. the estimator ``algo.estimator`` (``gamma``, ``alpha`` from ``algo``; ``state`` is the RAE
        baselines before this batch);
     3. the keep mask: DAPO dynamic sampling (``algo.dynamic_sampling``) and failed rollouts dropped.
@@ -690,6 +743,7 @@ def compute(
         information_gains=information_gains,
         info_gain_weight=algo.info_gain_weight,
         ungated_components=frozenset(algo.ungated_components),
+        failed_outcome=0.0 if algo.failed_rollouts == "score_zero" else None,
     )
     if algo.estimator == "gigpo":
         _require_anchors(trajectories, rewards)
@@ -736,6 +790,8 @@ __all__ = [
     "grpo",
     "information_gain",
     "rae",
+    "rae_shared",
     "register_estimator",
     "turn_group",
+    "turn_naive",
 ]

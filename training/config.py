@@ -206,6 +206,10 @@ class AlgoSection(_Section):
     the gate says. Empty (the default) is the paper's G-RA: every dense term is gated. Use it for a
     term an untrained policy must learn before any outcome clears δ — a format penalty, say — and
     only for terms that cannot be farmed (see docs/recipes.md)."""
+    failed_rollouts: Literal["mask", "score_zero"] = "mask"
+    """Rollouts that died of an env or sandbox error: ``mask`` (the default, DESIGN §3) leaves them
+    out of every group statistic and the loss; ``score_zero`` is the ablation that scores them as
+    outcome 0 in their group (``turngym ablate failures`` shows why not to)."""
     gamma: float = Field(1.0, ge=0, le=1)
     alpha: float = Field(0.3, ge=0)
     clip_low: float = Field(0.2, gt=0, lt=1)

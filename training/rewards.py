@@ -275,6 +275,7 @@ def assemble(
     information_gains: Sequence[np.ndarray] | None = None,
     info_gain_weight: float = 1.0,
     ungated_components: Collection[str] = (),
+    failed_outcome: float | None = None,
 ) -> RewardBatch:
     """Read, gate and sum the rewards of a batch of trajectories (§2.3, §8.2).
 
@@ -300,6 +301,9 @@ def assemble(
         mode: ``"gated"`` or ``"ungated"``.
         information_gains: per trajectory, ``[n_i]`` information gains (``nan`` = none), or ``None``.
         info_gain_weight: their weight in the dense reward.
+        failed_outcome: ``None`` (the default, DESIGN §3): failed rollouts are masked. A number is
+            the *ablation* that scores them instead: a failed rollout becomes an ordinary member of
+            its group with this outcome and no dense reward (``algo.failed_rollouts: score_zero``).
 
     Returns:
         :class:`RewardBatch`. Failed rollouts get ``nan`` outcome and gated rewards and a closed gate.
@@ -327,6 +331,11 @@ def assemble(
                     f"trajectory {i} has {dense.shape[0]} turns but information gains of shape {gains.shape}"
                 )
             dense = dense + info_gain_weight * np.nan_to_num(gains, nan=0.0)
+        if failed_outcome is not None and (t.failed or t.outcome is None):
+            outcomes[i] = float(failed_outcome)
+            gates[i] = True if mode == "ungated" else gate_open(outcomes[i], _delta_for(delta, t.env_id, i))
+            gated.append(np.zeros(dense.shape[0]))
+            continue
         if t.failed or t.outcome is None:
             failed[i] = True
             gated.append(np.full(dense.shape[0], math.nan))

@@ -86,7 +86,12 @@ from turngym.training.selfplay import (
     update_pool,
 )
 from turngym.training.sharding import copy_full_weights, shard_model
-from turngym.training.signal import dropped_group_share, no_signal_since, no_signal_warning
+from turngym.training.signal import (
+    advantage_metrics,
+    dropped_group_share,
+    no_signal_since,
+    no_signal_warning,
+)
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import next_entropy_coef, optimize
 from turngym.training.warmup import behaviour_clone, record_demonstrations
@@ -220,6 +225,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             **update.to_metrics(),
             "kept_trajectories": int(sum(keep)),
             "groups/dropped_share": dropped,
+            **advantage_metrics(batch.trajectories, advantages.per_turn, keep),
             "train_sequences": len(rows),
             **staleness_metrics(batch.trajectories, step, producer),
             **(correction.to_metrics() if correction is not None else {}),
