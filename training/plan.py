@@ -21,6 +21,7 @@ from turngym.agents.factory import parse_spec
 from turngym.envs.registration import make
 from turngym.envs.registration import spec as env_spec
 from turngym.training.config import EnvMix, TrainConfig
+from turngym.training.data_parallel import RankSetupError, check_layout, launched_ranks
 
 _MAKE_KWARGS = frozenset(inspect.signature(make).parameters) - {"id", "kwargs"}
 """Keyword arguments :func:`~turngym.envs.registration.make` takes itself (wrappers), not the env."""
@@ -104,6 +105,13 @@ def plan(config: TrainConfig) -> RunPlan:
     micro = getattr(o, "micro_batch_tokens", None)
     learner += [f"micro-batches of ≤ {micro} tokens" if micro else f"micro-batches of {o.micro_batch_size} sequences"]
     learner += ["gradient checkpointing"] if getattr(o, "gradient_checkpointing", False) else []
+    _, world = launched_ranks()
+    learner += [f"{world} ranks ({config.learner.strategy}, {config.learner.backend} collectives)" if world > 1
+                else f"one process (torchrun --nproc-per-node N: {config.learner.strategy} over N ranks)"]
+    try:
+        check_layout(world, config)
+    except RankSetupError as exc:
+        raise PlanError(str(exc)) from None
     backend = r.backend + (f" on {r.ray_workers} Ray workers" if r.ray_workers else "")
     if r.backend == "vllm" and r.ray_workers and r.ray_python:
         backend += f" (workers' python: {r.ray_python})"
@@ -111,6 +119,9 @@ def plan(config: TrainConfig) -> RunPlan:
         notes.append("rollout.backend vllm: vllm is not installed in this environment "
                      "(pip install 'turngym[vllm]' on a GPU machine; docs/vllm.md)"
                      + ("; or set rollout.ray_python to the python of an environment that has it" if r.ray_workers else ""))
+    if r.mode == "async":
+        backend += f", asynchronous (≤ {r.max_staleness} steps stale; behaviour correction {a.behaviour_correction})"
+    backend += f", seeds per {r.seeding}"
     if r.ray_workers and importlib.util.find_spec("ray") is None:
         notes.append("rollout.ray_workers: ray is not installed here (pip install 'turngym[ray]')")
     gate = "ungated (D-RA)" if a.gate == "ungated" else "gated (G-RA), δ " + ("per env, as registered" if a.gate_threshold == "spec" else str(a.gate_threshold))

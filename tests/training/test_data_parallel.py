@@ -239,3 +239,15 @@ def test_a_killed_rank_stops_the_run_and_resume_reaches_the_same_result(tmp_path
     for key in ("reward/mean_outcome", "policy_tokens", "rollout/generated_tokens"):
         assert final[key] == expected[key], key
     assert _max_diff(_weights(reference), _weights(killed)) < 1e-6  # same rank count: the same sums
+
+
+def test_the_dry_run_plan_shows_the_ranks_and_refuses_a_layout_that_cannot_run(monkeypatch):
+    from turngym.training.plan import PlanError, plan
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    shown = dict(plan(load_preset("ci-tiny", ["learner.strategy=fsdp", "rollout.mode=async"])).rows())
+    assert "2 ranks (fsdp" in shown["learner"] and "asynchronous (≤ 1 steps stale" in shown["rollouts"]
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    with pytest.raises(PlanError, match="8 learner ranks but rollout.tasks_per_step is 4"):
+        plan(load_preset("ci-tiny"))

@@ -276,8 +276,9 @@ def test_workers_that_cannot_build_the_policy_fail_at_construction_with_the_caus
         RayCollector(config, 1, address=cluster.address)
 
 
-def test_the_documented_fsdp_config_is_valid_for_accelerate(tmp_path):
-    """docs/distributed.md's FSDP config loads with accelerate's config class, every key is a launch option."""
+def test_the_documented_accelerate_config_is_valid(tmp_path):
+    """docs/distributed.md's accelerate config (a plain multi-GPU launch; turngym shards by itself)
+    loads with accelerate's config class, and every key is a launch option."""
     import re
     from pathlib import Path
 
@@ -286,11 +287,12 @@ def test_the_documented_fsdp_config_is_valid_for_accelerate(tmp_path):
     from accelerate.commands.launch import launch_command_parser
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "distributed.md").read_text()
-    block = re.search(r"## The multi-GPU learner.*?```yaml\n(.*?)```", doc, re.DOTALL).group(1)
-    path = tmp_path / "fsdp.yaml"
+    block = re.search(r"### Multi-node, multi-GPU recipe.*?```yaml\n(.*?)```", doc, re.DOTALL).group(1)
+    path = tmp_path / "multi_gpu.yaml"
     path.write_text(block)
     config = ClusterConfig.from_yaml_file(str(path))
-    assert str(config.distributed_type).endswith("FSDP") and config.fsdp_config["fsdp_version"] == 2
+    assert str(config.distributed_type).endswith("MULTI_GPU") and config.num_processes == 8
     options = {a.dest for a in launch_command_parser()._actions}
-    unknown = [k for k in config.fsdp_config if k not in options]
+    unknown = [k for k in ("num_machines", "machine_rank", "num_processes", "rdzv_backend", "same_network", "mixed_precision")
+               if k not in options]
     assert not unknown, f"not accelerate launch options ({accelerate.__version__}): {unknown}"
