@@ -15,7 +15,8 @@ to anyone. One step with N ranks:
    the **global** counts (token-mean over every rank's tokens, not a mean of per-rank means), and the
    gradients are summed across ranks (:meth:`Ranks.sum_gradients`, one flat buffer per optimizer
    step) before clipping and the optimizer step — so the ranks stay equal and the update is the
-   one-process update up to float summation order;
+   one-process update up to float summation order (``learner.strategy: fsdp`` shards the weights
+   instead and the reduce-scatter sums: ``training/sharding.py``);
 4. rank 0 alone writes logs, checkpoints, evaluations, plots and the summary.
 
 Why not the ``DistributedDataParallel`` wrapper: DDP reduces inside ``backward`` and needs every rank

@@ -344,7 +344,7 @@ def empty_row(pad_id: int) -> TrainRow:
     return TrainRow([pad_id, pad_id], [0, 0], [-1, -1], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0], scored=False)
 
 
-def _empty_pass(model: torch.nn.Module, reference: torch.nn.Module | None, pad_id: int, optim: OptimSection) -> None:
+def _empty_pass(model: torch.nn.Module, reference: torch.nn.Module | None, pad_id: int) -> None:
     """A forward and a zero backward (and the reference's forward) on :func:`empty_row`."""
     batch = collate([empty_row(pad_id)], pad_id, device=next(model.parameters()).device)
     hidden = decoder_hidden_states(model, batch.input_ids, None)
@@ -394,7 +394,7 @@ def _update(
     local = micro_batches(_local(rows, local_groups), optim)
     for micro in local + [None] * (ranks.lockstep(len(local)) - len(local)):
         if micro is None:  # sharded learner: an empty pass, so every rank runs the same collectives
-            _empty_pass(model, reference, pad_id, optim)
+            _empty_pass(model, reference, pad_id)
             continue
         batch = collate(micro, pad_id, device=device)
         layout.add(batch)
