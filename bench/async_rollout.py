@@ -43,16 +43,23 @@ the first-call costs and, in async mode, cannot overlap anything):
   ``train`` call: ≈ 1 means one core's worth of work at a time, ≈ 2 both cores busy.
 
 Each round runs every arm once (order reversed on odd rounds); figures are medians over rounds and
-``speedup`` is the median of the per-round paired ratios ``sync step_s / async step_s``.
+``speedup_step_time`` is the median of the per-round paired ratios ``sync step_s / async step_s``.
+``machine`` records the load averages and the whole machine's busy and steal shares over the
+benchmark (``bench/_machine.py``): read the figures with it.
 
 **Where the time goes.** Asynchronous mode can at best hide the shorter of playing and learning:
-step time → max(play, learn) instead of play + learn. It pays for that with the behaviour
-correction's extra forward pass and with contention: the producer thread and the learner run in
-one process, so they share the GIL (environment stepping, sampling and the tiny model's per-token
-Python overhead hold it; only torch kernels release it) and the machine's cores. On the 2-core
-machine these figures come from, shared with other jobs, the producer and the learner compete for
-the same two cores, and ``producer_s`` grows relative to the sync arm's playing time — ``overlap_s``
-shows how much of the play time really ran beside the learner. With Ray rollout workers
+step time → max(play, learn) instead of play + learn. Here learning is the longer (≈ 2.6 s against
+≈ 1.4 s of playing per step), so the best case is step ≈ update time, and the learner never waits
+(``wait_s`` ≈ 0). It pays for the overlap with the behaviour correction's extra forward pass (the
+``sync+corr`` − ``sync`` update time, ≈ 0.7 s a step here) and with contention: the producer thread
+and the learner run in one process, so they share the GIL (environment stepping, sampling and the
+tiny model's per-token Python overhead hold it; only torch kernels release it) and the machine's
+cores. On the 2-core machine these figures come from, the producer and the learner compete for the
+same two cores — and with other jobs for them: with about one core free (another job busy), the
+process stays at ``cpu_util`` ≈ 1.0, ``producer_s`` doubles against the sync arm's playing time and
+async is *slower* than sync (the correction's cost with nothing gained); with both cores free it
+reaches ≈ 1.4 and async wins by about the playing time minus the correction's cost. ``overlap_s``
+shows how much of the play time ran beside the learner. With Ray rollout workers
 (``rollout.ray_workers``) the producer only drives other processes and the contention moves off the
 learner's cores.
 """
