@@ -41,6 +41,8 @@ SUITES: dict[str, str] = {
     "ray": "bench/ray_rollout.py",
     "vllm": "bench/vllm_backend.py",  # run it with the vLLM environment's python (.ci/vllm-venv)
     "ray-vllm": "bench/ray_vllm.py",  # Ray workers under the vLLM environment's python
+    "async": "bench/async_rollout.py",
+    "ddp": "bench/data_parallel.py",
 }
 
 
