@@ -121,7 +121,7 @@ def plan(config: TrainConfig) -> RunPlan:
                      + ("; or set rollout.ray_python to the python of an environment that has it" if r.ray_workers else ""))
     if r.mode == "async":
         backend += f", asynchronous (≤ {r.max_staleness} steps stale; behaviour correction {a.behaviour_correction})"
-    backend += f", seeds per {r.seeding}"
+    backend += ", seeded per episode (the same rollouts however the batch is split)" if r.seeding == "episode" else ""
     if r.ray_workers and importlib.util.find_spec("ray") is None:
         notes.append("rollout.ray_workers: ray is not installed here (pip install 'turngym[ray]')")
     gate = "ungated (D-RA)" if a.gate == "ungated" else "gated (G-RA), δ " + ("per env, as registered" if a.gate_threshold == "spec" else str(a.gate_threshold))
