@@ -328,7 +328,8 @@ class LearnerSection(_Section):
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
     """``ddp``: every rank holds the whole model, gradients are summed across ranks each optimizer
-    step. ``fsdp`` (sharded weights) is refused at start in this build, with the reason."""
+    step. ``fsdp``: FSDP2 shards the weights, gradients and optimizer state over the ranks
+    (``training/sharding.py``; not with LoRA)."""
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     """Collective backend: ``auto`` picks nccl when the model is on CUDA, gloo otherwise."""
     timeout_s: float = Field(1800.0, gt=0)
