@@ -251,3 +251,14 @@ def test_the_dry_run_plan_shows_the_ranks_and_refuses_a_layout_that_cannot_run(m
     monkeypatch.setenv("WORLD_SIZE", "8")
     with pytest.raises(PlanError, match="8 learner ranks but rollout.tasks_per_step is 4"):
         plan(load_preset("ci-tiny"))
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_torchrun_runs_asynchronous_rollouts_with_bounded_staleness(tmp_path, strategy):
+    """Each rank's producer plays its share ahead; the gathered batch is at most one step stale and
+    every rank's stale rows get the behaviour correction (counted over all ranks)."""
+    _run(tmp_path, ["steps=4", "rollout.mode=async", "rollout.max_staleness=1", f"learner.strategy={strategy}"], ranks=2)
+    rows = _metrics(tmp_path)
+    assert [r["rollout/staleness_max"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    assert all(r["offpolicy/rows"] == r["train_sequences"] for r in rows[1:])
+    assert all(r["rollout/episodes"] == 32 for r in rows)
