@@ -12,6 +12,7 @@ so the same seed and the same replies always give the same episode.
 
 from __future__ import annotations
 
+import abc
 import copy
 import zlib
 from typing import Any
@@ -39,8 +40,12 @@ def hashed_uniform(salt: int, *parts: object) -> float:
     return zlib.crc32(key) / 2**32
 
 
-class _TextTask(TurnEnv):
-    """Shared book-keeping of the single-agent ablation envs: turn counter, replies, ``stop``, ``fork``."""
+class _TextTask(TurnEnv, abc.ABC):
+    """Shared book-keeping of the single-agent ablation envs: turn counter, replies, ``stop``, ``fork``.
+
+    Subclasses say what each turn asks (:meth:`_prompt`) and what the replies so far score
+    (:meth:`_outcome_so_far`), and write ``step`` with :meth:`_reply`, :meth:`_take`, :meth:`_finish`
+    and :meth:`_continue`."""
 
     system_prompt = ""
     action_format = ""
@@ -68,8 +73,9 @@ class _TextTask(TurnEnv):
     def _reset_info(self) -> dict[str, Any]:
         return {}
 
+    @abc.abstractmethod
     def _prompt(self) -> str:
-        raise NotImplementedError
+        """The observation that asks for the current turn's reply."""
 
     def _reply(self, action: Any) -> tuple[str, str | None]:
         """The reply's text ('' for a malformed action) and the problem with it, if any."""
@@ -90,8 +96,16 @@ class _TextTask(TurnEnv):
         record.reward = record.turn_reward
         return obs, record.reward, False, False, {"turn": record, "seat": 0}
 
+    @abc.abstractmethod
     def _outcome_so_far(self) -> float:
-        raise NotImplementedError
+        """The outcome the replies so far earn (also what ``stop`` reports), in [0, 1]."""
+
+    def _take(self, text: str, problem: str | None) -> str:
+        """Keep the reply and move to the next turn; returns the observation's prefix naming a
+        malformed action ('' when there was none)."""
+        self._replies.append(text)
+        self._t += 1
+        return f"{problem}. {self.action_format}\n" if problem else ""
 
     def stop(self, reason: StopReason) -> dict[int, float]:
         if self._over:
@@ -108,7 +122,27 @@ class _TextTask(TurnEnv):
         return "".join(VOWELS[int(i)] for i in rng.integers(0, len(VOWELS), size=int(rng.integers(1, 6))))
 
 
-class PingFarmEnv(_TextTask):
+class _VowelTask(_TextTask):
+    """``turns`` turns of "type vowels"; the outcome is the mean vowel share of the replies."""
+
+    system_prompt = "Type vowels only."
+    action_format = "Reply with vowels, e.g. aeiou."
+
+    def _prompt(self) -> str:
+        return f"Turn {self._t + 1} of {self.turns}. Type vowels."
+
+    def _outcome_so_far(self) -> float:
+        return float(np.mean([char_share(r, VOWELS) for r in self._replies])) if self._replies else 0.0
+
+    def _finish_or_continue(self, record: TurnRecord, obs: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode after the last turn (reporting the score), else ask for the next reply."""
+        if self._t >= self.turns:
+            outcome = self._outcome_so_far()
+            return self._finish(record, outcome, obs + f"Done. Mean vowel share {outcome:.2f}.")
+        return self._continue(record, obs + self._prompt())
+
+
+class PingFarmEnv(_VowelTask):
     """``turngym/PingFarm-v0`` (study ``gating``): a dense reward that can be farmed without progress.
 
     Rules: ``turns`` (3) turns of "type vowels". Outcome: the mean vowel share of the replies, in [0, 1].
@@ -122,31 +156,19 @@ class PingFarmEnv(_TextTask):
     only once the outcome reaches δ, so its optimum keeps the outcome ≥ 0.8. Nothing else differs.
     """
 
-    system_prompt = "Type vowels only."
-    action_format = "Reply with vowels, e.g. aeiou."
     PING_REWARD = 0.1
     PING_CAP = 0.5
 
     def __init__(self, turns: int = 3, render_mode: str | None = None):
         super().__init__(turns, render_mode)
 
-    def _prompt(self) -> str:
-        return f"Turn {self._t + 1} of {self.turns}. Type vowels."
-
-    def _outcome_so_far(self) -> float:
-        return float(np.mean([char_share(r, VOWELS) for r in self._replies])) if self._replies else 0.0
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         text, problem = self._reply(action)
         ping = min(self.PING_REWARD * text.count("p"), self.PING_CAP)
         record = TurnRecord(turn=self._t, seat=0, reward=0.0, components={"ping": ping}, valid_action=problem is None)
-        self._replies.append(text)
-        self._t += 1
-        obs = f"{problem}. {self.action_format}\n" if problem else ""
-        if self._t >= self.turns:
-            outcome = self._outcome_so_far()
-            return self._finish(record, outcome, obs + f"Done. Mean vowel share {outcome:.2f}.")
-        return self._continue(record, obs + self._prompt())
+        obs = self._take(text, problem)
+        return self._finish_or_continue(record, obs)
 
 
 class KeyTurnEnv(_TextTask):
@@ -182,9 +204,7 @@ class KeyTurnEnv(_TextTask):
         goes_on = any(c in VOWELS for c in text)
         record = TurnRecord(turn=self._t, seat=0, reward=0.0,
                             components={"progress": self.PROGRESS_REWARD if goes_on else 0.0}, valid_action=problem is None)
-        self._replies.append(text)
-        self._t += 1
-        obs = f"{problem}. {self.action_format}\n" if problem else ""
+        obs = self._take(text, problem)
         if not goes_on or self._t >= self.turns:
             outcome = self._outcome_so_far()
             return self._finish(record, outcome, obs + f"Done. Digit share of turn 1: {outcome:.2f}.")
@@ -231,9 +251,7 @@ class LookupEnv(_TextTask):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         text, problem = self._reply(action)
         record = TurnRecord(turn=self._t, seat=0, reward=0.0, valid_action=problem is None)
-        self._replies.append(text)
-        self._t += 1
-        obs = f"{problem}. {self.action_format}\n" if problem else ""
+        obs = self._take(text, problem)
         if self._t == 1:
             found = any(c in VOWELS for c in text)
             a = self._answer
@@ -243,7 +261,7 @@ class LookupEnv(_TextTask):
         return self._finish(record, outcome, obs + f"The answer was {self._answer}; score {outcome:.2f}.")
 
 
-class FlakyVowelsEnv(_TextTask):
+class FlakyVowelsEnv(_VowelTask):
     """``turngym/FlakyVowels-v0`` (study ``failures``): Vowels whose tool dies of injected errors.
 
     Rules: three turns of "type vowels"; the outcome is the mean vowel share of the replies. A reply
@@ -259,8 +277,6 @@ class FlakyVowelsEnv(_TextTask):
     infrastructure errors rather than to solve the task.
     """
 
-    system_prompt = "Type vowels only."
-    action_format = "Reply with vowels, e.g. aeiou."
     TRIGGER = "eE"
 
     def __init__(self, turns: int = 3, fail_rate: float = 0.0, render_mode: str | None = None):
@@ -269,11 +285,6 @@ class FlakyVowelsEnv(_TextTask):
             raise ValueError(f"fail_rate must lie in [0, 1], got {fail_rate!r}")
         self.fail_rate = float(fail_rate)
 
-    def _prompt(self) -> str:
-        return f"Turn {self._t + 1} of {self.turns}. Type vowels."
-
-    def _outcome_so_far(self) -> float:
-        return float(np.mean([char_share(r, VOWELS) for r in self._replies])) if self._replies else 0.0
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         text, problem = self._reply(action)
@@ -281,13 +292,8 @@ class FlakyVowelsEnv(_TextTask):
             self._over = True
             raise InjectedEnvError("injected infrastructure failure: the service behind 'e' died while scoring")
         record = TurnRecord(turn=self._t, seat=0, reward=0.0, valid_action=problem is None)
-        self._replies.append(text)
-        self._t += 1
-        obs = f"{problem}. {self.action_format}\n" if problem else ""
-        if self._t >= self.turns:
-            outcome = self._outcome_so_far()
-            return self._finish(record, outcome, obs + f"Done. Mean vowel share {outcome:.2f}.")
-        return self._continue(record, obs + self._prompt())
+        obs = self._take(text, problem)
+        return self._finish_or_continue(record, obs)
 
     def _service_dies(self) -> bool:
         called = any(c in self.TRIGGER for r in self._replies for c in r)
