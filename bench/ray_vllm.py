@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from turngym.bench._machine import MachineProbe
 from turngym.bench._script import script_main
 
 SEED = 0
@@ -81,7 +81,7 @@ def run(quick: bool = False, model: str = "smollm2-135m", python: str | None = N
     from turngym.training.trainer import rollout_config, sample_tasks
 
     started = time.time()
-    load_before = round(os.getloadavg()[0], 2)
+    machine = MachineProbe()
     python = worker_python(python)
     rounds = 1 if quick else 3
     torch.set_num_threads(1)
@@ -132,12 +132,7 @@ def run(quick: bool = False, model: str = "smollm2-135m", python: str | None = N
         "worker_startup_s": {f"{n}_worker{'s' if n > 1 else ''}": s for n, s in startup.items()},
         "figures": figures,
         "ratio_2_vs_1_gen_tok_per_s": round(ratio, 3),
-        "environment": {
-            "ray": ray.__version__,
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_avg_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
-        },
+        "environment": {"ray": ray.__version__, **machine.finish()},
         "wall_s": round(time.time() - started, 2),
     }
 
@@ -148,7 +143,7 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"  {name:10} {f['gen_tok_per_s']:7.1f} gen tok/s  weight sync: put {f['sync_put_s']:.3f} s + "
                      f"load {f['load_s_per_worker']:.3f} s per worker  ({f['generated_tokens']:.0f} tokens, {f['wall_s']:.1f} s)")
     lines.append(f"  2 workers / 1 worker: x{result['ratio_2_vs_1_gen_tok_per_s']:.2f}")
-    load = result["environment"]["load_avg_1m_before_after"][0]
+    load = result["environment"]["loadavg_before"][0]
     if load >= 1.0:
         lines.append(f"warning: 1-min load average {load} before the run: the CPU was shared with other jobs")
     return "\n".join(lines)
