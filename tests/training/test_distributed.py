@@ -204,7 +204,7 @@ def test_group_split_on_two_workers_equals_the_in_process_groups_and_syncs_weigh
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
+def test_a_worker_killed_mid_collection_loses_no_group(two_workers, collect_killing_worker):
     """SIGKILL worker 0 when it is handed its third group (it has finished one, is playing the next, and
     has one queued): the lost groups are re-run elsewhere (or on the restarted worker), every group
     arrives complete, and the batch equals an undisturbed one."""
@@ -212,18 +212,7 @@ def test_a_worker_killed_mid_collection_loses_no_group(two_workers):
     policy = load_policy(config.model.name, **config.policy_options())
     tasks, rc = sample_tasks(config, 2) * 2, rollout_config(config, 2)  # 8 groups
     before = collector.pids()
-    sent: list[int] = []
-
-    def kill_worker_0(worker: int, unit) -> None:
-        sent.append(worker)
-        if worker == 0 and sent.count(0) == 3:
-            os.kill(before[0], signal.SIGKILL)
-
-    collector.on_dispatch = kill_worker_0
-    try:
-        batch = collector.collect(tasks, policy, rc)
-    finally:
-        collector.on_dispatch = None
+    batch, sent = collect_killing_worker(collector, tasks, policy, rc, at=3)
     m = batch.metrics
     print(f"killed worker 0 (pid {before[0]}) at its group #3: worker_failures={m.worker_failures} "
           f"rerun_groups={m.rerun_groups} units={m.units} trajectories={m.trajectories}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -221,25 +220,14 @@ def test_each_collect_loads_the_learners_current_weights_into_the_engines(setup)
 
 
 @pytest.mark.slow
-def test_a_killed_vllm_worker_is_restarted_and_its_groups_rerun(setup):
+def test_a_killed_vllm_worker_is_restarted_and_its_groups_rerun(setup, collect_killing_worker):
     """SIGKILL worker 0 when it is handed its second group (it is playing its first): both are played
     again elsewhere or on the restarted worker; every group arrives whole and on the learner's weights,
     and the restarted engine (a new process) loads the weights again and works."""
     config, learner, collector = setup
     tasks, rc = sample_tasks(config, 2), rollout_config(config, 2)
     before = collector.pids()
-    sent: list[int] = []
-
-    def kill_worker_0(worker: int, unit) -> None:
-        sent.append(worker)
-        if worker == 0 and sent.count(0) == 2:
-            os.kill(before[0], signal.SIGKILL)
-
-    collector.on_dispatch = kill_worker_0
-    try:
-        batch = collector.collect(tasks, learner, rc)
-    finally:
-        collector.on_dispatch = None
+    batch, sent = collect_killing_worker(collector, tasks, learner, rc, at=2)
     m = batch.metrics
     assert sent.count(0) >= 2, "worker 0 never got a second group; the kill did not happen"
     assert m.worker_failures >= 1 and m.rerun_groups >= 1
