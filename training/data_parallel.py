@@ -85,18 +85,17 @@ class Ranks:
 
     def sum_values(self, values: list[float]) -> list[float]:
         """Element-wise sum of ``values`` over the ranks (same length everywhere)."""
-        if not self.distributed or not values:
-            return list(values)
-        buffer = torch.tensor(values, dtype=torch.float64, device=self._device())
-        dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
-        return buffer.tolist()
+        return self._all_reduce(values, dist.ReduceOp.SUM)
 
     def max_values(self, values: list[float]) -> list[float]:
         """Element-wise maximum over the ranks (use ``-x`` for a minimum)."""
+        return self._all_reduce(values, dist.ReduceOp.MAX)
+
+    def _all_reduce(self, values: list[float], op: Any) -> list[float]:
         if not self.distributed or not values:
             return list(values)
         buffer = torch.tensor(values, dtype=torch.float64, device=self._device())
-        dist.all_reduce(buffer, op=dist.ReduceOp.MAX)
+        dist.all_reduce(buffer, op=op)
         return buffer.tolist()
 
     def broadcast(self, value: T) -> T:
