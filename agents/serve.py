@@ -18,8 +18,16 @@ Accepted request fields: ``model``, ``max_tokens`` / ``max_completion_tokens`` (
 ``seed``, ``logprobs`` (chat: bool; completions: int — only the sampled token's log-prob is given,
 ``top_logprobs`` are empty). Every choice also carries ``token_ids`` (the generated ids, stop token
 included) and the response ``prompt_token_ids`` — the same extension vLLM uses — so a client can
-build token-in/token-out trajectories. ``stream: true``, ``tools`` and non-zero presence/frequency
+build token-in/token-out trajectories. A chat reply's ``content`` ends before the stop string that
+ended it (OpenAI semantics; ``token_ids`` keep every generated id). Non-zero presence/frequency
 penalties are refused with a 400 that says so.
+
+Chat extras: ``stream: true`` (server-sent events, sent once the generation is done —
+:mod:`turngym.agents.chat_stream`; ``stream_options.include_usage`` adds the usage chunk), and
+``tools`` / ``tool_choice`` (:mod:`turngym.agents.tool_calls`: tools rendered through the chat
+template, ``<tool_call>`` blocks parsed into ``tool_calls`` with ``finish_reason="tool_calls"``; an
+unparseable block stays plain content). ``tool_choice`` ``"none"`` leaves the tools out; ``"required"``
+and a named function are accepted but not enforced (no constrained decoding).
 
 Batching: concurrent requests with equal sampling parameters are merged into one ``generate`` call
 (up to ``max_batch_size`` rows, after waiting at most ``batch_wait_s`` for company); the policy runs
@@ -27,7 +35,12 @@ on one worker thread, so a model never sees two calls at once.
 
 Safety: binds 127.0.0.1 by default; binding any other address needs a bearer token (``--token`` or
 ``TURNGYM_SERVE_TOKEN``); a missing/wrong token gets 401, a body over ``max_request_bytes`` 413,
-malformed JSON or fields 400 — always as ``{"error": {"message", "type", "param", "code"}}``.
+more than ``max_concurrent_requests`` requests in flight 429, malformed JSON or fields 400 — always as
+``{"error": {"message", "type", "param", "code"}}``.
+
+A ``recorder`` (the training gateway, :mod:`turngym.agents.gateway`) may be given to
+:func:`build_app`: it admits each chat/completions request to a session, records its prompt and
+generated ids, and adds its own routes.
 """
 
 from __future__ import annotations
@@ -47,7 +60,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turngym.agents.base import Generation, SamplingParams
+from turngym.agents.chat_stream import chat_chunks, sse
 from turngym.agents.factory import load_policy, parse_spec
+from turngym.agents.tool_calls import ToolFormatError, parse_reply, render_chat, tool_names
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_TOKENS = 256
@@ -70,10 +85,9 @@ def error_body(message: str, kind: str = "invalid_request_error", param: str | N
 # ================================================================================================
 def sampling_from_request(body: dict[str, Any]) -> SamplingParams:
     """The :class:`SamplingParams` an OpenAI request asks for; unsupported options raise :class:`RequestError`."""
-    if body.get("stream"):
-        raise RequestError("stream=true is not supported by turngym serve; send stream=false", "stream")
-    if body.get("tools") or body.get("functions"):
-        raise RequestError("tool definitions are not supported; put the tool protocol in the messages", "tools")
+    if body.get("functions"):
+        raise RequestError("the deprecated 'functions' field is not supported; send the same definitions as "
+                           "tools=[{'type': 'function', 'function': {...}}]", "functions")
     for name in ("presence_penalty", "frequency_penalty"):
         if body.get(name):
             raise RequestError(f"{name}={body[name]!r} is not supported; leave it at 0", name)
@@ -118,24 +132,29 @@ def completion_prompts(prompt: Any, tokenizer: Any) -> list[list[int]]:
     raise RequestError(f"prompt must be a non-empty string, a list of token ids, or a list of those; got {prompt!r:.80}", "prompt")
 
 
-def chat_prompt(messages: Any, tokenizer: Any) -> list[int]:
-    """``messages`` of ``/v1/chat/completions`` → token ids through the tokenizer's chat template."""
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(f"messages must be a non-empty list, got {messages!r:.80}", "messages")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer"):
-            raise RequestError(f"messages[{i}] must be an object with role system/user/assistant, got {m!r:.80}", f"messages[{i}]")
-        content = m.get("content", "")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise RequestError(f"messages[{i}].content must be a string or text parts, got {content!r:.80}", f"messages[{i}].content")
-        clean.append({"role": "system" if m["role"] == "developer" else m["role"], "content": content})
-    ids = tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=True, return_dict=False)
-    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
-    return [int(i) for i in ids]
+def chat_tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The request's ``tools`` to render and parse (``None``: none, or ``tool_choice="none"``)."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if choice is not None and choice not in ("none", "auto", "required") and not (
+            isinstance(choice, dict) and isinstance(choice.get("function"), dict)):
+        raise RequestError(f"tool_choice must be 'none', 'auto', 'required' or {{'type': 'function', 'function': "
+                           f"{{'name': ...}}}}, got {choice!r:.80}", "tool_choice")
+    if not tools or choice == "none":
+        return None
+    try:
+        tool_names(tools)
+    except ToolFormatError as exc:
+        raise RequestError(str(exc), exc.param) from None
+    return list(tools)
+
+
+def chat_prompt(messages: Any, tokenizer: Any, tools: list[dict[str, Any]] | None = None) -> list[int]:
+    """``messages`` (and ``tools``) of ``/v1/chat/completions`` → token ids through the tokenizer's
+    chat template (:func:`turngym.agents.tool_calls.render_chat`)."""
+    try:
+        return render_chat(messages, tools, tokenizer)
+    except ToolFormatError as exc:
+        raise RequestError(str(exc), exc.param) from None
 
 
 # ================================================================================================
@@ -221,15 +240,29 @@ def _token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
 
 
-def chat_response(model: str, prompt: list[int], generations: Sequence[Generation], tokenizer: Any, logprobs: bool) -> dict:
+def chat_response(model: str, prompt: list[int], generations: Sequence[Generation], tokenizer: Any, logprobs: bool,
+                  tools: list[dict[str, Any]] | None = None) -> dict:
+    """The ``chat.completion`` object: content cut before the stop string that ended it, tool calls
+    parsed when ``tools`` were given (``finish_reason="tool_calls"``), token ids as the extension."""
+    names = tool_names(tools) if tools else None
     choices = []
     for i, g in enumerate(generations):
         lp = None
         if logprobs:
             lp = {"content": [{"token": t, "logprob": float(v), "bytes": list(t.encode()), "top_logprobs": []}
                               for t, v in zip(_token_strings(tokenizer, g.token_ids), g.logprobs)]}
-        choices.append({"index": i, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason,
-                        "logprobs": lp, "token_ids": [int(t) for t in g.token_ids]})
+        text = g.text
+        if isinstance(g.stop, str) and g.stop in text:
+            text = text[: text.index(g.stop)]
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = g.finish_reason
+        if names:
+            reply = parse_reply(text, names)
+            if reply.tool_calls:
+                message = {"role": "assistant", "content": reply.content, "tool_calls": [c.to_wire() for c in reply.tool_calls]}
+                finish = "tool_calls"
+        choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": lp,
+                        "token_ids": [int(t) for t in g.token_ids]})
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": _usage([prompt] * len(generations), generations), "prompt_token_ids": prompt}
 
@@ -266,17 +299,25 @@ class ServeConfig:
     batch_wait_s: float = 0.005
     max_request_bytes: int = 4 * 2**20
     max_n: int = 16
+    max_concurrent_requests: int = 256
+    """Generation requests in flight at once; one more gets 429 ``too_many_requests``."""
     kv_reuse: bool = True
     """Prefix caching for the server's lifetime (a policy with ``kv_session``, e.g. HFPolicy): a
     request that repeats an earlier conversation and adds to it prefills only what is new. The
     served weights must not change while the server runs."""
 
 
-def build_app(policy: Any, config: ServeConfig) -> Any:
-    """The aiohttp ``web.Application`` serving ``policy`` (see the module docstring)."""
+def build_app(policy: Any, config: ServeConfig, recorder: Any = None) -> Any:
+    """The aiohttp ``web.Application`` serving ``policy`` (see the module docstring).
+
+    ``recorder`` (optional, e.g. :class:`turngym.agents.gateway.SessionRecorder`) has
+    ``admit(request, body, prompts, params) -> key`` (raises :class:`RequestError` to refuse),
+    ``record(key, prompts, generations)`` and ``add_routes(app, handlers)``.
+    """
     from aiohttp import web
 
     batcher = GenerationBatcher(policy, config.max_batch_size, config.batch_wait_s)
+    in_flight = [0]
 
     def json_error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None):
         return web.json_response(error_body(message, kind, param, code), status=status)
@@ -288,6 +329,12 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
             if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
                 return json_error(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
                                   "authentication_error", code="invalid_api_key")
+        limited = request.method == "POST"
+        if limited and in_flight[0] >= config.max_concurrent_requests:
+            return json_error(429, f"{in_flight[0]} requests are in flight, this server's limit "
+                                   f"(max_concurrent_requests={config.max_concurrent_requests}); retry later",
+                              "rate_limit_error", code="too_many_requests")
+        in_flight[0] += limited
         try:
             return await handler(request)
         except RequestError as exc:
@@ -299,6 +346,8 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
             return json_error(exc.status, exc.reason or "HTTP error")
         except Exception as exc:  # a model failure: report it, keep serving
             return json_error(500, f"generation failed: {type(exc).__name__}: {exc}", "server_error")
+        finally:
+            in_flight[0] -= limited
 
     async def read_body(request: web.Request) -> dict[str, Any]:
         raw = await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size
@@ -323,12 +372,33 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": config.model_name, "object": "model", "created": 0, "owned_by": "turngym"}]})
 
-    async def chat(request: web.Request) -> web.Response:
+    async def generate(request: web.Request, body: dict[str, Any], prompts: list[list[int]],
+                       params: SamplingParams) -> list[Generation]:
+        key = recorder.admit(request, body, prompts, params) if recorder is not None else None
+        generations = await batcher.submit(prompts, params)
+        if recorder is not None:
+            recorder.record(key, prompts, generations)
+        return generations
+
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await read_body(request)
         params, n = sampling_from_request(body), n_of(body)
-        prompt = chat_prompt(body.get("messages"), policy.tokenizer)
-        generations = await batcher.submit([prompt] * n, params)
-        return web.json_response(chat_response(config.model_name, prompt, generations, policy.tokenizer, bool(body.get("logprobs"))))
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise RequestError(f"stream_options must be an object, got {options!r:.80}", "stream_options")
+        tools = chat_tools(body)
+        prompt = chat_prompt(body.get("messages"), policy.tokenizer, tools)
+        generations = await generate(request, body, [prompt] * n, params)
+        response = chat_response(config.model_name, prompt, generations, policy.tokenizer, bool(body.get("logprobs")), tools)
+        if not body.get("stream"):
+            return web.json_response(response)
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await stream.prepare(request)
+        for chunk in chat_chunks(response, bool(options.get("include_usage"))):
+            await stream.write(sse(chunk))
+        await stream.write(sse("[DONE]"))
+        await stream.write_eof()
+        return stream
 
     async def completions(request: web.Request) -> web.Response:
         body = await read_body(request)
@@ -336,7 +406,9 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
         prompts = completion_prompts(body.get("prompt"), policy.tokenizer)
         if len(prompts) * n > config.max_batch_size * 8:
             raise RequestError(f"{len(prompts)} prompts x n={n} is too many for one request; split it", "prompt")
-        generations = await batcher.submit([p for p in prompts for _ in range(n)], params)
+        if body.get("stream"):
+            raise RequestError("stream=true is supported on /v1/chat/completions only; send stream=false here", "stream")
+        generations = await generate(request, body, [p for p in prompts for _ in range(n)], params)
         logprobs = body.get("logprobs") is not None and body.get("logprobs") is not False
         return web.json_response(completion_response(config.model_name, prompts, n, generations, policy.tokenizer, logprobs))
 
@@ -365,6 +437,8 @@ def build_app(policy: Any, config: ServeConfig) -> Any:
     app.router.add_get("/health", health)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
+    if recorder is not None:
+        recorder.add_routes(app, {"chat": chat, "completions": completions, "models": models})
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     app["batcher"] = batcher
@@ -383,9 +457,11 @@ class ServerThread:
     ``with ServerThread(policy, ServeConfig(...)) as server: OpenAI(base_url=server.base_url, ...)``.
     """
 
-    def __init__(self, policy: Any, config: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, policy: Any, config: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+                 recorder: Any = None):
         check_binding(host, (config or ServeConfig()).token)
         self.policy, self.config, self.host, self.port = policy, config or ServeConfig(), host, port
+        self.recorder = recorder
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="turngym-serve", daemon=True)
         self.runner: Any = None
@@ -394,13 +470,17 @@ class ServerThread:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
     def start(self) -> ServerThread:
         from aiohttp import web
 
         self.thread.start()
 
         async def boot() -> int:
-            self.runner = web.AppRunner(build_app(self.policy, self.config))
+            self.runner = web.AppRunner(build_app(self.policy, self.config, self.recorder))
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.host, self.port)
             await site.start()
