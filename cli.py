@@ -615,6 +615,7 @@ _FAMILY_COMMANDS = {
     "household": ("turngym.envs.household.cli:main", "household tasks: generate problems"),
     "swe": ("turngym.envs.swe.cli:main", "code/SWE tasks: build and verify task sets"),
     "serve": ("turngym.agents.serve:serve_main", "serve a model over an OpenAI-compatible HTTP API"),
+    "gateway": ("turngym.agents.gateway:gateway_main", "serve a model and record agent programs' sessions for training"),
 }
 _DELEGATED = {
     "tournament": cmd_tournament,

@@ -300,6 +300,8 @@ class ServeConfig:
     max_request_bytes: int = 4 * 2**20
     max_n: int = 16
     max_concurrent_requests: int = 256
+    accept_any_model: bool = False
+    """Serve whatever ``model`` a request names (the training gateway: unmodified agents name theirs)."""
     """Generation requests in flight at once; one more gets 429 ``too_many_requests``."""
     kv_reuse: bool = True
     """Prefix caching for the server's lifetime (a policy with ``kv_session``, e.g. HFPolicy): a
@@ -311,7 +313,8 @@ def build_app(policy: Any, config: ServeConfig, recorder: Any = None) -> Any:
     """The aiohttp ``web.Application`` serving ``policy`` (see the module docstring).
 
     ``recorder`` (optional, e.g. :class:`turngym.agents.gateway.SessionRecorder`) has
-    ``admit(request, body, prompts, params) -> key`` (raises :class:`RequestError` to refuse),
+    ``admit(request, body, prompts, params) -> (key, params)`` (raises :class:`RequestError` to
+    refuse; may replace the sampling parameters),
     ``record(key, prompts, generations)`` and ``add_routes(app, handlers)``.
     """
     from aiohttp import web
@@ -358,7 +361,7 @@ def build_app(policy: Any, config: ServeConfig, recorder: Any = None) -> Any:
         if not isinstance(body, dict):
             raise RequestError(f"the body must be a JSON object, got {type(body).__name__}")
         model = body.get("model")
-        if model not in (None, config.model_name):
+        if model not in (None, config.model_name) and not config.accept_any_model:
             raise RequestError(f"model {model!r} is not served here; this server serves {config.model_name!r}",
                                "model", status=404, code="model_not_found")
         return body
@@ -374,7 +377,9 @@ def build_app(policy: Any, config: ServeConfig, recorder: Any = None) -> Any:
 
     async def generate(request: web.Request, body: dict[str, Any], prompts: list[list[int]],
                        params: SamplingParams) -> list[Generation]:
-        key = recorder.admit(request, body, prompts, params) if recorder is not None else None
+        key = None
+        if recorder is not None:
+            key, params = recorder.admit(request, body, prompts, params)
         generations = await batcher.submit(prompts, params)
         if recorder is not None:
             recorder.record(key, prompts, generations)

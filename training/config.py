@@ -353,6 +353,34 @@ class WarmupSection(_Section):
     lr: float = Field(5e-5, gt=0)
 
 
+class AgentProgramSection(_Section):
+    """Tasks played by an agent program through the training gateway (``training/agent_program.py``,
+    ``docs/gateway.md``) instead of by ``envs:``. Exactly one of ``callable`` and ``command``."""
+
+    callable: str | None = None
+    """``module:function`` called as ``function(task, base_url, api_key)``; returns the reward (a number,
+    or ``{"reward": r, "call_rewards": [...]}``; ``None`` if the program reported it to the gateway)."""
+    command: list[str] | None = None
+    """A command line run per rollout: the task as JSON on stdin, ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``
+    in its environment; its last stdout line is the reward (a number or the JSON object above)."""
+    tasks: str
+    """The task set: a ``.jsonl`` / ``.json`` file of task objects, or ``module:function`` returning a list."""
+    name: str = "agent-program"
+    """The trajectories' ``env_id`` (groups are ``<name>#<task index>``)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Wall-clock limit of one step's programs; a program still running is killed (a command) or
+    abandoned with its session closed (a callable), and its rollout masked and counted as failed."""
+    max_tokens_per_session: int = Field(65_536, ge=1)
+
+    @model_validator(mode="after")
+    def _one_program(self) -> AgentProgramSection:
+        if (self.callable is None) == (self.command is None):
+            raise ValueError("agent_program needs exactly one of callable ('module:function') and command ([argv...])")
+        if self.callable is not None and ":" not in self.callable:
+            raise ValueError(f"agent_program.callable must be 'module:function', got {self.callable!r}")
+        return self
+
+
 class TrainConfig(_Section):
     """Everything a run needs. Field docstrings are the documentation."""
 
@@ -374,6 +402,8 @@ class TrainConfig(_Section):
     ratings: RatingSection = Field(default_factory=RatingSection)
     warmup: WarmupSection = Field(default_factory=WarmupSection)
     learner: LearnerSection = Field(default_factory=LearnerSection)
+    agent_program: AgentProgramSection | None = None
+    """Train an OpenAI-API agent program on its own task set (replaces ``envs:``; see docs/gateway.md)."""
     tensorboard: bool = True
 
     @model_validator(mode="after")
@@ -442,6 +472,8 @@ class TrainConfig(_Section):
                     f"warmup.agent {self.warmup.agent!r} is not a scripted agent of {lacking}; "
                     f"theirs: {sorted(set().union(*(spec(i).agents for i in lacking))) or 'none'}"
                 )
+        if self.agent_program is not None:
+            _check_agent_program(self)
         if self.algo.adaptive_clip and self.algo.estimator != "turn_group":
             raise ValueError(f"algo.adaptive_clip needs estimator 'turn_group', got {self.algo.estimator!r}")
         return self
@@ -495,6 +527,27 @@ class TrainConfig(_Section):
             "max_model_len": r.max_episode_tokens + r.max_new_tokens,
             "kv_cache_gib": r.vllm_kv_cache_gib, "gpu_memory_utilization": r.vllm_gpu_memory_utilization,
         }
+
+
+def _check_agent_program(config: TrainConfig) -> None:
+    """What an ``agent_program`` run cannot combine with, each refused with the fix."""
+    r = config.rollout
+    clashes = {
+        "envs": "envs" in config.model_fields_set,
+        "eval.episodes > 0 (evaluation plays envs; set eval.episodes: 0)": config.eval.episodes > 0,
+        "algo.gate_threshold 'spec' (no registered env to read it from; set a number or null)":
+            config.algo.gate_threshold == "spec",
+        "algo.estimator 'gigpo' (programs report no anchor states)": config.algo.estimator == "gigpo",
+        "algo.info_gain": config.algo.info_gain,
+        "rollout.backend 'vllm' (the gateway serves an in-process hf policy)": r.backend == "vllm",
+        "rollout.ray_workers": r.ray_workers > 0,
+        "rollout.mode 'async'": r.mode == "async",
+        "rollout.branch_turn": r.branch_turn is not None,
+        "rollout.self_play / selfplay / ratings / warmup": r.self_play or config.ratings.every > 0 or config.warmup.agent is not None,
+    }
+    bad = [name for name, clash in clashes.items() if clash]
+    if bad:
+        raise ValueError(f"agent_program does not combine with: {'; '.join(bad)}")
 
 
 def _provides_anchors(env_id: str) -> bool:

@@ -40,6 +40,7 @@ from turngym.agents.factory import (
 from turngym.console import Progress
 from turngym.envs.registration import spec as env_spec
 from turngym.training import advantages as adv_lib
+from turngym.training.agent_program import program_collector, program_tasks
 from turngym.training.async_rollout import RolloutProducer, staleness_metrics
 from turngym.training.batching import training_rows
 from turngym.training.config import TrainConfig
@@ -288,7 +289,8 @@ def play_step(config: TrainConfig, step: int, pool: OpponentPool | None, ranks: 
     """Step ``step``'s rollouts of this rank's share of the tasks, played by ``policy`` (or on Ray workers)."""
     tasks = sample_tasks(config, step, pool)
     tasks = [tasks[i] for i in shard(len(tasks), ranks)]  # this rank's whole groups (a group is never split)
-    return (collector.collect if collector else collect)(tasks, policy, rollout_config(config, step))
+    run = program_collector(config.agent_program) if config.agent_program else (collector.collect if collector else collect)
+    return run(tasks, policy, rollout_config(config, step))
 
 
 def refresh_full(model: torch.nn.Module, full: LearnerPolicy) -> torch.nn.Module:
@@ -305,6 +307,8 @@ def sample_tasks(config: TrainConfig, step: int, pool: OpponentPool | None = Non
     With a self-play ``pool``, each game task also gets its opponent (``"self"`` or a PFSP draw);
     with ``rollout.opponent_mix``, a weighted draw from the mix.
     """
+    if config.agent_program is not None:  # an agent program's own task set (training/agent_program.py)
+        return program_tasks(config, step)
     rng = np.random.default_rng([config.seed, step, 17])
     tasks = draw_tasks(config.envs, config.rollout.tasks_per_step, rng, config.eval.seed_offset)
 
