@@ -87,7 +87,7 @@ def test_auth_size_and_unsupported_options_get_typed_errors(server):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x" * 100_000}], max_tokens=2)
     assert huge.value.status_code == 413 and "64000" in str(huge.value)
     with pytest.raises(openai.BadRequestError, match="stream"):
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True)
+        client.completions.create(model="tiny", prompt="hi", stream=True)
     with pytest.raises(openai.NotFoundError, match="'gpt-4o'"):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="messages"):
