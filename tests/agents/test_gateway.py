@@ -11,7 +11,13 @@ import numpy as np
 import openai
 import pytest
 
-from turngym.agents.gateway import SESSION_HEADER, GatewayConfig, SessionRecord, SessionRecorder, gateway_main
+from turngym.agents.gateway import (
+    SESSION_HEADER,
+    GatewayConfig,
+    SessionRecord,
+    SessionRecorder,
+    gateway_main,
+)
 from turngym.agents.hf_policy import HFPolicy
 from turngym.agents.serve import RequestError, ServeConfig, ServerThread
 from turngym.agents.tiny import tiny_char_model
