@@ -43,6 +43,7 @@ SUITES: dict[str, str] = {
     "ray-vllm": "bench/ray_vllm.py",  # Ray workers under the vLLM environment's python
     "async": "bench/async_rollout.py",
     "ddp": "bench/data_parallel.py",
+    "gateway": "bench/gateway.py",
 }
 
 

@@ -143,9 +143,10 @@ def test_rewards_parse_and_the_config_refuses_what_does_not_combine():
         TrainConfig.model_validate({**base, "envs": [{"id": "turngym/Vowels-v0"}], "eval": {"episodes": 10}})
 
 
+@pytest.mark.slow
 def test_an_openai_sdk_agent_with_tools_learns_through_the_gateway(tmp_path):
     """The gateway's CI learning test: the tiny model, driven by the unmodified example agent, raises
-    its mean reward (the answer format: digits) by at least 0.04 in 16 steps. It does not learn
+    its mean reward (the answer format: digits) by at least 0.08 in 16 steps. It does not learn
     arithmetic or tool calls — see docs/gateway.md."""
     config = TrainConfig.model_validate({
         "out_dir": str(tmp_path), "seed": 0, "steps": 16, "checkpoint_every": 16, "tensorboard": False,
@@ -158,5 +159,5 @@ def test_an_openai_sdk_agent_with_tools_learns_through_the_gateway(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     first = sum(r["reward/mean_outcome"] for r in rows[:3]) / 3
     last = sum(r["reward/mean_outcome"] for r in rows[-3:]) / 3
-    assert last >= first + 0.04, f"mean reward went {first:.3f} -> {last:.3f}"
+    assert last >= first + 0.08, f"mean reward went {first:.3f} -> {last:.3f}"
     assert all(r["rollout/failed"] == 0 for r in rows)
