@@ -11,9 +11,10 @@ For each call the gateway records the prompt ids, the generated ids and their lo
 the policy produced them (:class:`CallRecord`) — no decode/encode round trip. When the episode ends,
 the program (or its harness) reports the reward: ``POST /sessions/<session>/reward`` with
 ``{"reward": 1.0}`` (optionally ``"call_rewards": [..]``, one per call), or
-:meth:`SessionRecorder.report` in-process. That closes the session; later requests to it get 409.
-The learner turns a closed :class:`SessionRecord` into a ``Trajectory``
-(:mod:`turngym.training.sessions` — this package never imports ``training``).
+:meth:`SessionRecorder.report` in-process. That closes the session; later requests to it get 410
+``session_closed`` (not 409, which the ``openai`` SDK retries). The learner turns a closed
+:class:`SessionRecord` into a ``Trajectory`` (:mod:`turngym.training.sessions` — this package never
+imports ``training``).
 
 Other routes: ``GET /sessions/<session>`` (the record as JSON), ``POST /sessions/<session>`` (open one
 explicitly). With ``record_dir``, every reported session is appended to ``record_dir/sessions.jsonl``.
@@ -21,7 +22,7 @@ explicitly). With ``record_dir``, every reported session is appended to ``record
 Caps, each a typed 4xx (``{"error": {"message", "type", "param", "code"}}``): open sessions
 (``max_sessions``, 429 ``too_many_sessions``), tokens per session (prompt plus generation budget of
 every call, ``max_tokens_per_session``, 400 ``session_token_limit``), a request without a session
-(400 ``session_required``), a closed session (409 ``session_closed``), an unknown one when sessions
+(400 ``session_required``), a closed session (410 ``session_closed``), an unknown one when sessions
 must be opened first (404 ``session_not_found``); body size and concurrent requests as ``serve``.
 """
 
@@ -143,7 +144,7 @@ class SessionRecorder:
             if record.closed:
                 raise RequestError(f"session {session_id!r} is closed already"
                                    f"{' (' + record.error + ')' if record.error else ''}", "session",
-                                   status=409, code="session_closed")
+                                   status=410, code="session_closed")
             if call_rewards is not None:
                 values = list(call_rewards)
                 if len(values) != len(record.calls) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
@@ -159,7 +160,7 @@ class SessionRecorder:
         return record
 
     def close(self, session_id: str, error: str) -> None:
-        """Close a session without a reward (its program failed or timed out); later calls get 409."""
+        """Close a session without a reward (its program failed or timed out); later calls get 410."""
         with self._lock:
             record = self._sessions.get(session_id)
             if record is not None and not record.closed:
@@ -211,7 +212,7 @@ class SessionRecorder:
                 record = self._open(session)
             if record.closed:
                 raise RequestError(f"session {session!r} is closed{' (' + record.error + ')' if record.error else ''}; "
-                                   "start a new session for a new episode", "session", status=409, code="session_closed")
+                                   "start a new session for a new episode", "session", status=410, code="session_closed")
             if record.tokens + cost > self.config.max_tokens_per_session:
                 raise RequestError(f"session {session!r} would use {record.tokens + cost} tokens, over this gateway's "
                                    f"limit (max_tokens_per_session={self.config.max_tokens_per_session})",

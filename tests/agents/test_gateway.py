@@ -66,9 +66,10 @@ def test_recorded_ids_are_exactly_the_generated_ones_and_a_reward_closes_the_ses
 
         status, body = _post(f"{server.root_url}/sessions/ep-1/reward", {"reward": 0.75, "call_rewards": [0.1, 0.2]})
         assert status == 200 and body == {"session": "ep-1", "reward": 0.75, "calls": 2}
-        with pytest.raises(openai.ConflictError, match="session_closed|is closed"):
+        with pytest.raises(openai.APIStatusError, match="is closed") as closed:
             client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
-        assert _post(f"{server.root_url}/sessions/ep-1/reward", {"reward": 1})[0] == 409
+        assert closed.value.status_code == 410 and closed.value.code == "session_closed"
+        assert _post(f"{server.root_url}/sessions/ep-1/reward", {"reward": 1})[0] == 410
         assert _post(f"{server.root_url}/sessions/nope/reward", {"reward": 1})[0] == 404
     saved = [SessionRecord.from_dict(json.loads(line)) for line in (tmp_path / "sessions.jsonl").read_text().splitlines()]
     assert len(saved) == 1 and saved[0].reward == 0.75 and saved[0].call_rewards == [0.1, 0.2]
@@ -139,7 +140,7 @@ def test_sessions_opened_by_the_trainer_only_and_a_closed_one_refuses(scripted):
         openai.OpenAI(base_url=f"{server.root_url}/s/x/v1", api_key="k", max_retries=0).chat.completions.create(**ask)
         assert recorder.get("x").tokens == len(recorder.get("x").calls[0].prompt_ids) + 3  # budget capped at max_new_tokens
         recorder.close("x", "timed out")
-        with pytest.raises(openai.ConflictError, match="timed out"):
+        with pytest.raises(openai.APIStatusError, match="timed out"):
             openai.OpenAI(base_url=f"{server.root_url}/s/x/v1", api_key="k", max_retries=0).chat.completions.create(**ask)
         assert recorder.wait("x", 0) and recorder.take("x").reward is None
 
