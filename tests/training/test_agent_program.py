@@ -161,3 +161,9 @@ def test_an_openai_sdk_agent_with_tools_learns_through_the_gateway(tmp_path):
     last = sum(r["reward/mean_outcome"] for r in rows[-3:]) / 3
     assert last >= first + 0.08, f"mean reward went {first:.3f} -> {last:.3f}"
     assert all(r["rollout/failed"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "smollm2.yaml"])
+def test_the_example_configs_load(name):
+    config = TrainConfig.load(EXAMPLE.parent / name)
+    assert config.agent_program is not None and config.agent_program.callable.endswith("agent.py:run")
