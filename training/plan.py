@@ -98,7 +98,11 @@ def plan(config: TrainConfig) -> RunPlan:
     for what cannot run."""
     notes: list[str] = []
     model_source = _model_source(config.model.name, notes)
-    envs = _env_plans(config)
+    envs = _env_plans(config) if config.agent_program is None else []
+    if config.agent_program is not None:
+        program = config.agent_program
+        notes.append(f"tasks: agent program {program.callable or ' '.join(program.command or [])} on {program.tasks}, "
+                     f"through the gateway (docs/gateway.md); timeout {program.timeout_s:g} s a step")
     r, a, o = config.rollout, config.algo, config.optim
     learner = [f"dtype {config.model.dtype}", f"lr {o.lr:g}"]
     learner += [f"LoRA r={config.model.lora.r}"] if config.model.lora else ["full fine-tune"]
