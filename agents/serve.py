@@ -300,9 +300,9 @@ class ServeConfig:
     max_request_bytes: int = 4 * 2**20
     max_n: int = 16
     max_concurrent_requests: int = 256
+    """Generation requests in flight at once; one more gets 429 ``too_many_requests``."""
     accept_any_model: bool = False
     """Serve whatever ``model`` a request names (the training gateway: unmodified agents name theirs)."""
-    """Generation requests in flight at once; one more gets 429 ``too_many_requests``."""
     kv_reuse: bool = True
     """Prefix caching for the server's lifetime (a policy with ``kv_session``, e.g. HFPolicy): a
     request that repeats an earlier conversation and adds to it prefills only what is new. The
