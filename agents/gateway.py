@@ -71,9 +71,13 @@ class SessionRecord:
     error: str | None = None
     tokens: int = 0
     """Tokens charged to the session: each call's prompt plus its generation budget."""
+    last_active: float = field(default=0.0, compare=False)
+    """``time.monotonic()`` of the session's last opening or call (idle timeouts; not serialized)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["last_active"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionRecord:
@@ -90,7 +94,13 @@ class GatewayConfig:
         max_tokens_per_session: see :attr:`SessionRecord.tokens`.
         auto_open: a request naming an unknown session opens it; ``False``: sessions must be opened
             first (:meth:`SessionRecorder.open` or ``POST /sessions/<id>``) — the trainer's mode.
-        record_dir: append each reported session to ``record_dir/sessions.jsonl``.
+        record_dir: append each reported (or timed-out) session to ``record_dir/sessions.jsonl``.
+        session_timeout_s: an open session idle (no call) this long is closed as timed out, with no
+            reward, when the next request or opening comes; ``None``: never (the trainer's runs
+            time out per step instead).
+        drop_closed: forget a session once it is reported or timed out (and written to
+            ``record_dir``) — the standalone gateway, where nobody takes records; ``False``: it
+            stays until :meth:`SessionRecorder.take` (the trainer's mode).
         temperature, top_p, top_k, max_new_tokens: when set, replace what requests ask for (a
             training run samples every call the way its rollouts are configured, at most
             ``max_new_tokens`` per call, with fresh seeds); ``None`` keeps the request's.
@@ -100,6 +110,8 @@ class GatewayConfig:
     max_tokens_per_session: int = 65_536
     auto_open: bool = True
     record_dir: Path | None = None
+    session_timeout_s: float | None = None
+    drop_closed: bool = False
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -119,7 +131,9 @@ class SessionRecorder:
     def open(self, session_id: str) -> None:
         """Open ``session_id`` (``ValueError`` if malformed, already held, or the store is full)."""
         with self._lock:
+            expired = self._sweep()
             self._open(session_id)
+        self._write(expired)
 
     def _open(self, session_id: str) -> SessionRecord:
         if not _SESSION_ID.match(session_id):
@@ -131,9 +145,34 @@ class SessionRecorder:
             raise RequestError(f"{len(self._sessions)} sessions are held, this gateway's limit (max_sessions="
                                f"{self.config.max_sessions}); report or drop finished sessions first",
                                "session", status=429, code="too_many_sessions")
-        record = self._sessions[session_id] = SessionRecord(session_id)
+        record = self._sessions[session_id] = SessionRecord(session_id, last_active=time.monotonic())
         self._done[session_id] = threading.Event()
         return record
+
+    def _sweep(self) -> list[SessionRecord]:
+        """Close the sessions idle past ``session_timeout_s`` (under the lock); those closed."""
+        timeout = self.config.session_timeout_s
+        if timeout is None:
+            return []
+        now, expired = time.monotonic(), []
+        for record in list(self._sessions.values()):
+            if not record.closed and now - record.last_active > timeout:
+                record.closed, record.error = True, f"timed out: no call and no reward for {timeout:g} s"
+                self._done[record.session_id].set()
+                expired.append(record)
+                self._forget(record)
+        return expired
+
+    def _forget(self, record: SessionRecord) -> None:
+        if self.config.drop_closed:
+            del self._sessions[record.session_id], self._done[record.session_id]
+
+    def _write(self, records: Sequence[SessionRecord]) -> None:
+        if self.config.record_dir is None or not records:
+            return
+        self.config.record_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.config.record_dir / "sessions.jsonl", "a") as f:
+            f.writelines(json.dumps(r.to_dict()) + "\n" for r in records)
 
     def report(self, session_id: str, reward: float, call_rewards: Sequence[float] | None = None) -> SessionRecord:
         """Record the episode's reward and close the session."""
@@ -153,19 +192,20 @@ class SessionRecorder:
                 record.call_rewards = [float(v) for v in values]
             record.reward, record.closed = float(reward), True
             self._done[session_id].set()
-        if self.config.record_dir is not None:
-            self.config.record_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.config.record_dir / "sessions.jsonl", "a") as f:
-                f.write(json.dumps(record.to_dict()) + "\n")
+            self._forget(record)
+        self._write([record])
         return record
 
     def close(self, session_id: str, error: str) -> None:
         """Close a session without a reward (its program failed or timed out); later calls get 410."""
         with self._lock:
             record = self._sessions.get(session_id)
-            if record is not None and not record.closed:
-                record.closed, record.error = True, error
-                self._done[session_id].set()
+            if record is None or record.closed:
+                return
+            record.closed, record.error = True, error
+            self._done[session_id].set()
+            self._forget(record)
+        self._write([record])
 
     def wait(self, session_id: str, timeout: float | None) -> bool:
         """Block until the session is closed (reported or failed); whether it is."""
@@ -204,6 +244,7 @@ class SessionRecorder:
         params = self.sampling(params)
         cost = sum(len(p) + params.max_new_tokens for p in prompts)
         with self._lock:
+            expired = self._sweep()
             record = self._sessions.get(session)
             if record is None:
                 if not self.config.auto_open:
@@ -218,6 +259,8 @@ class SessionRecorder:
                                    f"limit (max_tokens_per_session={self.config.max_tokens_per_session})",
                                    "messages", code="session_token_limit")
             record.tokens += cost
+            record.last_active = time.monotonic()
+        self._write(expired)
         return session, params
 
     def sampling(self, params: SamplingParams) -> SamplingParams:
@@ -241,6 +284,7 @@ class SessionRecorder:
             record = self._sessions.get(session)
             if record is not None and not record.closed:  # a session closed mid-call keeps what it had
                 record.calls.extend(calls)
+                record.last_active = time.monotonic()
 
     def add_routes(self, app: Any, handlers: dict[str, Any]) -> None:
         """The per-session API (``/s/<session>/v1/...``) and the session routes."""
@@ -288,6 +332,8 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-sessions", type=int, default=1024)
     p.add_argument("--max-tokens-per-session", type=int, default=65_536)
     p.add_argument("--max-concurrent-requests", type=int, default=256)
+    p.add_argument("--session-timeout-s", type=float, default=3600.0,
+                   help="close a session idle this long without a reward (recorded as failed)")
     args = p.parse_args(argv)
     try:
         check_binding(args.host, args.token)
@@ -303,7 +349,8 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
                          max_request_bytes=args.max_request_bytes, kv_reuse=not args.no_kv_reuse,
                          max_concurrent_requests=args.max_concurrent_requests)
     recorder = SessionRecorder(GatewayConfig(max_sessions=args.max_sessions, max_tokens_per_session=args.max_tokens_per_session,
-                                             record_dir=args.record))
+                                             record_dir=args.record, session_timeout_s=args.session_timeout_s,
+                                             drop_closed=True))
     print(f"gateway for {config.model_name!r} on http://{args.host}:{args.port}/s/<session>/v1 "
           f"(recording to {args.record or 'memory only'}; {time.strftime('%H:%M:%S')})", flush=True)
     web.run_app(build_app(policy, config, recorder), host=args.host, port=args.port, print=None)

@@ -148,3 +148,22 @@ def test_sessions_opened_by_the_trainer_only_and_a_closed_one_refuses(scripted):
 def test_the_gateway_binds_loopback_unless_given_a_token(capsys):
     assert gateway_main(["--host", "0.0.0.0", "--model", "tiny-char"]) == 2
     assert "--token" in capsys.readouterr().out
+
+
+def test_the_standalone_gateway_times_out_idle_sessions_and_forgets_what_it_wrote(scripted, tmp_path):
+    recorder = SessionRecorder(GatewayConfig(max_sessions=2, session_timeout_s=0.3, drop_closed=True, record_dir=tmp_path))
+    with ServerThread(scripted(["ok"]), ServeConfig(model_name="m"), recorder=recorder) as server:
+        def ask(session):
+            openai.OpenAI(base_url=f"{server.root_url}/s/{session}/v1", api_key="x", max_retries=0).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+
+        ask("idle")
+        ask("done")
+        assert _post(f"{server.root_url}/sessions/done/reward", {"reward": 1.0})[0] == 200
+        threading.Event().wait(0.5)
+        ask("next")  # "done" was written and forgotten on its reward; this request finds "idle" timed out
+        with pytest.raises(RequestError, match="no session 'idle'"):
+            recorder.get("idle")
+    lines = [SessionRecord.from_dict(json.loads(line)) for line in (tmp_path / "sessions.jsonl").read_text().splitlines()]
+    assert [(r.session_id, r.reward) for r in lines] == [("done", 1.0), ("idle", None)]
+    assert "timed out" in lines[1].error and len(lines[1].calls) == 1
