@@ -167,3 +167,26 @@ def test_an_openai_sdk_agent_with_tools_learns_through_the_gateway(tmp_path):
 def test_the_example_configs_load(name):
     config = TrainConfig.load(EXAMPLE.parent / name)
     assert config.agent_program is not None and config.agent_program.callable.endswith("agent.py:run")
+
+
+def test_every_estimator_but_gigpo_takes_session_trajectories():
+    """Joined, split and failed sessions in two groups go through every registered estimator
+    (GiGPO needs anchor states, which programs do not report; the config refuses it)."""
+    from turngym.training.advantages import ESTIMATORS, compute
+    from turngym.training.batching import training_rows
+    from turngym.training.config import AlgoSection
+
+    a = CallRecord([1, 2], [3, 4], [-0.1, -0.2], "x", "stop")
+    joined = CallRecord([1, 2, 3, 4, 5], [6], [-0.3], "y", "stop")
+    edited = CallRecord([1, 9], [6, 7], [-0.3, -0.4], "y", "stop")
+    records = [SessionRecord("s0", [a, joined], reward=1.0, call_rewards=[0.2, 0.0]), SessionRecord("s1", [a, edited], reward=0.0),
+               SessionRecord("s2", [a], reward=None, error="timed out"), SessionRecord("s3", [a], reward=0.5)]
+    trajectories = [session_trajectory(r, env_id="prog", seed=i // 2, sample_index=i % 2) for i, r in enumerate(records)]
+    for name in sorted(set(ESTIMATORS) - {"gigpo"}):
+        algo = AlgoSection(estimator=name, gate_threshold=None)
+        advantages, keep, _ = compute(trajectories, algo)
+        assert [len(x) for x in advantages.per_turn] == [2, 2, 0, 1], name
+        assert not advantages.valid[2], name  # the session without a reward is masked
+        rows, _ = training_rows(trajectories, advantages.per_turn, advantages.clip_scale, keep,
+                                [t.group_key for t in trajectories], False, version=0)
+        assert sum(len(t.sequences()) for t, k in zip(trajectories, keep) if k and not t.failed) == len(rows), name
