@@ -130,10 +130,13 @@ class SessionRecorder:
     # ----------------------------------------------------------------------------- the harness's API
     def open(self, session_id: str) -> None:
         """Open ``session_id`` (``ValueError`` if malformed, already held, or the store is full)."""
-        with self._lock:
-            expired = self._sweep()
-            self._open(session_id)
-        self._write(expired)
+        expired: list[SessionRecord] = []
+        try:
+            with self._lock:
+                expired = self._sweep()
+                self._open(session_id)
+        finally:
+            self._write(expired)
 
     def _open(self, session_id: str) -> SessionRecord:
         if not _SESSION_ID.match(session_id):
@@ -243,24 +246,27 @@ class SessionRecorder:
         session = self.session_of(request, body)
         params = self.sampling(params)
         cost = sum(len(p) + params.max_new_tokens for p in prompts)
-        with self._lock:
-            expired = self._sweep()
-            record = self._sessions.get(session)
-            if record is None:
-                if not self.config.auto_open:
-                    raise RequestError(f"no session {session!r} on this gateway (sessions are opened by the trainer)",
-                                       "session", status=404, code="session_not_found")
-                record = self._open(session)
-            if record.closed:
-                raise RequestError(f"session {session!r} is closed{' (' + record.error + ')' if record.error else ''}; "
-                                   "start a new session for a new episode", "session", status=410, code="session_closed")
-            if record.tokens + cost > self.config.max_tokens_per_session:
-                raise RequestError(f"session {session!r} would use {record.tokens + cost} tokens, over this gateway's "
-                                   f"limit (max_tokens_per_session={self.config.max_tokens_per_session})",
-                                   "messages", code="session_token_limit")
-            record.tokens += cost
-            record.last_active = time.monotonic()
-        self._write(expired)
+        expired: list[SessionRecord] = []
+        try:
+            with self._lock:
+                expired = self._sweep()
+                record = self._sessions.get(session)
+                if record is None:
+                    if not self.config.auto_open:
+                        raise RequestError(f"no session {session!r} on this gateway (sessions are opened by the trainer)",
+                                           "session", status=404, code="session_not_found")
+                    record = self._open(session)
+                if record.closed:
+                    raise RequestError(f"session {session!r} is closed{' (' + record.error + ')' if record.error else ''}; "
+                                       "start a new session for a new episode", "session", status=410, code="session_closed")
+                if record.tokens + cost > self.config.max_tokens_per_session:
+                    raise RequestError(f"session {session!r} would use {record.tokens + cost} tokens, over this gateway's "
+                                       f"limit (max_tokens_per_session={self.config.max_tokens_per_session})",
+                                       "messages", code="session_token_limit")
+                record.tokens += cost
+                record.last_active = time.monotonic()
+        finally:
+            self._write(expired)
         return session, params
 
     def sampling(self, params: SamplingParams) -> SamplingParams:
