@@ -54,6 +54,7 @@ from turngym.training.data_parallel import (
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
+from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.rollout import (
     RolloutBatch,
@@ -120,6 +121,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.model.threads)
     policy = load_policy(config.model.name, **config.policy_options())
     model = policy.model
+    if main:  # versions, data and model hashes, seeds, command line (training/manifest.py)
+        write_run_manifest(out, config)
     full = copy.deepcopy(policy) if ranks.sharded else policy  # whole weights: rollouts, eval, IGPO, export
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     if ranks.sharded:  # FSDP2: each rank keeps 1/N of the weights, gradients and optimizer state
@@ -273,6 +276,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         stop_ranks(ranks)
         return {}
     export_model(out, full)
+    record_trained_model(out)
     summary = write_summary(out, config, state, log.rows())
     plot_curves(out, log.rows(), state.evals)
     log.close()
