@@ -327,6 +327,7 @@ class _Episode:
         """The full token context of the seat to act, with this turn's new prompt tokens appended last."""
         seat = self.seat_to_act
         obs = self.pending_obs.pop(seat)
+        self._observation = obs
         if self.context == "turn":
             self.sequences[seat] = []
             self._new_prompt = self.chat.first_prompt(self.system_prompt, obs)
@@ -357,6 +358,7 @@ class _Episode:
                 finish_reason=generation.finish_reason,
                 record=record,
                 anchor=self.pending_anchor.pop(seat, None),
+                observation=self._observation,
             )
         )
         if terminated or truncated:

@@ -94,6 +94,7 @@ from turngym.training.signal import (
     no_signal_warning,
 )
 from turngym.training.trajectory import Trajectory
+from turngym.training.trajectory_log import TrajectoryLog
 from turngym.training.update import next_entropy_coef, optimize
 from turngym.training.warmup import behaviour_clone, record_demonstrations
 
@@ -143,6 +144,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them
     sync_weights(rollouts, refresh_full(model, full))  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard) if main else None
+    trajectory_log = TrajectoryLog(out, config, state.step, enabled=main)  # trajectories.jsonl: a sample per step
     pool = build_pool(config, state)
     rater = build_rater(config)
     collector = None  # rollouts on Ray workers (training/distributed.py); weights synced every collect
@@ -195,6 +197,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         progress.phase(step, "advantages")
         advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
+        trajectory_log.write(step, batch.trajectories, advantages, keep)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
         rows, stale = training_rows(batch.trajectories, advantages.per_turn, advantages.clip_scale, keep, groups,
                                     entropy_control, version=step)
