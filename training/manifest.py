@@ -323,8 +323,9 @@ def _compare_models(model: ModelFingerprint | None, candidates: list[ModelFinger
         return []
     same = [c for c in candidates if c.spec == model.spec or (c.path and c.path == model.path)]
     other = (same or candidates)[0]
-    if not model.files and not other.files:
-        return [] if model.spec == other.spec else [f"model: {model.spec} here, {other.spec} in the manifest"]
+    if not model.files and not other.files:  # random weights, endpoints, hub ids: their spec and note say it all
+        here, there = f"{model.spec} ({model.note})", f"{other.spec} ({other.note})"
+        return [] if here == there else [f"model: {here} here, {there} in the manifest"]
     changed = sorted(k for k in set(model.files) | set(other.files) if model.files.get(k) != other.files.get(k))
     shown = ", ".join(f"{k} ({_short(model.files.get(k))} here, {_short(other.files.get(k))} there)" for k in changed[:4])
     more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""

@@ -32,6 +32,8 @@ class EpisodeResult:
         invalid_actions: each seat's number of actions with ``valid_action=False``.
         stop_reason: why the episode ended.
         records: every step's record, in order.
+        actions: every step's action text, in order (what the acting seat's agent replied).
+        observations: the observation each step replied to (the acting seat's), in order.
     """
 
     seed: int
@@ -41,6 +43,8 @@ class EpisodeResult:
     invalid_actions: dict[int, int]
     stop_reason: str
     records: list[TurnRecord] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    observations: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,8 @@ class EpisodeResult:
             "invalid_actions": self.invalid_actions,
             "stop_reason": self.stop_reason,
             "records": [r.to_dict() for r in self.records],
+            "actions": list(self.actions),
+            "observations": list(self.observations),
         }
 
 
@@ -69,18 +75,23 @@ def play_episode(
         reset = getattr(agent, "reset", None)
         if callable(reset):
             reset(seed * 1009 + seat)
-    _, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     base = env.unwrapped
     seats = range(getattr(base, "num_seats", 1))
     returns = {s: 0.0 for s in seats}
     turns = {s: 0 for s in seats}
     invalid = {s: 0 for s in seats}
     records: list[TurnRecord] = []
+    actions: list[str] = []
+    observations: list[str] = []
     for _ in range(max_steps):
         seat = int(info.get("seat", 0))
         if seat not in agents:
             raise KeyError(f"no agent for seat {seat}; agents were given for seats {sorted(agents)}")
-        _, _, terminated, truncated, info = env.step(agents[seat](base))
+        action = agents[seat](base)
+        observations.append(obs)
+        actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
         record: TurnRecord = info["turn"]
         records.append(record)
         turns[record.seat] += 1
@@ -97,5 +108,7 @@ def play_episode(
                 invalid_actions=invalid,
                 stop_reason=str(record.stop_reason),
                 records=records,
+                actions=actions,
+                observations=observations,
             )
     raise RuntimeError(f"episode with seed {seed} did not end within {max_steps} steps")
