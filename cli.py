@@ -322,7 +322,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from turngym.training.replay import replay_log
 
     _warn_against_recorded_manifest(Path(args.trajectories))
-    results = replay_log(args.trajectories, args.episode)
+    with Progress(f"replay {args.trajectories}", unit="log lines") as progress:
+        results = replay_log(args.trajectories, args.episode,
+                             on_result=lambda r, done: progress.update(done, info=f"episode {r.episode}: {r.status}"))
     counts = {status: sum(r.status == status for r in results) for status in ("identical", "different", "cannot", "skipped")}
     code = EXIT_FAILED if counts["different"] else EXIT_USAGE if counts["cannot"] else EXIT_OK
     if emit_json({"results": [r.to_dict() for r in results], "counts": counts}, args.json):

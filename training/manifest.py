@@ -113,6 +113,8 @@ class Manifest:
     cwd: str
     config: dict[str, Any]
     trained_model: ModelFingerprint | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Runs resumed (``--resume``): the manifests of the earlier sessions, oldest first."""
     format: int = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,9 +257,13 @@ def build_manifest(
 
 
 # ------------------------------------------------------------------------------------ runs
-def write_run_manifest(out: Path, config: Any) -> Manifest:
+def write_run_manifest(out: Path, config: Any, resume: bool = False) -> Manifest:
     """Write ``out/manifest.json`` for a training run of ``config`` (a ``TrainConfig``): its training
-    and evaluation envs, its model, seeds and resolved configuration."""
+    and evaluation envs, its model, seeds and resolved configuration.
+
+    A resumed run keeps the earlier sessions' manifests in ``history`` and warns (stderr) about
+    every field in which this session differs from the last one; a fresh run replaces the file.
+    """
     kwargs = config.env_kwargs()
     envs = [(e.id, kwargs[e.id]) for e in [*config.envs, *config.eval_envs]]
     manifest = build_manifest(
@@ -266,7 +272,13 @@ def write_run_manifest(out: Path, config: Any) -> Manifest:
         seeds={"seed": config.seed, "eval_seed_offset": config.eval.seed_offset},
         config=config.model_dump(mode="json"),
     )
-    manifest.write(Path(out) / MANIFEST)
+    path = Path(out) / MANIFEST
+    if resume and path.exists():
+        previous = Manifest.read(path)
+        for line in compare(manifest, previous):
+            print(f"warning: resuming {out} with a difference from its manifest: {line}", file=sys.stderr)
+        manifest.history = [*previous.history, {k: v for k, v in previous.to_dict().items() if k != "history"}]
+    manifest.write(path)
     return manifest
 
 

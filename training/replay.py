@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +113,11 @@ def _episode_key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (record.get("step"), record.get("group_id"), record.get("sample_index"), record["env_id"], record["seed"])
 
 
-def replay_log(path: str | Path, episode: int | None = None) -> list[ReplayResult]:
+def replay_log(path: str | Path, episode: int | None = None,
+               on_result: Callable[[ReplayResult, int], None] | None = None) -> list[ReplayResult]:
     """Replay every episode of the log at ``path`` (or only episode ``episode``, its 0-based line
-    index), self-play seats merged; results in file order."""
+    index), self-play seats merged; results in file order. ``on_result(result, lines_done)`` is
+    called after each episode (a progress display)."""
     records = list(read_log(path))
     if episode is not None and not 0 <= episode < len(records):
         raise ValueError(f"--episode {episode} is out of range: {str(path)!r} holds {len(records)} episodes (0-{len(records) - 1})")
@@ -130,6 +132,8 @@ def replay_log(path: str | Path, episode: int | None = None) -> list[ReplayResul
         group = selfplay.get(_episode_key(record), [(index, record)])
         done.update(i for i, _ in group)
         results.append(replay_episode([r for _, r in group], index, [i for i, _ in group]))
+        if on_result is not None:
+            on_result(results[-1], len(done))
     return results
 
 

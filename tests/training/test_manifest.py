@@ -50,6 +50,12 @@ def test_a_training_run_writes_its_manifest(tmp_path):
         head = subprocess.run(["git", "-C", str(Path(__file__).parents[2]), "rev-parse", "HEAD"], capture_output=True, text=True)
         assert manifest.git_commit == head.stdout.strip() and manifest.git_dirty in (True, False)
 
+    resumed = config.model_copy(update={"steps": 2})
+    train(resumed, resume=True, show_progress=False)  # a resumed run keeps the earlier session's manifest
+    again = Manifest.read(tmp_path / "manifest.json")
+    assert len(again.history) == 1 and again.history[0]["config"]["steps"] == 1 and again.config["steps"] == 2
+    assert again.history[0]["trained_model"]["files"]["model.safetensors"] == manifest.trained_model.files["model.safetensors"]
+
 
 def test_file_hashes_are_cached_by_size_and_mtime(tmp_path, monkeypatch):
     monkeypatch.setenv("TURNGYM_CACHE", str(tmp_path / "cache"))
