@@ -257,13 +257,16 @@ def build_manifest(
 
 
 # ------------------------------------------------------------------------------------ runs
-def write_run_manifest(out: Path, config: Any, resume: bool = False) -> Manifest:
+def write_run_manifest(out: Path, config: Any, resume: bool = False, *, enabled: bool = True) -> Manifest | None:
     """Write ``out/manifest.json`` for a training run of ``config`` (a ``TrainConfig``): its training
-    and evaluation envs, its model, seeds and resolved configuration.
+    and evaluation envs, its model, seeds and resolved configuration. ``enabled=False`` (data-parallel
+    ranks other than 0) writes nothing and returns ``None``.
 
     A resumed run keeps the earlier sessions' manifests in ``history`` and warns (stderr) about
     every field in which this session differs from the last one; a fresh run replaces the file.
     """
+    if not enabled:
+        return None
     kwargs = config.env_kwargs()
     envs = [(e.id, kwargs[e.id]) for e in [*config.envs, *config.eval_envs]]
     manifest = build_manifest(

@@ -122,8 +122,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.model.threads)
     policy = load_policy(config.model.name, **config.policy_options())
     model = policy.model
-    if main:  # versions, data and model hashes, seeds, command line (training/manifest.py)
-        write_run_manifest(out, config, resume)
+    write_run_manifest(out, config, resume, enabled=main)  # manifest.json: versions, data and model hashes, seeds
     full = copy.deepcopy(policy) if ranks.sharded else policy  # whole weights: rollouts, eval, IGPO, export
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     if ranks.sharded:  # FSDP2: each rank keeps 1/N of the weights, gradients and optimizer state
