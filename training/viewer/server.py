@@ -81,6 +81,9 @@ def build_app(sources: list[Source], token: str | None = None) -> web.Applicatio
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    async def no_icon(_: web.Request) -> web.Response:
+        return web.Response(status=204)
+
     async def runs(_: web.Request) -> web.Response:
         return web.json_response({"runs": [s.describe() for s in sources]})
 
@@ -120,6 +123,7 @@ def build_app(sources: list[Source], token: str | None = None) -> web.Applicatio
 
     app = web.Application(middlewares=[auth])
     app.router.add_get("/", index)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/api/runs", runs)
     app.router.add_get("/api/runs/{id}/curves", curves)
     app.router.add_get("/api/runs/{id}/summary", summary)
