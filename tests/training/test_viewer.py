@@ -143,3 +143,26 @@ def test_the_cli_names_a_folder_without_runs(tmp_path, capsys):
     assert main(["view", str(tmp_path / "missing")]) == 2
     assert main(["view", str(tmp_path), "--host", "0.0.0.0"]) == 2
     assert "give --token" in capsys.readouterr().err
+
+
+def test_a_real_tournament_keeps_bounded_replays_the_viewer_serves(tmp_path):
+    import turngym
+    from turngym.training.tournament import run_tournament
+
+    run_tournament("turngym/TicTacToe-v0", ["minimax", "random"], 4, tmp_path / "tour", plots=False)
+    replays = [json.loads(line) for line in (tmp_path / "tour" / "replays.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in replays) == [0, 1]  # the first 2 of the pair's 4 games
+    for replay in replays:  # the recorded moves replay to the recorded result
+        env = turngym.make(replay["env_id"])
+        obs, _ = env.reset(seed=replay["seed"])
+        for move in replay["moves"]:
+            assert move["observation"] == obs
+            obs, *_, info = env.step(move["action"])
+        assert {int(s): v for s, v in info["outcomes"].items()} == {int(s): v for s, v in replay["outcomes"].items()}
+    with ViewerThread([tmp_path / "tour"]) as viewer:
+        games = get(viewer.url + "api/runs/tour/games")["games"]
+        assert sorted(g["index"] for g in games if g["replay"]) == [0, 1]
+        shown = get(viewer.url + f"api/runs/tour/replay?player_a={games[0]['player_a']}&player_b={games[0]['player_b']}&index=0")
+        assert shown["moves"] == next(r for r in replays if r["index"] == 0)["moves"]
+        ratings = get(viewer.url + "api/runs/tour/tournament")
+        assert {r["player"] for r in ratings["ratings"]} == {"minimax", "random"} and ratings["payoff"]["players"]
