@@ -45,9 +45,9 @@ function fmt(v, digits = 4) {
   return Number.isInteger(v) ? String(v) : v.toFixed(digits);
 }
 
-function numCell(field, v) {
+function numCell(field, v, digits = 4) {
   const cls = typeof v === "number" && !Number.isInteger(v) ? (v > 0 ? "num pos" : v < 0 ? "num neg" : "num") : "num";
-  return el("span", { class: cls, "data-field": field, "data-value": v === null || v === undefined ? "null" : String(v) }, fmt(v));
+  return el("span", { class: cls, "data-field": field, "data-value": v === null || v === undefined ? "null" : String(v) }, fmt(v, digits));
 }
 
 function setStatus(text) { document.getElementById("status").textContent = text; }
@@ -192,7 +192,8 @@ async function drawEvals() {
     table.append(body);
     box.append(el("h3", {}, mode), table, intervalChart(phases.filter((p) => evals[p][mode]).map((p) => ({ label: p, ...evals[p][mode].success }))));
   }
-  if (summary.comparison) box.append(el("h3", {}, "Before → after"), el("pre", {}, JSON.stringify(summary.comparison, null, 1)));
+  if (summary.comparison) box.append(el("details", {}, el("summary", {}, "before → after: values and whether the 95% intervals overlap"),
+    el("pre", {}, JSON.stringify(summary.comparison, null, 1))));
   if (config) box.append(el("details", {}, el("summary", {}, "config.yaml"), el("pre", {}, config)));
 }
 
@@ -298,7 +299,7 @@ async function drawTournament() {
   const rows = data.ratings || [];
   const table = el("table", { class: "grid", id: "ratings-table" }, el("thead", {}, el("tr", {}, ["rank", "player", "Elo", "95% interval", "OpenSkill μ ± σ", "games", "mean score"].map((h) => el("th", {}, h)))));
   table.append(el("tbody", {}, rows.map((r) => el("tr", { "data-player": r.player }, el("td", {}, r.rank), el("td", {}, r.player),
-    el("td", {}, numCell("elo", r.elo)), el("td", { class: "num" }, `[${fmt(r.low, 1)}, ${fmt(r.high, 1)}]`),
+    el("td", {}, numCell("elo", r.elo, 1)), el("td", { class: "num" }, `[${fmt(r.low, 1)}, ${fmt(r.high, 1)}]`),
     el("td", { class: "num" }, `${fmt(r.openskill_mu, 2)} ± ${fmt(r.openskill_sigma, 2)}`), el("td", { class: "num" }, r.games), el("td", {}, numCell("mean_score", r.mean_score))))));
   box.append(table, eloChart(rows));
   drawPayoff(data.payoff);
@@ -325,18 +326,18 @@ function drawPayoff(payoff) {
   const box = document.getElementById("payoff");
   box.replaceChildren();
   if (!payoff || !payoff.players) return;
-  const n = payoff.players.length, cell = 56, pad = 140;
-  const W = pad + n * cell + 8, H = pad + n * cell + 8;
+  const n = payoff.players.length, cell = 56, pad = 140, top = 80;
+  const W = pad + n * cell + 8, H = top + n * cell + 8;
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, id: "payoff-heatmap", style: `max-width:${W}px` });
   payoff.players.forEach((p, i) => {
-    svg.append(el("text", { class: "tick", x: pad - 6, y: pad + i * cell + cell / 2 + 3, "text-anchor": "end" }, p),
-      el("text", { class: "tick", x: pad + i * cell + cell / 2, y: pad - 6, "text-anchor": "start", transform: `rotate(-40 ${pad + i * cell + cell / 2} ${pad - 6})` }, p));
+    svg.append(el("text", { class: "tick", x: pad - 6, y: top + i * cell + cell / 2 + 3, "text-anchor": "end" }, p),
+      el("text", { class: "tick", x: pad + i * cell + cell / 2, y: top - 6, "text-anchor": "start", transform: `rotate(-40 ${pad + i * cell + cell / 2} ${top - 6})` }, p));
     payoff.players.forEach((q, j) => {
       const v = payoff.mean_score[i][j];
       const fill = v === null ? "#f3f4f6" : `hsl(${Math.round(v * 120)}, 65%, ${85 - Math.abs(v - 0.5) * 40}%)`;
-      svg.append(el("rect", { x: pad + j * cell, y: pad + i * cell, width: cell - 2, height: cell - 2, fill, "data-row": p, "data-col": q, "data-value": v === null ? "null" : v },
+      svg.append(el("rect", { x: pad + j * cell, y: top + i * cell, width: cell - 2, height: cell - 2, fill, "data-row": p, "data-col": q, "data-value": v === null ? "null" : v },
         el("title", {}, `${p} vs ${q}: mean score ${fmt(v, 3)} over ${payoff.counts[i][j]} results`)),
-      el("text", { class: "tick", x: pad + j * cell + cell / 2 - 1, y: pad + i * cell + cell / 2 + 3, "text-anchor": "middle" }, v === null ? "" : v.toFixed(2)));
+      el("text", { class: "tick", x: pad + j * cell + cell / 2 - 1, y: top + i * cell + cell / 2 + 3, "text-anchor": "middle" }, v === null ? "" : v.toFixed(2)));
     });
   });
   box.append(el("h3", {}, "Payoff: row player's mean score against the column player"), svg);
