@@ -70,6 +70,7 @@ def test_a_large_run_is_paginated_through_its_index(tmp_path):
 
         steps = get(base + "steps?offset=9990&limit=20")
         assert steps["total"] == 10_000 and [s["step"] for s in steps["steps"]] == list(range(9991, 10_001))
+        assert (steps["first"], steps["last"], steps["stop_reasons"]) == (1, 10_000, ["done", "turn_limit"])
         assert steps["steps"][0] | {"groups": None} == {"step": 9991, "episodes": 4, "groups": None, "mean_outcome": 0.5,
                                                        "successes": 2, "failed": 0, "capped": False,
                                                        "stop_reasons": {"turn_limit": 2, "done": 2}}

@@ -51,6 +51,7 @@ def _shown_matches(element, value) -> None:
 
 def test_open_a_run_see_its_curves_and_a_trajectorys_credit(browser, run, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     episodes = [json.loads(line) for line in (run / "trajectories.jsonl").read_text().splitlines()]
@@ -95,7 +96,9 @@ def test_open_a_run_see_its_curves_and_a_trajectorys_credit(browser, run, tmp_pa
             assert [float(a.get_attribute("data-value")) for a in advantages] == [t["advantage"] for t in member["turns"]]
 
         Select(browser.find_element(By.ID, "f-outcome")).select_by_value("no_success")
-        Select(browser.find_element(By.ID, "f-step")).select_by_value("2")
+        step = browser.find_element(By.ID, "f-step")
+        step.send_keys("2")
+        step.send_keys(Keys.TAB)  # a change event
         expected = [e for e in episodes if e["step"] == 2 and not e["outcome"] > 0]
         WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "page-info").text.strip().endswith(f"of {len(expected)}")
                                          or (not expected and "no episodes" in d.find_element(By.ID, "page-info").text))

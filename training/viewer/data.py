@@ -132,6 +132,9 @@ class Source:
         page = entries[offset:offset + limit]
         return {
             "total": len(entries),
+            "first": entries[0].step if entries else None,
+            "last": entries[-1].step if entries else None,
+            "stop_reasons": sorted({r for e in entries for r in e.stop_reasons}),
             "capped_at": next((e.step for e in entries if e.capped), None),
             "steps": [_step_row(e) for e in page],
         }

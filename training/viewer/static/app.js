@@ -213,13 +213,13 @@ function intervalChart(rows, W = 420) {
 
 // ------------------------------------------------------------------ trajectories
 async function loadStepFilters() {
-  const steps = await api(`runs/${state.current.id}/steps`, { limit: 500 });
-  const stepSel = document.getElementById("f-step");
-  stepSel.replaceChildren(el("option", { value: "" }, "all"), ...steps.steps.filter((s) => !s.capped).map((s) => el("option", { value: s.step }, s.step)));
-  const reasons = [...new Set(steps.steps.flatMap((s) => Object.keys(s.stop_reasons)))].sort();
-  document.getElementById("f-stop").replaceChildren(el("option", { value: "" }, "any"), ...reasons.map((r) => el("option", { value: r }, r)));
+  const steps = await api(`runs/${state.current.id}/steps`, { limit: 1 });
+  const stepInput = document.getElementById("f-step");
+  stepInput.value = "";
+  if (steps.first !== null) { stepInput.min = steps.first; stepInput.max = steps.last; }
+  document.getElementById("f-stop").replaceChildren(el("option", { value: "" }, "any"), ...steps.stop_reasons.map((r) => el("option", { value: r }, r)));
   const note = steps.total === 0 ? "This run logged no trajectories (log.trajectory_groups is 0, or it predates the trajectory log)."
-    : `${steps.total} logged steps` + (steps.total > 500 ? " (the step list shows the first 500; type a step in the URL hash as step=N)" : "")
+    : `${steps.total} logged steps, ${steps.first}–${steps.last}; leave the step empty for all`
       + (steps.capped_at ? `; the log reached log.trajectory_max_mb at step ${steps.capped_at}` : "");
   document.getElementById("steps-note").textContent = note;
 }
