@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or tournament folder, or a folder of them (default: runs).")
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run or tournament folders, or folders of them")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port, printed)")
     p.add_argument("--token", help="required by every API request (as ?token= in the page URL); "
                                    "default $TURNGYM_VIEW_TOKEN")
     p.set_defaults(func=cmd_view)

@@ -167,3 +167,22 @@ def test_a_real_tournament_keeps_bounded_replays_the_viewer_serves(tmp_path):
         assert shown["moves"] == next(r for r in replays if r["index"] == 0)["moves"]
         ratings = get(viewer.url + "api/runs/tour/tournament")
         assert {r["player"] for r in ratings["ratings"]} == {"minimax", "random"} and ratings["payoff"]["players"]
+
+
+def test_turngym_view_serves_until_stopped_and_prints_its_url(tmp_path):
+    import subprocess
+    import sys
+
+    write_large_log(tmp_path / "r", steps=2, per_step=1, readable={(1, 0)})
+    proc = subprocess.Popen([sys.executable, "-m", "turngym.cli", "view", str(tmp_path / "r"), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("turngym view: 1 source(s) on http://localhost:"), (line, proc.stderr.read() if proc.poll() else "")
+        url = line.split(" on ")[1].strip().replace("localhost", "127.0.0.1")
+        assert get(url + "api/runs/r/episodes?step=1")["episodes"][0]["step"] == 1
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert b"<title>turngym view</title>" in page.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

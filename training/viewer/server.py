@@ -177,12 +177,24 @@ class ViewerThread:
 
 
 def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
-    """Serve ``paths`` until interrupted (``turngym view``)."""
+    """Serve ``paths`` until interrupted (``turngym view``); prints the page's URL on stdout first
+    (with the bound port when ``port`` is 0)."""
     checked_binding(host, token)
     sources = discover(paths)
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    print(f"turngym view: {len(sources)} source(s) on http://{shown}:{port}/" + (f"?token={token}" if token else ""), flush=True)
-    web.run_app(build_app(sources, token), host=host, port=port, print=None)
+
+    async def run() -> None:
+        runner = web.AppRunner(build_app(sources, token))
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        bound = int(runner.addresses[0][1])
+        shown = "localhost" if host in ("127.0.0.1", "::1") else host
+        print(f"turngym view: {len(sources)} source(s) on http://{shown}:{bound}/" + (f"?token={token}" if token else ""), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
 
 
 __all__ = ["ViewerThread", "build_app", "checked_binding", "serve"]
