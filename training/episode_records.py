@@ -40,9 +40,9 @@ def episode_result_record(env_id: str, env_kwargs: dict[str, Any] | None, agent_
                           result: EpisodeResult) -> dict[str, Any]:
     """The log record of a scripted agent's episode played hot-seat (every seat's moves in ``turns``)."""
     turns = []
-    for k, (record, action, observation) in enumerate(zip(result.records, result.actions, result.observations, strict=True)):
+    for k, (record, move) in enumerate(zip(result.records, result.moves, strict=True)):
         turns.append({
-            "turn": k, "env_turn": record.turn, "seat": record.seat, "observation": observation, "action": action,
+            "turn": k, "env_turn": record.turn, "seat": record.seat, "observation": move["observation"], "action": move["action"],
             "prompt_tokens": None, "completion_tokens": None, "completion_ids": None, "finish_reason": None,
             "reward": _finite(record.turn_reward),
             "components": {name: _finite(v) for name, v in record.components.items()},

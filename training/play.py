@@ -32,8 +32,8 @@ class EpisodeResult:
         invalid_actions: each seat's number of actions with ``valid_action=False``.
         stop_reason: why the episode ended.
         records: every step's record, in order.
-        actions: every step's action text, in order (what the acting seat's agent replied).
-        observations: the observation each step replied to (the acting seat's), in order.
+        moves: every step as ``{"seat", "observation", "action"}``: the text the acting seat was
+            shown and what it replied, in order (a game's replay).
     """
 
     seed: int
@@ -43,8 +43,7 @@ class EpisodeResult:
     invalid_actions: dict[int, int]
     stop_reason: str
     records: list[TurnRecord] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    observations: list[str] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,8 +54,7 @@ class EpisodeResult:
             "invalid_actions": self.invalid_actions,
             "stop_reason": self.stop_reason,
             "records": [r.to_dict() for r in self.records],
-            "actions": list(self.actions),
-            "observations": list(self.observations),
+            "moves": self.moves,
         }
 
 
@@ -82,15 +80,13 @@ def play_episode(
     turns = {s: 0 for s in seats}
     invalid = {s: 0 for s in seats}
     records: list[TurnRecord] = []
-    actions: list[str] = []
-    observations: list[str] = []
+    moves: list[dict[str, Any]] = []
     for _ in range(max_steps):
         seat = int(info.get("seat", 0))
         if seat not in agents:
             raise KeyError(f"no agent for seat {seat}; agents were given for seats {sorted(agents)}")
         action = agents[seat](base)
-        observations.append(obs)
-        actions.append(action)
+        moves.append({"seat": seat, "observation": obs, "action": action})
         obs, _, terminated, truncated, info = env.step(action)
         record: TurnRecord = info["turn"]
         records.append(record)
@@ -108,7 +104,6 @@ def play_episode(
                 invalid_actions=invalid,
                 stop_reason=str(record.stop_reason),
                 records=records,
-                actions=actions,
-                observations=observations,
+                moves=moves,
             )
     raise RuntimeError(f"episode with seed {seed} did not end within {max_steps} steps")

@@ -121,7 +121,7 @@ class TrajectoryLog:
         self.env_kwargs = config.env_kwargs()
         self.max_turns = config.rollout.max_turns
         self.capped = False
-        if self.enabled:
+        if enabled:  # even when logging nothing: a fresh run never shows an old run's episodes
             entries = truncate(self.path, self.index_path, start_step)
             self.capped = any(e.capped for e in entries)
 

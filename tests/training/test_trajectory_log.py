@@ -120,3 +120,12 @@ def test_a_torn_index_line_is_ignored(tmp_path):
     (tmp_path / INDEX).write_text(json.dumps(entry.to_dict()) + '\n{"step": 2, "off')
     assert read_index(tmp_path / INDEX) == [entry]
     assert read_episodes(tmp_path / TRAJECTORIES).episodes == [{}]
+
+
+def test_a_fresh_run_that_logs_nothing_leaves_no_old_episodes_behind(tiny_run, tmp_path):
+    for name in (TRAJECTORIES, INDEX):
+        (tmp_path / name).write_bytes((tiny_run / name).read_bytes())
+    config = load_preset("ci-tiny", [f"out_dir={tmp_path}", "log.trajectory_groups=0"])
+    log = TrajectoryLog(tmp_path, config, start_step=0)
+    assert read_index(tmp_path / INDEX) == [] and (tmp_path / TRAJECTORIES).stat().st_size == 0
+    assert log.write(0, [], None, np.ones(0, dtype=bool)) == 0
