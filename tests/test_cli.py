@@ -112,7 +112,7 @@ def test_play_handles_end_of_input():
     assert "bye" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["list", "check", "play", "eval", "bench", "train", "ablate", "tournament", "view"])
+@pytest.mark.parametrize("command", ["list", "check", "play", "eval", "bench", "train", "ablate", "tournament", "view", "replay"])
 def test_every_command_explains_itself(command):
     result = turngym(command, "--help")
     assert "usage: turngym" in result.stdout and len(result.stdout) > 200
