@@ -117,24 +117,48 @@ def replay_log(path: str | Path, episode: int | None = None,
                on_result: Callable[[ReplayResult, int], None] | None = None) -> list[ReplayResult]:
     """Replay every episode of the log at ``path`` (or only episode ``episode``, its 0-based line
     index), self-play seats merged; results in file order. ``on_result(result, lines_done)`` is
-    called after each episode (a progress display)."""
-    records = list(read_log(path))
-    if episode is not None and not 0 <= episode < len(records):
-        raise ValueError(f"--episode {episode} is out of range: {str(path)!r} holds {len(records)} episodes (0-{len(records) - 1})")
-    selfplay: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
-    for index, record in records:
-        if record.get("opponent") == "self":
-            selfplay.setdefault(_episode_key(record), []).append((index, record))
-    results, done = [], set()
-    for index, record in records:
-        if (episode is not None and index != episode) or index in done:
-            continue
-        group = selfplay.get(_episode_key(record), [(index, record)])
-        done.update(i for i, _ in group)
-        results.append(replay_episode([r for _, r in group], index, [i for i, _ in group]))
+    called after each episode (a progress display).
+
+    The log is streamed: a self-play seat waits only until the log's ``step`` changes (a step's
+    records are contiguous), so memory holds one step's self-play records, and ``episode`` stops
+    reading once it and its partners are replayed.
+    """
+    results: list[ReplayResult] = []
+    pending: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
+    lines, step, target_step, found = 0, object(), object(), False
+
+    def flush() -> None:
+        for group in pending.values():
+            indices = [i for i, _ in group]
+            if episode is None or episode in indices:
+                finish(replay_episode([r for _, r in group], indices[0], indices))
+        pending.clear()
+
+    def finish(result: ReplayResult) -> None:
+        results.append(result)
         if on_result is not None:
-            on_result(results[-1], len(done))
-    return results
+            on_result(result, lines)
+
+    for index, record in read_log(path):
+        lines = index + 1
+        if record.get("step") != step:
+            flush()
+            step = record.get("step")
+            if found and step != target_step:
+                break
+        if record.get("opponent") == "self":
+            pending.setdefault(_episode_key(record), []).append((index, record))
+            if index == episode:
+                found, target_step = True, step
+        elif episode is None or index == episode:
+            finish(replay_episode([record], index, [index]))
+            if episode is not None:
+                return results
+    flush()
+    if episode is not None and not results:
+        raise ValueError(f"--episode {episode} is out of range: {str(path)!r} holds {lines} episodes"
+                         + (f" (0-{lines - 1})" if lines else ""))
+    return sorted(results, key=lambda r: r.episode)
 
 
 # ------------------------------------------------------------------------------------ replaying

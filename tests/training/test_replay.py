@@ -117,6 +117,9 @@ def test_self_play_merges_both_seats_and_refuses_a_missing_seat(tmp_path):
     results = replay_log(log)
     assert len(results) == 2 and all(r.status == "identical" for r in results), [r.describe() for r in results]
     assert results[0].lines == [0, 1]
+    assert replay_log(log, episode=1)[0].lines == [0, 1]  # either seat's line replays the whole game
+    with pytest.raises(ValueError, match="out of range: .* holds 4 episodes"):
+        replay_log(log, episode=4)
     assert results[0].turns == sum(len(r["turns"]) for _, r in list(read_log(log))[:2])
 
     lines = log.read_text().splitlines()
