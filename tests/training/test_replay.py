@@ -146,3 +146,15 @@ def test_a_log_that_is_not_a_trajectory_log_is_a_usage_error(tmp_path):
     result = turngym("replay", str(bad))
     assert result.returncode == 2 and "line 1 is not a trajectory-log episode" in result.stderr
     assert turngym("replay", str(tmp_path / "none.jsonl")).returncode == 2
+
+
+def test_replay_warns_where_the_env_differs_from_the_recorded_manifest(tiny_run, tmp_path):
+    (tmp_path / "trajectories.jsonl").write_text((tiny_run / "trajectories.jsonl").read_text())
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    manifest["envs"][0]["spec"] = "0" * 64  # the env's registration changed since the run
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = turngym("replay", str(tmp_path / "trajectories.jsonl"))
+    assert result.returncode == 0 and "8 identical" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: differs from {tmp_path / 'manifest.json'}: envs.turngym/Vowels-v0.spec: "
+                        f"{json.loads((tiny_run / 'manifest.json').read_text())['envs'][0]['spec']} here, {'0' * 64} in the manifest"]
