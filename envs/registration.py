@@ -189,6 +189,19 @@ def spec(id: str) -> TurnSpec:
     )
 
 
+def data_fingerprint(id: str, **kwargs: Any) -> dict[str, str]:
+    """Hashes of the data ``id`` plays on when built with ``kwargs`` (merged over the spec's
+    defaults): its entry point's :meth:`~turngym.envs.core.TurnEnv.data_fingerprint`, ``{}`` for an
+    entry point without one (a plain factory function). Loads the entry point's module."""
+    turn_spec = spec(id)
+    target = turn_spec.entry_point
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        target = getattr(importlib.import_module(module), name)
+    hook = getattr(target, "data_fingerprint", None)
+    return {str(k): str(v) for k, v in hook(**{**turn_spec.kwargs, **kwargs}).items()} if callable(hook) else {}
+
+
 def make(
     id: str,
     *,

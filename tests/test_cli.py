@@ -84,9 +84,10 @@ def test_eval_json_to_stdout_and_saved_trajectories(tmp_path):
     result = turngym("eval", "turngym/ConnectFour-v0", "--agent", "random", "--opponent", "random",
                      "--episodes", "4", "--json", "--save-trajectories", str(traj))
     assert json.loads(result.stdout)["episodes"] == 4
-    lines = [json.loads(line) for line in traj.read_text().splitlines()]
-    assert len(lines) == 4 and [line["agent_seat"] for line in lines] == [0, 1, 0, 1]
-    assert all(line["records"][-1]["outcome"] is not None for line in lines)
+    lines = [json.loads(line) for line in traj.read_text().splitlines()]  # trajectory-log records, every seat's moves
+    assert len(lines) == 4 and [line["seat"] for line in lines] == [0, 1, 0, 1]
+    assert all(line["outcome"] is not None and {t["seat"] for t in line["turns"]} == {0, 1} for line in lines)
+    assert (tmp_path / "t.manifest.json").exists()
 
 
 def test_eval_rejects_unknown_agent_with_suggestions():
@@ -111,7 +112,7 @@ def test_play_handles_end_of_input():
     assert "bye" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["list", "check", "play", "eval", "bench", "train", "ablate", "tournament"])
+@pytest.mark.parametrize("command", ["list", "check", "play", "eval", "bench", "train", "ablate", "tournament", "view", "replay"])
 def test_every_command_explains_itself(command):
     result = turngym(command, "--help")
     assert "usage: turngym" in result.stdout and len(result.stdout) > 200

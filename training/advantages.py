@@ -185,12 +185,15 @@ class Advantages:
             ``None`` (scale 1).
         valid: ``[N]`` bool; ``False`` for failed rollouts, whose loss must be masked.
         rae_state: the updated RAE baselines (``rae`` only).
+        rewards: the G-RA assembled :class:`RewardBatch` the estimator read (gates, gated turn
+            rewards); set by :func:`compute` so logs show the credit the learner used.
     """
 
     per_turn: list[np.ndarray]
     clip_scale: list[np.ndarray] | None = None
     valid: np.ndarray | None = None
     rae_state: RAEState | None = None
+    rewards: RewardBatch | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,6 +757,7 @@ def compute(
         keep &= out.valid
     if not algo.adaptive_clip:
         out.clip_scale = None
+    out.rewards = rewards
     return out, keep, out.rae_state if out.rae_state is not None else state
 
 

@@ -381,6 +381,18 @@ class AgentProgramSection(_Section):
         return self
 
 
+class LogSection(_Section):
+    """What a run records besides its metrics: a bounded sample of each step's trajectories with the
+    credit the learner gave every turn (``trajectories.jsonl``, :mod:`turngym.training.trajectory_log`,
+    read by ``turngym view``; ``docs/viewer.md``)."""
+
+    trajectory_groups: int = Field(2, ge=0)
+    """GRPO groups per step whose every rollout is saved, turn by turn (0: save none)."""
+    trajectory_max_mb: float = Field(200.0, gt=0)
+    """Size cap of ``trajectories.jsonl``: once the next step would pass it, the log stops (and says
+    so once); the rest of the run is unaffected."""
+
+
 class TrainConfig(_Section):
     """Everything a run needs. Field docstrings are the documentation."""
 
@@ -404,6 +416,7 @@ class TrainConfig(_Section):
     learner: LearnerSection = Field(default_factory=LearnerSection)
     agent_program: AgentProgramSection | None = None
     """Train an OpenAI-API agent program on its own task set (replaces ``envs:``; see docs/gateway.md)."""
+    log: LogSection = Field(default_factory=LogSection)
     tensorboard: bool = True
 
     @model_validator(mode="after")

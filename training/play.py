@@ -32,6 +32,8 @@ class EpisodeResult:
         invalid_actions: each seat's number of actions with ``valid_action=False``.
         stop_reason: why the episode ended.
         records: every step's record, in order.
+        moves: every step as ``{"seat", "observation", "action"}``: the text the acting seat was
+            shown and what it replied, in order (a game's replay).
     """
 
     seed: int
@@ -41,6 +43,7 @@ class EpisodeResult:
     invalid_actions: dict[int, int]
     stop_reason: str
     records: list[TurnRecord] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class EpisodeResult:
             "invalid_actions": self.invalid_actions,
             "stop_reason": self.stop_reason,
             "records": [r.to_dict() for r in self.records],
+            "moves": self.moves,
         }
 
 
@@ -69,18 +73,21 @@ def play_episode(
         reset = getattr(agent, "reset", None)
         if callable(reset):
             reset(seed * 1009 + seat)
-    _, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     base = env.unwrapped
     seats = range(getattr(base, "num_seats", 1))
     returns = {s: 0.0 for s in seats}
     turns = {s: 0 for s in seats}
     invalid = {s: 0 for s in seats}
     records: list[TurnRecord] = []
+    moves: list[dict[str, Any]] = []
     for _ in range(max_steps):
         seat = int(info.get("seat", 0))
         if seat not in agents:
             raise KeyError(f"no agent for seat {seat}; agents were given for seats {sorted(agents)}")
-        _, _, terminated, truncated, info = env.step(agents[seat](base))
+        action = agents[seat](base)
+        moves.append({"seat": seat, "observation": obs, "action": action})
+        obs, _, terminated, truncated, info = env.step(action)
         record: TurnRecord = info["turn"]
         records.append(record)
         turns[record.seat] += 1
@@ -97,5 +104,6 @@ def play_episode(
                 invalid_actions=invalid,
                 stop_reason=str(record.stop_reason),
                 records=records,
+                moves=moves,
             )
     raise RuntimeError(f"episode with seed {seed} did not end within {max_steps} steps")

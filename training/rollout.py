@@ -62,6 +62,20 @@ def draw_tasks(envs: Any, count: int, rng: Any, seed_limit: int) -> list[Task]:
     return [Task(envs[int(i)].id, int(s)) for i, s in zip(picks, seeds)]
 
 
+def task_opponent(spec: str, env_id: str, seed: int) -> Any:
+    """The scripted (or frozen-model) opponent of a game task with reset seed ``seed``, as every
+    rollout of the task meets it — and as ``turngym replay`` rebuilds it.
+
+    Seeded by the task only: every rollout of a group meets the same opponent dice, so the group
+    starts identically and differences in outcome come from the policy's choices.
+    """
+    from turngym.agents.specs import resolve_agent
+
+    opponent = resolve_agent(spec, env_id, seed=seed * 7919 + 1)
+    opponent.reset(seed * 7919 + 1)
+    return opponent
+
+
 @dataclass
 class RolloutConfig:
     """How :func:`collect` plays.
@@ -246,13 +260,7 @@ class _Episode:
         opponent_spec = task.opponent or ("self" if config.self_play else config.opponent)
         self.opponent = opponent_spec if num_seats > 1 else None
         if num_seats > 1 and opponent_spec != "self":
-            from turngym.agents.specs import resolve_agent
-
-            # Seeded by the task only: every rollout of a group meets the same opponent dice, so the
-            # group starts identically and differences in outcome come from the policy's choices.
-            opponent = resolve_agent(opponent_spec, task.env_id, seed=task.seed * 7919 + 1)
-            opponent.reset(task.seed * 7919 + 1)
-            overrides["opponent"] = opponent
+            overrides["opponent"] = task_opponent(opponent_spec, task.env_id, task.seed)
             if task.seat is not None:
                 overrides["agent_seat"] = task.seat
         self.env = make(task.env_id, **overrides)
@@ -327,6 +335,7 @@ class _Episode:
         """The full token context of the seat to act, with this turn's new prompt tokens appended last."""
         seat = self.seat_to_act
         obs = self.pending_obs.pop(seat)
+        self._observation = obs
         if self.context == "turn":
             self.sequences[seat] = []
             self._new_prompt = self.chat.first_prompt(self.system_prompt, obs)
@@ -357,6 +366,7 @@ class _Episode:
                 finish_reason=generation.finish_reason,
                 record=record,
                 anchor=self.pending_anchor.pop(seat, None),
+                observation=self._observation,
             )
         )
         if terminated or truncated:

@@ -26,6 +26,10 @@ Output directory (all written at the end of a run, ``games.jsonl`` as it goes):
     finishes. **Resumable**: a re-run reads it, skips the (pair, game index) already played and plays
     only the missing games — run again with a larger ``--games`` to extend a tournament, or after an
     interruption to finish it. A torn last line (a crash mid-write) is dropped.
+``replays.jsonl``
+    Move-by-move records of the first ``replays_per_pair`` games of each pair (2 by default): the
+    game's ``games.jsonl`` fields plus ``moves`` (``[{"seat", "observation", "action"}]``) and
+    ``outcomes``; ``turngym view`` replays them. Bounded by design; appended as games finish.
 ``tournament.json``
     The env id and seed the games were played with; resuming with different ones is refused.
 ``ratings.json`` / ``ratings.csv`` / ``ratings.md``
@@ -86,6 +90,7 @@ from turngym.training.ratings import (
 __all__ = ["TournamentResult", "game_seed", "run_tournament", "tournament_main"]
 
 GAMES_FILE = "games.jsonl"
+REPLAYS_FILE = "replays.jsonl"
 MANIFEST_FILE = "tournament.json"
 _FORMAT = 1
 
@@ -173,7 +178,8 @@ def _cached(cache: dict[tuple[str, str], Any], kind: str, key: str, build: Calla
     return cache[(kind, key)]
 
 
-def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> GameResult:
+def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> tuple[GameResult, dict[str, Any]]:
+    """Play one game; returns its result and its replay record (``replays.jsonl``'s line)."""
     from turngym.agents.specs import resolve_agent
     from turngym.envs.registration import make
     from turngym.training.evaluate import seat_score
@@ -191,7 +197,7 @@ def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> GameResu
             f"(seed {job.seed}, {job.player_a} in seat {job.seat_a}) failed: {type(exc).__name__}: {exc}"
         ) from exc
     out_a, out_b = result.outcomes[job.seat_a], result.outcomes[seat_b]
-    return GameResult(
+    game = GameResult(
         player_a=job.player_a,
         player_b=job.player_b,
         score_a=seat_score(result.outcomes, job.seat_a),
@@ -204,9 +210,10 @@ def _play(env_id: str, job: _Job, cache: dict[tuple[str, str], Any]) -> GameResu
         stop_reason=result.stop_reason,
         turns=sum(result.turns.values()),
     )
+    return game, {**game.to_dict(), "outcomes": {str(s): v for s, v in result.outcomes.items()}, "moves": result.moves}
 
 
-def _play_chunk(env_id: str, jobs: list[_Job]) -> list[GameResult]:
+def _play_chunk(env_id: str, jobs: list[_Job]) -> list[tuple[GameResult, dict[str, Any]]]:
     """Worker entry point: play ``jobs`` in order."""
     return [_play(env_id, job, _WORKER_CACHE) for job in jobs]
 
@@ -284,6 +291,7 @@ def run_tournament(
     on_start: Callable[[int, int], None] | None = None,
     on_game: Callable[[GameResult], None] | None = None,
     plots: bool = True,
+    replays_per_pair: int = 2,
 ) -> TournamentResult:
     """Play (or finish) a round robin between ``agents`` on ``env_id`` and write its ratings to ``out_dir``.
 
@@ -298,6 +306,7 @@ def run_tournament(
         scoring: ``"auto"``, ``"game"`` or ``"duplicate"`` (module docstring).
         chunk_size: games per worker task (default: small enough to balance and persist often).
         on_start: called once before playing with ``(games to play, games in the tournament)``.
+        replays_per_pair: games of each pair (the first, by index) whose moves go to ``replays.jsonl``.
         on_game: called in this process with each newly finished game (progress bars).
         plots: write ``ratings.png`` and ``payoff.png`` (needs matplotlib).
     """
@@ -349,18 +358,21 @@ def run_tournament(
 
     started = time.perf_counter()
     new: list[GameResult] = []
-    with open(games_path, "a", encoding="utf-8") as sink:
+    with open(games_path, "a", encoding="utf-8") as sink, open(out_dir / REPLAYS_FILE, "a", encoding="utf-8") as replays:
 
-        def record(game: GameResult) -> None:
+        def record(game: GameResult, replay: dict[str, Any]) -> None:
             sink.write(game.to_json() + "\n")
             sink.flush()
+            if game.index < replays_per_pair:  # bounded: the first games of each pair
+                replays.write(json.dumps(replay, separators=(",", ":")) + "\n")
+                replays.flush()
             new.append(game)
             if on_game is not None:
                 on_game(game)
 
         if todo and workers == 1:
             for job in _interleave(missing):
-                record(_play(env_id, job, cache))
+                record(*_play(env_id, job, cache))
         elif todo:
             size = chunk_size or max(1, min(16, math.ceil(todo / (workers * 4))))
             chunks = _interleave([m[i : i + size] for i in range(0, len(m), size)] for m in missing)
@@ -369,8 +381,8 @@ def run_tournament(
                 futures = [pool.submit(_play_chunk, env_id, chunk) for chunk in chunks]
                 try:
                     for future in cf.as_completed(futures):
-                        for game in future.result():
-                            record(game)
+                        for game, replay in future.result():
+                            record(game, replay)
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)  # finished games are already on disk
                     raise
@@ -422,6 +434,7 @@ def run_tournament(
     result.files = _write_outputs(result, out_dir, meta, plots)
     result.files["games"] = games_path
     result.files["manifest"] = out_dir / MANIFEST_FILE
+    result.files["replays"] = out_dir / REPLAYS_FILE
     return result
 
 

@@ -55,6 +55,7 @@ from turngym.training.data_parallel import (
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
 from turngym.training.info_gain import information_gain_rewards
+from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.rollout import (
     RolloutBatch,
@@ -94,6 +95,7 @@ from turngym.training.signal import (
     no_signal_warning,
 )
 from turngym.training.trajectory import Trajectory
+from turngym.training.trajectory_log import TrajectoryLog
 from turngym.training.update import next_entropy_coef, optimize
 from turngym.training.warmup import behaviour_clone, record_demonstrations
 
@@ -121,6 +123,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         torch.set_num_threads(config.model.threads)
     policy = load_policy(config.model.name, **config.policy_options())
     model = policy.model
+    write_run_manifest(out, config, resume, enabled=main)  # manifest.json: versions, data and model hashes, seeds
     full = copy.deepcopy(policy) if ranks.sharded else policy  # whole weights: rollouts, eval, IGPO, export
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     if ranks.sharded:  # FSDP2: each rank keeps 1/N of the weights, gradients and optimizer state
@@ -141,6 +144,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them
     sync_weights(rollouts, refresh_full(model, full))  # a resumed (or LoRA-wrapped) learner → engine
     log = MetricsLog(out, tensorboard=config.tensorboard) if main else None
+    trajectory_log = TrajectoryLog(out, config, state.step, enabled=main)  # trajectories.jsonl: a sample per step
     pool = build_pool(config, state)
     rater = build_rater(config)
     collector = None  # rollouts on Ray workers (training/distributed.py); weights synced every collect
@@ -193,6 +197,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         progress.phase(step, "advantages")
         advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
+        trajectory_log.write(step, batch.trajectories, advantages, keep)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
         rows, stale = training_rows(batch.trajectories, advantages.per_turn, advantages.clip_scale, keep, groups,
                                     entropy_control, version=step)
@@ -274,6 +279,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         stop_ranks(ranks)
         return {}
     export_model(out, full)
+    record_trained_model(out)
     summary = write_summary(out, config, state, log.rows())
     plot_curves(out, log.rows(), state.evals)
     log.close()

@@ -47,6 +47,8 @@ class Turn:
         finish_reason: ``"stop"`` or ``"length"``.
         record: the environment's record of this action (reward components, validity, outcome if final).
         anchor: the env's anchor state before this action (module docstring); ``None``: not provided.
+        observation: the environment's observation text this turn replied to (the one routed to the
+            seat just before it acted); ``None`` in records made before it was kept.
     """
 
     prompt_ids: list[int]
@@ -56,6 +58,7 @@ class Turn:
     finish_reason: str
     record: TurnRecord
     anchor: str | None = None
+    observation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class Turn:
             "finish_reason": self.finish_reason,
             "record": self.record.to_dict(),
             "anchor": self.anchor,
+            "observation": self.observation,
         }
 
     @classmethod
@@ -78,6 +82,7 @@ class Turn:
             finish_reason=str(data["finish_reason"]),
             record=TurnRecord.from_dict(data["record"]),
             anchor=None if data.get("anchor") is None else str(data["anchor"]),
+            observation=None if data.get("observation") is None else str(data["observation"]),
         )
 
 

@@ -50,6 +50,7 @@ from turngym.envs.household import milestones
 from turngym.envs.household.engine import Engine
 from turngym.envs.household.layouts import TASK_FROM_ALFRED, TASK_TYPES
 from turngym.envs.types import StopReason, TurnRecord
+from turngym.hashing import file_sha256, text_sha256
 
 SYSTEM_PROMPT = (
     "You are an agent in a household. Each turn you read what you observe and reply with exactly one "
@@ -336,6 +337,15 @@ class HouseholdEnv(_AlfredTextEnv):
                         "invalid_penalty": invalid_penalty, "render_mode": render_mode,
                         "engine_caches": engine_caches, "history": history}
 
+    @classmethod
+    def data_fingerprint(cls, **kwargs: Any) -> dict[str, str]:
+        """The problem generator's content hash (its version, the planner settings, the installed
+        alfworld and the domain, grammar and layouts it reads): generated problems are a function of
+        it and the seed (:meth:`TurnEnv.data_fingerprint`)."""
+        from turngym.envs.household.generator import content_hash
+
+        return {"generator": content_hash()}
+
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         task = options.get("task_type", self.task_types[seed_value % len(self.task_types)])
         index = int(options.get("index", (seed_value // len(self.task_types)) % self.pool_size))
@@ -426,6 +436,18 @@ class ALFWorldEnv(_AlfredTextEnv):
                         "show_admissible": show_admissible, "milestone_weight": milestone_weight,
                         "invalid_penalty": invalid_penalty, "render_mode": render_mode,
                         "engine_caches": engine_caches, "history": history}
+
+    @classmethod
+    def data_fingerprint(cls, **kwargs: Any) -> dict[str, str]:
+        """The sha256 over the split's game files (paths relative to the data folder and each file's
+        sha256, cached by size and mtime), e.g. to notice an ALFWorld data update."""
+        path = kwargs.get("data_path") or os.environ.get("ALFWORLD_DATA")
+        if not path:
+            return {}
+        games = find_alfworld_games(path, kwargs.get("split", "train"))
+        root = Path(os.path.expandvars(os.path.expanduser(str(path))))
+        listing = [(str(g.relative_to(root)), file_sha256(g), file_sha256(g.parent / "traj_data.json")) for g in games]
+        return {"games": text_sha256(json.dumps(listing))}
 
     def _choose(self, seed_value: int, options: dict[str, Any]) -> GameRef:
         i = int(options.get("game", seed_value % len(self.games)))

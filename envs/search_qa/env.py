@@ -31,6 +31,7 @@ episode with ``stop_reason="env_error"`` (masked by the learner), never an excep
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -42,6 +43,7 @@ from turngym.envs.search_qa.client import SearchServiceError
 from turngym.envs.search_qa.protocol import ParsedAction, parse_action, render_information
 from turngym.envs.search_qa.records import Hit, Question
 from turngym.envs.search_qa.scoring import contains_answer, exact_match, f1_score
+from turngym.hashing import file_sha256, text_sha256
 
 PROMPT = (
     "Answer the given question. Think inside <think> and </think> every time you get new information. "
@@ -101,6 +103,22 @@ class SearchQAEnv(TurnEnv):
         self._over = True
         self.seen: list[str] = []  # passage ids shown so far, in order
         self.searches: list[str] = []  # queries run so far
+
+    @classmethod
+    def data_fingerprint(cls, **kwargs: Any) -> dict[str, str]:
+        """The dataset (its cache key and the sha256 of its question and corpus files) and the
+        question pool that ``split`` and ``shape`` select from it (:meth:`TurnEnv.data_fingerprint`)."""
+        data = datasets.load(kwargs.get("source", "factbook"), seed=kwargs.get("data_seed", 0),
+                             questions_path=kwargs.get("questions_path"), corpus_path=kwargs.get("corpus_path"))
+        pool = data.select(kwargs.get("split", "train"), kwargs.get("shape"))
+        questions = kwargs.get("questions_path") or data.directory / "questions.jsonl"
+        corpus = kwargs.get("corpus_path") or data.directory / "corpus.jsonl"
+        return {
+            "dataset": data.key,
+            "questions": file_sha256(questions),
+            "corpus": file_sha256(corpus),
+            "pool": text_sha256(json.dumps([q.to_dict() for q in pool], sort_keys=True)),
+        }
 
     # ------------------------------------------------------------------ reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

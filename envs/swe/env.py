@@ -259,6 +259,30 @@ class RepairEnv(TurnEnv):
         self.last_grade: grading.Grade | None = None
         self.sandbox_seconds = 0.0  # wall time spent in sandbox calls this episode (bench figure)
 
+    @classmethod
+    def data_fingerprint(cls, **kwargs: Any) -> dict[str, str]:
+        """The task set (its build key — the problems, the mutation and grading code, the image
+        recipe — and the sha256 of the verified set when built; SWE-bench: the instances file) and
+        the sandbox image tag (:meth:`TurnEnv.data_fingerprint`)."""
+        from turngym.hashing import file_sha256
+        from turngym.sandbox.image import image_tag
+
+        name, limit = kwargs.get("task_set", "coderepair"), kwargs.get("limit")
+        out: dict[str, str] = {}
+        if name == "swebench":
+            instances = kwargs.get("instances")
+            out["instances"] = file_sha256(instances) if instances else "local fixture"
+        else:
+            from turngym.envs.swe.build import build_key, cache_root
+
+            key = build_key(name, limit)
+            out["task_set"] = key
+            built = cache_root() / key / f"{name}.json"
+            if built.exists():
+                out["verified_tasks"] = file_sha256(built)
+        out["sandbox_image"] = str((kwargs.get("sandbox") or {}).get("image") or image_tag())
+        return out
+
     # ---- plumbing ------------------------------------------------------------------------------------
     @property
     def tasks(self) -> list[RepoTask]:

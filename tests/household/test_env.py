@@ -192,3 +192,14 @@ def test_expert_replans_after_a_detour(store):
     assert env.expert_plan() != walkthrough[1:]  # a fresh plan from the new state
     _, records = _play(env, expert())
     assert records[-1].outcome == 1.0
+
+
+def test_alfworld_data_fingerprint_changes_with_a_game_file(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TURNGYM_CACHE", str(tmp_path / "cache"))  # the file-hash cache
+    export_alfworld(store, "seen", 1, tmp_path / "data", "valid_seen")
+    before = ALFWorldEnv.data_fingerprint(data_path=str(tmp_path / "data"), split="valid_seen")
+    assert set(before) == {"games"}
+    assert ALFWorldEnv.data_fingerprint(data_path=str(tmp_path / "data"), split="valid_seen") == before
+    traj = sorted((tmp_path / "data").rglob("traj_data.json"))[0]
+    traj.write_text(traj.read_text() + " ")  # an updated data release: the manifest sees it
+    assert ALFWorldEnv.data_fingerprint(data_path=str(tmp_path / "data"), split="valid_seen") != before
