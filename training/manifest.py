@@ -269,6 +269,8 @@ def write_run_manifest(out: Path, config: Any, resume: bool = False, *, enabled:
         return None
     kwargs = config.env_kwargs()
     envs = [(e.id, kwargs[e.id]) for e in [*config.envs, *config.eval_envs]]
+    if getattr(config, "agent_program", None) is not None:  # its tasks are the program's (in the config), no env
+        envs = []
     manifest = build_manifest(
         "train", envs, model=config.model.name,
         model_options={"seed": config.seed, "tiny_layers": config.model.tiny_layers, "tiny_hidden": config.model.tiny_hidden},
