@@ -12,7 +12,7 @@ are computed; ``turngym view`` and ``turngym replay`` read the files back with
         env_id, env_kwargs   turngym.make(env_id, **env_kwargs) rebuilds the environment
         seed            env.reset(seed=seed)
         group_id, group_key, sample_index, seat, opponent, context
-        outcome, stop_reason, failed, error, policy_version, kept
+        outcome, stop_reason, failed, error, info, policy_version, kept
         turns: [{turn, env_turn, seat, observation, action, prompt_tokens, completion_tokens, completion_ids,
                  finish_reason, reward, components, gate_open, gated_reward, advantage, clip_scale}]
 
@@ -23,7 +23,8 @@ are computed; ``turngym view`` and ``turngym replay`` read the files back with
     gated dense reward the estimator read (``training/rewards.py``), ``advantage`` the per-turn
     advantage the loss used (``training/advantages.py``), ``clip_scale`` the A²TGPO adaptive clip
     scale (``null`` unless ``algo.adaptive_clip``). ``nan`` (a failed rollout's gated reward) is
-    written ``null``. ``kept`` says whether the rollout reached the loss (dynamic sampling, failures).
+    written ``null``. ``kept`` says whether the rollout reached the loss (dynamic sampling, failures);
+    ``info`` is the env's reset info the learner keeps (e.g. a search task's ``answer``).
     ``env_kwargs`` omits the opponent agent of a game (``opponent`` names its spec).
 
 ``trajectories.index.jsonl``
@@ -214,6 +215,7 @@ def episode_record(t: Trajectory, i: int, step: int, advantages: Advantages, kep
         "stop_reason": t.stop_reason,
         "failed": t.failed,
         "error": t.error,
+        "info": t.info,
         "kept": kept,
         "policy_version": step if t.policy_version is None else t.policy_version,
         "turns": turns,

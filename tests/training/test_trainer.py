@@ -16,8 +16,12 @@ from turngym.training.config import TrainConfig, load_preset
 from turngym.training.trainer import train
 
 
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    return _lines(out / "metrics.jsonl")
 
 
 def test_a_tiny_random_model_learns_the_toy_task(tmp_path):
@@ -65,6 +69,14 @@ def test_resume_after_sigkill_continues_with_identical_metrics(tmp_path):
     for a, b in zip(ref_rows, resumed_rows):
         for key in ("reward/mean_outcome", "loss", "grad_norm", "policy_tokens"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["step"], key)
+    # the trajectory log too: what the killed run logged past its checkpoint was dropped, then replayed
+    ref_log, resumed_log = (_lines(run / "trajectories.jsonl") for run in (reference, killed))
+    assert [(e["step"], e["group_key"], e["sample_index"]) for e in resumed_log] == \
+           [(e["step"], e["group_key"], e["sample_index"]) for e in ref_log]
+    assert {e["step"] for e in ref_log} == set(range(1, 9))
+    for a, b in zip(ref_log, resumed_log):
+        assert [t["action"] for t in a["turns"]] == [t["action"] for t in b["turns"]]
+        assert [t["advantage"] for t in a["turns"]] == pytest.approx([t["advantage"] for t in b["turns"]], rel=1e-6, abs=1e-9)
 
 
 def test_config_errors_quote_the_bad_value():

@@ -186,3 +186,13 @@ def test_turngym_view_serves_until_stopped_and_prints_its_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_run_still_training_shows_the_evaluations_of_its_last_checkpoint(tmp_path):
+    write_large_log(tmp_path / "live", steps=2, per_step=1, readable=set())
+    (tmp_path / "live" / "checkpoint").mkdir()
+    before = {"greedy": {"success": {"value": 0.5, "low": 0.2, "high": 0.8, "count": 2, "n": 4}}}
+    (tmp_path / "live" / "checkpoint" / "trainer_state.json").write_text(json.dumps({"step": 2, "evals": {"before": before}}))
+    with ViewerThread([tmp_path / "live"]) as viewer:
+        summary = get(viewer.url + "api/runs/live/summary")["summary"]
+        assert summary == {"in_progress": True, "steps": 2, "evals": {"before": before}}

@@ -56,11 +56,18 @@ def test_open_a_run_see_its_curves_and_a_trajectorys_credit(browser, run, tmp_pa
 
     episodes = [json.loads(line) for line in (run / "trajectories.jsonl").read_text().splitlines()]
     metrics = (run / "metrics.jsonl").read_text().splitlines()
-    with ViewerThread([run]) as viewer:
+    other = tmp_path / "other"  # a second run to overlay: three metric rows
+    other.mkdir()
+    (other / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward/mean_outcome": s / 4}) + "\n" for s in (1, 2, 3)))
+    with ViewerThread([run, other]) as viewer:
         browser.get(viewer.url)
         [series] = wait_for(browser, "[id='curve-reward_mean_outcome'] path.series")
         assert series.get_attribute("data-points") == str(len(metrics)) and series.get_attribute("d").count("L") == 1
         assert wait_for(browser, "#runs li.active")[0].get_attribute("data-run") == "tiny"
+        browser.find_element(By.CSS_SELECTOR, "input[data-overlay=other]").click()
+        overlaid = wait_for(browser, "[id='curve-reward_mean_outcome'] path.series", count=2)
+        assert [p.get_attribute("data-run") for p in overlaid] == ["tiny", "other"]
+        assert overlaid[1].get_attribute("data-points") == "3"
         browser.save_screenshot(str(tmp_path / "curves.png"))
 
         browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab=eval]").click()

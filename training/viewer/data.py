@@ -121,8 +121,12 @@ class Source:
         }
 
     def summary(self) -> dict[str, Any]:
-        """``summary.json`` (before/after evaluation with intervals), plus the run's ``config.yaml`` text."""
-        summary = read_json(self.path / "summary.json") or {}
+        """``summary.json`` (before/after evaluation with intervals), plus the run's ``config.yaml`` text.
+        A run still training has no summary yet: its last checkpoint's evaluations stand in."""
+        summary = read_json(self.path / "summary.json")
+        if summary is None:  # still training: the evaluations so far are in the last checkpoint
+            state = read_json(self.path / "checkpoint" / "trainer_state.json") or {}
+            summary = {"in_progress": True, "steps": state.get("step", 0), "evals": state.get("evals", {})}
         config = self.path / "config.yaml"
         return {"summary": _clean(summary), "config": config.read_text() if config.exists() else None}
 

@@ -177,7 +177,8 @@ async function drawEvals() {
   box.replaceChildren();
   const evals = summary.evals || {};
   const phases = Object.keys(evals);
-  if (!phases.length) box.append(el("p", { class: "hint" }, "No evaluation yet (summary.json has none: eval.episodes is 0, or the run has not finished)."));
+  if (summary.in_progress) box.append(el("p", { class: "hint" }, `Still training (step ${summary.steps}): the evaluations so far, from the last checkpoint.`));
+  if (!phases.length) box.append(el("p", { class: "hint" }, "No evaluation yet (eval.episodes is 0, or none has run)."));
   const modes = [...new Set(phases.flatMap((p) => Object.keys(evals[p])))];
   for (const mode of modes) {
     const table = el("table", { class: "grid", "data-mode": mode }, el("thead", {}, el("tr", {}, el("th", {}, "metric"), phases.map((p) => el("th", {}, p)))));
@@ -250,7 +251,8 @@ function showEpisode(e) {
     el("h3", {}, `step ${e.step} · ${e.group_id} · sample ${e.sample_index} · seat ${e.seat}`),
     el("p", {}, `env ${e.env_id} ${JSON.stringify(e.env_kwargs)} seed ${e.seed}; outcome `, numCell("outcome", e.outcome),
       `; stop reason ${e.stop_reason}; policy version ${e.policy_version}; ${e.kept ? "reached the loss" : "dropped from the loss"}`
-      + (e.opponent ? `; opponent ${e.opponent}` : "") + (e.error ? `; error: ${e.error}` : "")));
+      + (e.opponent ? `; opponent ${e.opponent}` : "") + (e.error ? `; error: ${e.error}` : "")
+      + (e.info && Object.keys(e.info).length ? `; info ${JSON.stringify(e.info)}` : "")));
   detail.replaceChildren(head, ...e.turns.map((t) => turnCard(t)));
   detail.dataset.step = e.step;
   detail.dataset.group = e.group_key || e.group_id;
