@@ -116,7 +116,7 @@ class OPRLSource(TurnRewardSource):
             loss = dpo_loss(scores[win], scores[lose], o.beta)
             if update == 0:
                 accuracy = float((scores[win] > scores[lose]).float().mean())
-                loss_value = float(loss)
+                loss_value = float(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.prm.parameters(), o.grad_clip)

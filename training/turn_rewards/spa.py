@@ -87,7 +87,7 @@ class SPASource(TurnRewardSource):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def contributions(self, trajectories: Sequence[Trajectory]) -> list[np.ndarray]:
         """Per trajectory ``[n_i]`` the estimator's contributions ``c_k`` (no grounding term)."""
