@@ -184,7 +184,7 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
 
 
-@pytest.mark.parametrize("source", ["oprl", "spa"])
+@pytest.mark.parametrize("source", ["oprl", pytest.param("spa", marks=pytest.mark.slow)])
 def test_trainer_runs_a_learned_source_and_resumes_exactly(tmp_path, source):
     from turngym.training.trainer import train
 
