@@ -203,3 +203,23 @@ def test_trainer_runs_a_learned_source_and_resumes_exactly(tmp_path, source):
     for x, y in zip(a, b):
         for key in ("reward/mean_outcome", "loss", f"turn_rewards/{source}/mean"):
             assert x[key] == pytest.approx(y[key], rel=1e-6, abs=1e-9), (x["step"], key)
+
+
+def test_igpo_as_a_source_gives_the_advantages_of_the_hard_wired_path(policy):
+    import copy
+
+    from turngym.training.advantages import compute
+    from turngym.training.info_gain import information_gain_rewards
+
+    batch = _vowel_set(policy, groups=2)
+    for t in batch:
+        t.info["answer"] = "aei"
+        t.turns[0].record.components["progress"] = 0.1
+    config = TrainConfig.model_validate({"algo": {"estimator": "turn_group", "info_gain": True, "info_gain_weight": 0.7,
+                                                  "gate": "ungated"}})
+    old = compute(batch, config.algo, None, information_gains=information_gain_rewards(policy, batch))[0]
+    sourced = copy.deepcopy(batch)
+    build_turn_rewards(config, policy).apply(sourced, 0, local=True)
+    assert all("info_gain" in t.turns[0].record.components for t in sourced)
+    new = compute(sourced, config.algo, None)[0]
+    assert all(np.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(old.per_turn, new.per_turn))
