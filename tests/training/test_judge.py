@@ -88,3 +88,15 @@ def test_relative_mode_scores_a_whole_group_on_the_last_turns(tiny):
     values = source.rewards(batch)
     assert np.isnan(values[0][0]) and 0.0 <= values[0][1] <= 1.0 and 0.0 <= values[1][0] <= 1.0
     assert source.judge.calls == 1 and len(source.judge.cache) == 3  # one batched call for both groups' 3 members
+
+
+def test_one_forward_rating_equals_the_teacher_forced_digit_scores(tiny):
+    judge = Judge(tiny, JudgeOptions(model="policy"))
+    prompts = ["rubric\n\nASSISTANT: aeiou", "rubric\n\nobs 1: x\nASSISTANT: 123, a longer reply"]
+    fast = judge._logprob(prompts)
+    digits = [list(tiny.tokenizer(str(d), add_special_tokens=False)["input_ids"])[-1] for d in range(10)]
+    encoded = [judge._encode(p) for p in prompts]
+    scores = tiny.score([e for e in encoded for _ in digits], [[d] for _ in encoded for d in digits])
+    logp = np.array([float(s[0]) for s in scores]).reshape(2, 10)
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    assert np.allclose(fast, (p / p.sum(axis=1, keepdims=True)) @ np.arange(10) / 9.0, atol=1e-5)

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from turngym.agents.base import Message, SamplingParams
+from turngym.training.sharding import decoder_hidden_states
 from turngym.training.trajectory import Trajectory
 from turngym.training.turn_rewards.base import SourceContext, TurnRewardSource, options_of
 
@@ -134,15 +136,16 @@ class Judge:
 
     def _logprob(self, prompts: list[str]) -> list[float]:
         tok = self.policy.tokenizer
-        digits = [list(tok(str(d), add_special_tokens=False)["input_ids"])[-1:] for d in range(10)]
+        digits = [list(tok(str(d), add_special_tokens=False)["input_ids"])[-1] for d in range(10)]
         encoded = [self._encode(p) for p in prompts]
-        scores = self.policy.score([e for e in encoded for _ in digits], [d for _ in encoded for d in digits])
-        out = []
-        for i in range(len(prompts)):
-            logp = np.array([float(s[0]) for s in scores[10 * i:10 * i + 10]])
-            p = np.exp(logp - logp.max())
-            out.append(float((p / p.sum()) @ np.arange(10)) / 9.0)
-        return out
+        model = getattr(self.policy, "model", None)
+        if isinstance(model, torch.nn.Module) and callable(getattr(model, "get_output_embeddings", None)):
+            logp = _next_token_logprobs(model, encoded, digits)  # one forward per prompt
+        else:  # any other scorer: one teacher-forced row per digit
+            scores = self.policy.score([e for e in encoded for _ in digits], [[d] for _ in encoded for d in digits])
+            logp = np.array([float(s[0]) for s in scores]).reshape(len(prompts), 10)
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return list(((p / p.sum(axis=1, keepdims=True)) @ np.arange(10)) / 9.0)
 
     def _encode(self, prompt: str) -> list[int]:
         tok = self.policy.tokenizer
@@ -162,6 +165,25 @@ class Judge:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@torch.no_grad()
+def _next_token_logprobs(model: torch.nn.Module, prompts: list[list[int]], candidates: list[int]) -> np.ndarray:
+    """``[P, C]`` log p(candidate | prompt) from one right-padded forward of a causal LM (its last real position)."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, :len(p)] = torch.tensor(p)
+    was_training = model.training
+    model.eval()
+    try:
+        hidden = decoder_hidden_states(model, ids.to(device), None)  # causal: right padding needs no mask
+    finally:
+        model.train(was_training)
+    last = hidden[torch.arange(len(prompts)), torch.tensor([len(p) - 1 for p in prompts])]
+    logits = model.get_output_embeddings()(last).float()
+    return torch.log_softmax(logits, dim=-1)[:, candidates].double().cpu().numpy()
 
 
 def transcript(t: Trajectory, upto: int, decode: Callable[[Sequence[int]], str], chars: int) -> str:
