@@ -5,7 +5,7 @@ marked ``# ALGO``. One step:
 
 1. sample ``tasks_per_step`` tasks (env from the weighted mix, seed below ``eval.seed_offset``);
 2. ``collect`` ``group_size`` rollouts per task — token-in/token-out trajectories with per-turn
-   records (``training/rollout.py``);
+   records (``training/rollout.py``); turn-reward sources add named components (``training/turn_rewards/``);
 3. assemble rewards with G-RA gating (``training/rewards.py``) and compute per-turn advantages with
    the configured estimator (``training/advantages.py``); drop zero-information groups;
 4. PPO-clip updates over the kept policy tokens (``training/update.py``): ``optim.mini_batches`` ×
