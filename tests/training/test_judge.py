@@ -100,3 +100,13 @@ def test_one_forward_rating_equals_the_teacher_forced_digit_scores(tiny):
     logp = np.array([float(s[0]) for s in scores]).reshape(2, 10)
     p = np.exp(logp - logp.max(axis=1, keepdims=True))
     assert np.allclose(fast, (p / p.sum(axis=1, keepdims=True)) @ np.arange(10) / 9.0, atol=1e-5)
+
+
+def test_the_runner_reports_the_judges_calls_after_scoring(tiny):
+    from turngym.training.turn_rewards.base import ActiveSource, TurnRewards
+
+    runner = TurnRewards([ActiveSource(_source(tiny, batch_size=4), 1.0, "judge")])
+    runner.apply([_traj(tiny, "g", 0, ["aeiou", "bcd"])], 0, local=False)
+    metrics = runner.metrics()
+    assert metrics["turn_rewards/judge/calls"] == 1 and metrics["turn_rewards/judge/failures"] == 0
+    assert 0.0 <= metrics["turn_rewards/judge/mean"] <= 1.0 and metrics["turn_rewards/judge/coverage"] == 1.0

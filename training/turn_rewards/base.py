@@ -54,6 +54,10 @@ class TurnRewardSource(abc.ABC):
         """Update the source on the step's batch (learned sources); returns metrics. Default: nothing."""
         return {}
 
+    def metrics(self) -> dict[str, float]:
+        """What the source reports after scoring a batch (e.g. a judge's call counts). Default: nothing."""
+        return {}
+
     def state_dict(self) -> dict[str, Any] | None:
         """What a checkpoint must hold to resume this source exactly (``None``: stateless)."""
         return None
@@ -158,7 +162,7 @@ class TurnRewards:
             add_component(trajectories, active.component, active.weight, values)
             flat = np.concatenate(values) if values else np.zeros(0)
             finite = flat[np.isfinite(flat)]
-            self._metrics.update({f"{prefix}/{k}": v for k, v in learned.items()})
+            self._metrics.update({f"{prefix}/{k}": v for k, v in {**learned, **active.source.metrics()}.items()})
             self._metrics[f"{prefix}/mean"] = float(finite.mean()) if finite.size else float("nan")
             self._metrics[f"{prefix}/coverage"] = float(finite.size / flat.size) if flat.size else 0.0
             self._metrics[f"{prefix}/time_s"] = self._metrics.get(f"{prefix}/time_s", 0.0) + time.perf_counter() - start

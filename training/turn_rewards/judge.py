@@ -228,7 +228,8 @@ class JudgeSource(TurnRewardSource):
             out[i][-1] = r
         return out
 
-    def learn(self, trajectories: Sequence[Trajectory], step: int) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
+        """Running totals: judge calls (batches, retries included), failed calls, cache hits."""
         return {"calls": float(self.judge.calls), "failures": float(self.judge.failures), "cache_hits": float(self.judge.hits)}
 
 
