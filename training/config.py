@@ -194,6 +194,26 @@ class RatingSection(_Section):
     """Decoding temperature of the rating games (0: greedy)."""
 
 
+class TurnRewardSpec(_Section):
+    """One turn-reward source (``training/turn_rewards/``, ``docs/turn-rewards.md``)."""
+
+    source: str
+    """Registered source: ``oprl``, ``spa``, ``rlvmr``, ``judge``, ``info_gain``."""
+    weight: float = 1.0
+    """Multiplies the source's values before they join the dense turn rewards."""
+    name: str | None = None
+    """Component name in each turn's record and in metrics (default: ``source``)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The source's own options (see its module), e.g. ``{beta: 0.05, lr: 1e-4}`` for ``oprl``."""
+
+    @field_validator("source")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from turngym.training.turn_rewards import check_source_name
+
+        return check_source_name(value)
+
+
 class AlgoSection(_Section):
     estimator: str = "grpo"
     """Advantage estimator: see ``turngym.training.advantages.ESTIMATORS``."""
@@ -226,6 +246,9 @@ class AlgoSection(_Section):
     """Add IGPO information gain (teacher-forced log-prob of the gold answer, per turn) to the dense
     turn rewards; needs environments that expose ``info["answer"]`` and ``rollout.context: full``."""
     info_gain_weight: float = Field(1.0, ge=0)
+    turn_rewards: list[TurnRewardSpec] = Field(default_factory=list)
+    """Learned and judged turn-reward sources, each a named dense component gated like any other
+    (``training/turn_rewards/``): ``[{source: oprl, weight: 0.5}, {source: judge, options: {...}}]``."""
     entropy_coef: float = Field(0.0, ge=0)
     """Entropy bonus: the loss subtracts ``entropy_coef × H``, the token-mean entropy (nats) of the
     learner's distribution over the policy tokens (the same mean as the policy loss). The starting

@@ -131,6 +131,7 @@ def plan(config: TrainConfig) -> RunPlan:
     gate = "ungated (D-RA)" if a.gate == "ungated" else "gated (G-RA), δ " + ("per env, as registered" if a.gate_threshold == "spec" else str(a.gate_threshold))
     gate += f"; ungated components: {', '.join(a.ungated_components)}" if a.ungated_components else ""
     gate += f"; + IGPO information gain × {a.info_gain_weight:g}" if a.info_gain else ""
+    gate += "".join(f"; + {t.name or t.source} ({t.source}) × {t.weight:g}" for t in a.turn_rewards)
     estimator = a.estimator + (" (adaptive turn clip)" if a.adaptive_clip else "")
     modes = ["greedy" if t == 0 else f"T={t:g}" for t in config.eval.temperatures]
     modes += [f"greedy vs {s}" for s in config.eval.also_against]

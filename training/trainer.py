@@ -5,7 +5,7 @@ marked ``# ALGO``. One step:
 
 1. sample ``tasks_per_step`` tasks (env from the weighted mix, seed below ``eval.seed_offset``);
 2. ``collect`` ``group_size`` rollouts per task — token-in/token-out trajectories with per-turn
-   records (``training/rollout.py``);
+   records (``training/rollout.py``); turn-reward sources add named components (``training/turn_rewards/``);
 3. assemble rewards with G-RA gating (``training/rewards.py``) and compute per-turn advantages with
    the configured estimator (``training/advantages.py``); drop zero-information groups;
 4. PPO-clip updates over the kept policy tokens (``training/update.py``): ``optim.mini_batches`` ×
@@ -54,7 +54,6 @@ from turngym.training.data_parallel import (
     stop_ranks,
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
-from turngym.training.info_gain import information_gain_rewards
 from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.rollout import (
@@ -96,6 +95,7 @@ from turngym.training.signal import (
 )
 from turngym.training.trajectory import Trajectory
 from turngym.training.trajectory_log import TrajectoryLog
+from turngym.training.turn_rewards import build_turn_rewards
 from turngym.training.update import next_entropy_coef, optimize
 from turngym.training.warmup import behaviour_clone, record_demonstrations
 
@@ -137,8 +137,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         weight_decay=config.optim.weight_decay,
     )
     state = TrainerState()
+    turn_rewards = build_turn_rewards(config, full)  # IGPO, OPRL, SPA, RLVMR, judge: named dense components
     if resume:
         state = load_checkpoint(out, model, optimizer, truncate_metrics=main)
+        turn_rewards.load(out)
     elif main and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
     ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them
@@ -187,8 +189,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "rollout")
         # async: played ahead by the producer with weights at most rollout.max_staleness steps old
         batch = play_step(config, step, pool, ranks, rollouts, collector) if producer is None else producer.take(step).batch
-        gains = information_gain_rewards(full, batch.trajectories) if config.algo.info_gain else None
-        batch, gains, local_groups = gather_rollouts(batch, gains, ranks)  # every rank's, in one order
+        turn_rewards.apply(batch.trajectories, step, local=True)  # per-rollout sources (IGPO) on this rank's share
+        batch, _, local_groups = gather_rollouts(batch, None, ranks)  # every rank's, in one order
+        turn_rewards.apply(batch.trajectories, step, local=False)  # learned/judged sources on the whole batch
         rollout_seconds = time.perf_counter() - step_start
         check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
         if pool is not None:
@@ -196,7 +199,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
         # ALGO 3: gated rewards (+ IGPO information gain) → per-turn advantages; keep informative groups
         progress.phase(step, "advantages")
-        advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state, information_gains=gains)
+        advantages, keep, state.rae_state = adv_lib.compute(batch.trajectories, config.algo, state.rae_state)
         trajectory_log.write(step, batch.trajectories, advantages, keep)
         groups = [t.group_key for t in batch.trajectories]  # seats of one game are different tasks
         rows, stale = training_rows(batch.trajectories, advantages.per_turn, advantages.clip_scale, keep, groups,
@@ -235,6 +238,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             "train_sequences": len(rows),
             **staleness_metrics(batch.trajectories, step, producer),
             **(correction.to_metrics() if correction is not None else {}),
+            **turn_rewards.metrics(),
             "time/rollout_s": rollout_seconds,
             **({"time/weight_sync_s": sync_seconds} if rollouts is not full else {}),
             "time/step_s": time.perf_counter() - step_start,
@@ -262,6 +266,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             progress.update(state.step, metrics)
         if state.step % config.checkpoint_every == 0 or last_step:
             save_checkpoint(out, model, optimizer, state, ranks=ranks)
+            turn_rewards.save(out) if main else None
         if out_of_time:
             break
     progress.close()

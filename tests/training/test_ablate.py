@@ -16,8 +16,8 @@ from turngym.training.ablations.run import run_specs
 from turngym.training.ablations.studies import Arm, Effect, Study
 
 
-def test_five_studies_with_matched_valid_arms(tmp_path):
-    assert list(STUDIES) == ["gating", "turn-credit", "info-gain", "role-baseline", "failures"]
+def test_the_studies_have_matched_valid_arms(tmp_path):
+    assert list(STUDIES) == ["gating", "turn-credit", "info-gain", "role-baseline", "failures", "turn-rewards"]
     for study in STUDIES.values():
         assert study.seeds >= 5 and len(study.arms) >= 2 and study.primary.expected
         specs = run_specs(study, seeds=2, steps=3, out_dir=tmp_path)  # validates every arm's config
