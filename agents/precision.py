@@ -177,8 +177,9 @@ def bf16_verdict(device: str = "cpu") -> ProbeVerdict:
     return cpu_verdict()
 
 
+@functools.lru_cache(maxsize=32)
 def resolve_precision(model_dtype: str, learner_precision: str, device: str = "cpu") -> Precision:
-    """Turn the config's choices (``auto`` included) into a :class:`Precision`.
+    """Turn the config's choices (``auto`` included) into a :class:`Precision` (memoised: one notice).
 
     ``model.dtype: auto`` → bf16 when :func:`bf16_verdict` says so; ``learner.precision: auto`` →
     ``bf16-autocast`` then (fp32 master weights and optimizer state). Falling back to fp32 prints one

@@ -18,10 +18,10 @@ Figures:
 * ``rollout`` — useful (generated) tokens per second of ``collect`` wall time per arm, medians over
   rounds, and the ratio bf16/fp32 (median of per-round ratios). Goals: ≥ 2.5× and ≥ 100 tok/s.
 * ``learner`` — one learner step (``training/update.py`` ``optimize``: forward, backward, AdamW) on
-  the same rows (the fp32 arm's rollouts with seeded random advantages), from the same weights, with
-  ``learner.precision`` ``fp32`` and ``bf16-autocast``, alternating; seconds (median) and peak
-  resident memory above the pre-step level (sampled every 5 ms), the speed-up (goal ≥ 1.8×), and the
-  first update's loss in both (agreement).
+  the same rows (the first ``LEARNER_ROWS`` of the fp32 arm's rollouts, seeded random advantages),
+  from the same weights, with ``learner.precision`` ``fp32`` and ``bf16-autocast``, alternating, each
+  in a fresh process (``--child``): seconds (median), peak RSS above the loaded model's, the
+  speed-up (goal ≥ 1.8×), and the update's loss in both (agreement).
 * ``mismatch`` — the bf16 arm's rollout log-probs against the fp32 learner's recomputation of the
   same tokens (``training/off_policy.py`` statistics: mean and max ``|Δ log π|`` per token, the
   sequence-level KL estimate, the truncated-IS weights at the default cap 2).
@@ -31,9 +31,8 @@ Absolute figures on a shared machine are noise: the load averages are recorded; 
 
 from __future__ import annotations
 
-import copy
+import argparse
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,39 +46,12 @@ MAX_NEW_TOKENS = 8
 SAMPLING_SEED = 1234
 FULL_GAMES, QUICK_GAMES = 16, 4
 FULL_ROUNDS, QUICK_ROUNDS = 2, 1
+LEARNER_ROWS = 8
+"""Rows of the learner batch (the first of the fp32 arm's): one fp32 step on 16 took 4–6 min here."""
 THREADS = 1
 """torch threads: 1 by default — on a shared, loaded machine two OpenMP threads stall each other (a
 first run here at load 11 measured 0.3 tok/s in both arms); ``--threads 0`` keeps torch's choice."""
 GOALS = {"rollout_ratio": 2.5, "rollout_tok_per_s": 100.0, "learner_ratio": 1.8}
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as fh:
-        return int(fh.read().split()[1]) * 4096
-
-
-class _PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 5 ms by a thread."""
-
-    def __enter__(self) -> _PeakRSS:
-        self.base = self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-    @property
-    def above_gib(self) -> float:
-        return (self.peak - self.base) / 2**30
 
 
 def _play(policy: Any, games: int) -> tuple[list[Any], float, int]:
@@ -105,27 +77,50 @@ def _rows(trajectories: list[Any]) -> list[Any]:
     return rows
 
 
-def _learner_step(model: Any, rows: list[Any], precision: str, pad_id: int) -> dict[str, float]:
+def _learner_child(arm: str, rows_path: str) -> dict[str, Any]:
+    """In a fresh process: load the fp32 model, run one ``optimize`` on the pickled rows with
+    ``learner.precision`` ``arm``; seconds, peak RSS above the loaded level, and the loss."""
+    import pickle
+    import resource
+
     import torch
 
+    from turngym.agents.factory import load_policy
     from turngym.training.config import AlgoSection, OptimSection
     from turngym.training.precision import set_learner_precision
     from turngym.training.update import optimize
 
-    learner = copy.deepcopy(model)
-    set_learner_precision(learner, precision)
-    optimizer = torch.optim.AdamW(learner.parameters(), lr=1e-5)
-    with _PeakRSS() as memory:
-        started = time.perf_counter()
-        stats = optimize(learner, optimizer, rows, AlgoSection(), OptimSection(micro_batch_size=16), pad_id)
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_rss_above_gib": memory.above_gib, "loss": stats.per_update[0]["loss"],
-            "tokens": stats.policy_tokens}
+    torch.set_num_threads(THREADS)
+    policy = load_policy(MODEL, device="cpu", dtype="fp32")
+    rows = pickle.loads(Path(rows_path).read_bytes())
+    set_learner_precision(policy.model, arm)
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    stats = optimize(policy.model, optimizer, rows, AlgoSection(), OptimSection(micro_batch_size=16), policy.pad_token_id)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_rss_above_loaded_gib": (peak - loaded) / 2**20,
+            "peak_rss_gib": peak / 2**20, "loss": stats.per_update[0]["loss"], "policy_tokens": stats.policy_tokens}
+
+
+def _learner_step(arm: str, rows_path: str) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "turngym.bench.precision", "--child", arm, "--rows", rows_path],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"learner child {arm} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(quick: bool = False, threads: int | None = THREADS) -> dict[str, Any]:
     """Run the suite and return its JSON-able result (see the module docstring)."""
     import os
+    import pickle
+    import tempfile
 
     import torch
 
@@ -157,17 +152,20 @@ def run(quick: bool = False, threads: int | None = THREADS) -> dict[str, Any]:
                for name, runs in played.items()}
     rollout["ratio"] = statistics.median(b["tok_per_s"] / f["tok_per_s"] for b, f in zip(played["bf16"], played["fp32"]))
 
-    rows = _rows(kept["fp32"])
+    rows = _rows(kept["fp32"])[:LEARNER_ROWS]
     steps: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16-autocast": []}
-    for r in range(rounds):
-        for name in (("fp32", "bf16-autocast") if r % 2 == 0 else ("bf16-autocast", "fp32")):
-            steps[name].append(_learner_step(fp32.model, rows, name, fp32.pad_token_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_path = str(Path(tmp) / "rows.pkl")
+        Path(rows_path).write_bytes(pickle.dumps(rows))
+        for r in range(rounds):
+            for name in (("fp32", "bf16-autocast") if r % 2 == 0 else ("bf16-autocast", "fp32")):
+                steps[name].append(_learner_step(name, rows_path))
     learner = {name: {"seconds": statistics.median(s["seconds"] for s in runs),
-                      "peak_rss_above_gib": max(s["peak_rss_above_gib"] for s in runs),
+                      "peak_rss_above_loaded_gib": statistics.median(s["peak_rss_above_loaded_gib"] for s in runs),
                       "loss": runs[0]["loss"], "rounds": runs} for name, runs in steps.items()}
     learner["speedup"] = statistics.median(f["seconds"] / b["seconds"] for f, b in zip(steps["fp32"], steps["bf16-autocast"]))
     learner["loss_abs_diff"] = abs(learner["fp32"]["loss"] - learner["bf16-autocast"]["loss"])
-    learner["rows"], learner["policy_tokens"] = len(rows), steps["fp32"][0]["tokens"]
+    learner["rows"], learner["policy_tokens"] = len(rows), steps["fp32"][0]["policy_tokens"]
     learner["tokens"] = sum(len(r.token_ids) for r in rows)
 
     bf16_rows = _rows(kept["bf16"])
@@ -205,19 +203,30 @@ def summary(result: dict[str, Any]) -> str:
         f"rollout useful tok/s: fp32 {r['fp32']['tok_per_s']:.1f}, bf16 {r['bf16']['tok_per_s']:.1f} "
         f"({r['ratio']:.2f}×; goals 2.5× and 100 tok/s)",
         f"learner step: fp32 {learner['fp32']['seconds']:.1f} s, bf16-autocast {learner['bf16-autocast']['seconds']:.1f} s "
-        f"({learner['speedup']:.2f}×; goal 1.8×); peak RSS above start {learner['fp32']['peak_rss_above_gib']:.2f} vs "
-        f"{learner['bf16-autocast']['peak_rss_above_gib']:.2f} GiB; |Δloss| {learner['loss_abs_diff']:.2g}",
+        f"({learner['speedup']:.2f}×; goal 1.8×); peak RSS above the loaded model {learner['fp32']['peak_rss_above_loaded_gib']:.2f} "
+        f"vs {learner['bf16-autocast']['peak_rss_above_loaded_gib']:.2f} GiB; |Δloss| {learner['loss_abs_diff']:.2g}",
         f"mismatch bf16 rollout vs fp32 learner: mean |Δ| {m['offpolicy/gap_mean']:.3f}, max {m['offpolicy/gap_max']:.3f} "
         f"nats/token, seq KL {m['offpolicy/seq_kl_mean']:.3f}, truncated {m['offpolicy/truncated_share']:.3%}",
         f"load average {load[0]} → {load[1]} on {result['machine']['cpus']} CPUs",
     ])
 
 
+def _before_run(args: Any) -> int | None:
+    if args.child is None:
+        return None
+    import json
+
+    print(json.dumps(_learner_child(args.child, args.rows)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     def add_arguments(parser: Any) -> None:
         parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (0: torch's choice)")
+        parser.add_argument("--child", choices=["fp32", "bf16-autocast"], help=argparse.SUPPRESS)
+        parser.add_argument("--rows", help=argparse.SUPPRESS)
 
-    return script_main(__doc__, run, summary, argv, add_arguments=add_arguments,
+    return script_main(__doc__, run, summary, argv, add_arguments=add_arguments, before_run=_before_run,
                        run_options=lambda args: {"threads": args.threads or None})
 
 

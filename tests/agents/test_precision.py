@@ -67,12 +67,15 @@ def test_explicit_choices_resolve_without_probing_and_accept_torch_names():
 def test_auto_follows_the_verdict(monkeypatch, capsys):
     import turngym.agents.precision as precision
 
+    resolve_precision.cache_clear()
     monkeypatch.setattr(precision, "bf16_verdict", lambda device: ProbeVerdict(False, "bf16 is not faster (0.9×)"))
     assert resolve_precision("auto", "auto") == Precision("fp32", "fp32")
     assert "running fp32 (bf16 is not faster" in capsys.readouterr().err
+    resolve_precision.cache_clear()
     monkeypatch.setattr(precision, "bf16_verdict", lambda device: ProbeVerdict(True, "fast"))
     assert resolve_precision("auto", "auto") == Precision("bf16", "bf16-autocast")
     assert resolve_precision("auto", "fp32") == Precision("bf16", "fp32")
+    resolve_precision.cache_clear()  # later tests see the machine's own verdict
 
 
 @pytest.mark.parametrize(("rollout", "learner", "differ"), [
