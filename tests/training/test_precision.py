@@ -97,3 +97,9 @@ def test_autocast_marks_change_the_learner_forward_only_by_bf16_round_off():
     assert approx.dtype == torch.float32
     with pytest.raises(ValueError, match="bf16-autocast"):
         set_learner_precision(model, "fp16")
+
+
+def test_a_pure_bf16_learner_plays_its_own_bf16_rollouts_without_a_copy_or_correction(tmp_path):
+    (row,) = _run(tmp_path, "model.dtype=bf16", "learner.precision=bf16")
+    assert "time/weight_sync_s" not in row and not any(k.startswith("offpolicy/") for k in row)
+    assert row["mismatch/tokens"] > 0 and row["mismatch/gap_mean"] < 0.05  # bf16 round-off, decode vs one forward
