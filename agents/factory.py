@@ -57,6 +57,8 @@ FORMS = (
     "tiny-random; any of them optionally followed by @<temperature>"
 )
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_VLLM_DTYPES = _ALIASES
 
 
 class UnknownModelSpec(ValueError):
@@ -165,6 +167,7 @@ def _torch_dtype(dtype: Any) -> Any:
     if dtype is None or dtype == "auto":
         return None
     if isinstance(dtype, str):
+        dtype = _ALIASES.get(dtype, dtype)
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {DTYPES}")
         import torch
@@ -286,11 +289,20 @@ def build_rollout_policy(
     :class:`~turngym.agents.vllm_policy.VLLMPolicy` loaded from the same weights (``"vllm"``), which
     :func:`sync_weights` then keeps equal to the learner's.
 
+    ``backend="hf"`` with a ``dtype`` other than the learner's parameter dtype (bf16 rollouts for an
+    fp32 learner): a :class:`~turngym.agents.cast_copy.CastCopyPolicy` over a cast copy of
+    ``policy.model``, which :func:`sync_weights` keeps equal (cast) to the learner's.
+
     The engine loads the embedded model's prepared folder or an ``hf:`` directory directly; any
     other model (generated, or a hub id) is first saved to ``workdir/vllm_init``.
     """
     if backend == "hf":
-        return policy
+        wanted = _torch_dtype(dtype)
+        if wanted is None or wanted == next(policy.model.parameters()).dtype:
+            return policy
+        from turngym.agents.cast_copy import cast_copy_policy
+
+        return cast_copy_policy(policy, wanted)
     if backend != "vllm":
         raise ValueError(f"unknown rollout backend {backend!r}; choose 'hf' or 'vllm'")
     from turngym.agents.vllm_policy import VLLMPolicy
@@ -306,7 +318,7 @@ def build_rollout_policy(
         model.save_pretrained(source)
         policy.tokenizer.save_pretrained(source)
     return VLLMPolicy(
-        source, dtype=None if dtype in (None, "auto") else dtype, seed=seed, max_model_len=max_model_len,
+        source, dtype=None if dtype in (None, "auto") else _VLLM_DTYPES.get(dtype, dtype), seed=seed, max_model_len=max_model_len,
         kv_cache_gib=kv_cache_gib, gpu_memory_utilization=gpu_memory_utilization,
     )
 

@@ -44,6 +44,7 @@ SUITES: dict[str, str] = {
     "async": "bench/async_rollout.py",
     "ddp": "bench/data_parallel.py",
     "gateway": "bench/gateway.py",
+    "precision": "bench/precision.py",
 }
 
 

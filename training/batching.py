@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from turngym.agents.token_stats import chunked_token_stats
+from turngym.training.precision import learner_autocast
 from turngym.training.sharding import decoder_hidden_states
 from turngym.training.trajectory import Trajectory
 
@@ -53,6 +54,10 @@ class TrainRow:
     is_weights: list[float] | None = None
     """Per-token behaviour importance weights (``training/off_policy.py``) multiplying the policy-gradient
     term; ``None``: 1 everywhere (the rollout policy is the proximal policy)."""
+    behaviour_logprobs: list[float] | None = None
+    """The rollout policy's log-probs when ``old_logprobs`` were replaced by the proximal policy's
+    (``training/off_policy.py``); ``None``: ``old_logprobs`` are the rollout's. The rollout/learner
+    mismatch (``mismatch/*``) is measured against these."""
 
     @property
     def num_scored_tokens(self) -> int:
@@ -114,6 +119,7 @@ class MicroBatch:
     clip_scale: torch.Tensor  # [B, L-1] float
     turn_ids: torch.Tensor  # [B, L-1] long (-1 off-policy)
     is_weights: torch.Tensor  # [B, L-1] float (1 where a row has none)
+    behaviour_logprobs: torch.Tensor  # [B, L-1] float (the rollout's log-probs; old_logprobs where a row has none)
 
 
 def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = "cpu") -> MicroBatch:
@@ -130,6 +136,7 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
     scale = torch.ones((b, width), dtype=torch.float32)
     turns = torch.full((b, width), -1, dtype=torch.long)
     weights = torch.ones((b, width), dtype=torch.float32)
+    behaviour = torch.zeros((b, width), dtype=torch.float32)
     for i, r in enumerate(rows):
         n = len(r.token_ids)
         ids[i, :n] = torch.tensor(r.token_ids)
@@ -141,6 +148,7 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
         turns[i, :n] = torch.tensor(r.turn_ids)
         if r.is_weights is not None:
             weights[i, :n] = torch.tensor(r.is_weights, dtype=torch.float32)
+        behaviour[i, :n] = old[i, :n] if r.behaviour_logprobs is None else torch.tensor(r.behaviour_logprobs)
     if (mask[:, 0] != 0).any():
         raise ValueError("a sequence starts with a policy token; there is no context to predict it from")
     to = dict(device=device)
@@ -153,6 +161,7 @@ def collate(rows: Sequence[TrainRow], pad_id: int, device: str | torch.device = 
         clip_scale=scale[:, 1:].to(**to),
         turn_ids=turns[:, 1:].to(**to),
         is_weights=weights[:, 1:].to(**to),
+        behaviour_logprobs=behaviour[:, 1:].to(**to),
     )
 
 
@@ -180,14 +189,19 @@ def policy_token_stats(
 
     Uses ``model.get_decoder()`` for hidden states (no KV cache; no attention mask when the batch is
     right-padded, see :func:`decoder_mask`) and ``model.get_output_embeddings()`` on the selected
-    positions only, ``chunk_size`` rows at a time.
+    positions only, ``chunk_size`` rows at a time. A ``model`` marked ``bf16-autocast``
+    (:func:`~turngym.training.precision.set_learner_precision`) runs the decoder under bf16 autocast;
+    the output projection (policy-token positions only, a small share of the FLOPs) stays in the
+    weights' dtype, so the log-probs are not rounded through bf16 logits.
     """
-    hidden = decoder_hidden_states(model, batch.input_ids, decoder_mask(batch))
+    with learner_autocast(model):  # bf16-autocast learners (training/precision.py): the decoder in bf16
+        hidden = decoder_hidden_states(model, batch.input_ids, decoder_mask(batch))
     where = batch.loss_mask.nonzero(as_tuple=True)  # (rows, positions) in the shifted frame
     targets = batch.input_ids[:, 1:][where]
-    picked, entropy = chunked_token_stats(
-        hidden[:, :-1][where],
-        model.get_output_embeddings(),
+    head = model.get_output_embeddings()
+    picked, entropy = chunked_token_stats(  # the output projection at policy tokens only: in the weights' dtype
+        hidden[:, :-1][where].to(head.weight.dtype),
+        head,
         targets,
         chunk_size,
         softcap=getattr(model.config, "final_logit_softcapping", None),

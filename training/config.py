@@ -10,12 +10,15 @@ from __future__ import annotations
 import difflib
 import importlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from turngym.training.rollout import RolloutConfig
+
+if TYPE_CHECKING:
+    from turngym.agents.precision import Precision
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -60,7 +63,14 @@ class ModelSection(_Section):
     """Policy spec: ``smollm2-135m`` (embedded), ``hf:<path>``, ``tiny-char`` (random Llama over a
     character-level vocabulary; CI) or ``tiny-random`` (random Llama with the SmolLM2 tokenizer)."""
     device: str = "cpu"
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16"] = "fp32"
+    """The rollout policy's dtype (HF or vLLM engine). ``auto``: bf16 where this machine runs it fast
+    and safely — on CUDA when the GPU supports bf16, on a CPU when a subprocess probe's bf16 matmul
+    finishes, agrees with fp32 and beats it (cached per machine; ``agents/precision.py``) — else fp32
+    with a one-line notice. The presets use ``auto``; the default stays fp32 so a bare config behaves
+    the same on every machine. ``float32``/``bfloat16`` are accepted for ``fp32``/``bf16``. When it
+    differs from the learner's parameter dtype (``learner.precision``) the rollouts play on a cast copy
+    of the learner's weights, re-synced after every optimizer step."""
     threads: int | None = Field(None, ge=1)
     """torch intra-op threads (default: torch's choice). On a CPU shared with other busy processes,
     1 thread avoids OpenMP stalls that can slow a 2-thread run tenfold."""
@@ -68,6 +78,11 @@ class ModelSection(_Section):
     """``{r: 16, alpha: 32}`` to train LoRA adapters instead of every weight (needs ``peft``)."""
     tiny_layers: int = Field(2, ge=1)
     tiny_hidden: int = Field(64, ge=8)
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype_alias(cls, value: object) -> object:
+        return {"float32": "fp32", "bfloat16": "bf16"}.get(value, value) if isinstance(value, str) else value
 
 
 class RolloutSection(_Section):
@@ -266,10 +281,14 @@ class AlgoSection(_Section):
     """Decoupled PPO for rollouts the learner's current weights did not play (``training/off_policy.py``):
     the clip is taken around the proximal policy (the learner's weights before this step's update,
     recomputed) and each token's loss is weighted by ``min(π_prox/π_behaviour, behaviour_is_cap)``.
-    ``auto``: for stale rollouts only (asynchronous mode); ``always``: every step (e.g. a rollout
-    engine whose numerics differ from the learner's); ``off``: PPO around the behaviour policy."""
+    ``auto``: for stale rollouts (asynchronous mode) and, every step, when the rollout and learner
+    precisions differ (``model.dtype`` vs ``learner.precision``: every pair but fp32/fp32 and
+    bf16/bf16 — a bf16 rollout's log-probs are not the fp32 learner's); ``always``: every step (e.g. a
+    vLLM engine whose numerics differ from the learner's); ``off``: PPO around the behaviour policy."""
     behaviour_is_cap: float = Field(2.0, ge=1)
-    """Truncation of the behaviour importance weight (truncated IS: bounded variance, small bias)."""
+    """Truncation of the behaviour importance weight (truncated IS: bounded variance, small bias). The
+    default 2 leaves bf16's per-token gaps (|Δ log π| ≈ 0.06 on average, 0.4 at most on SmolLM2, so
+    weights in about [0.67, 1.5]) untruncated and caps only a rare far-off token."""
 
     @field_validator("estimator")
     @classmethod
@@ -355,6 +374,13 @@ class LearnerSection(_Section):
     (``training/sharding.py``; not with LoRA)."""
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     """Collective backend: ``auto`` picks nccl when the model is on CUDA, gloo otherwise."""
+    precision: Literal["auto", "fp32", "bf16-autocast", "bf16"] = "fp32"
+    """The learner's numerics. ``fp32``; ``bf16-autocast``: fp32 master weights and optimizer state,
+    forwards (and so backwards) under ``torch.autocast(bfloat16)`` — matmuls in bf16, norms, softmax
+    and the loss in fp32; ``bf16``: weights, gradients and AdamW state in bf16 (half the memory, the
+    least exact); ``auto``: ``bf16-autocast`` where ``model.dtype: auto`` would pick bf16, else fp32.
+    The rollout/learner log-prob gap this causes is logged every step (``mismatch/*``) and corrected
+    by ``algo.behaviour_correction``."""
     timeout_s: float = Field(1800.0, gt=0)
     """How long a rank waits in a collective (e.g. for a slower rank's rollouts, or rank 0's
     evaluation) before it fails; under torchrun a dead rank stops the others sooner."""
@@ -537,11 +563,21 @@ class TrainConfig(_Section):
         """Constructor kwargs per env id, for training and evaluation environments alike."""
         return {e.id: dict(e.kwargs) for e in [*self.envs, *self.eval.envs]}
 
-    def policy_options(self) -> dict[str, Any]:
-        """The learner's options for :func:`turngym.agents.factory.load_policy` (``model.name`` is the spec)."""
+    def precision(self) -> Precision:
+        """``model.dtype`` and ``learner.precision`` resolved for ``model.device`` (``auto`` probes once
+        per machine: :func:`turngym.agents.precision.resolve_precision`)."""
+        from turngym.agents.precision import resolve_precision
+
+        return resolve_precision(self.model.dtype, self.learner.precision, self.model.device)
+
+    def policy_options(self, role: Literal["learner", "rollout"] = "learner") -> dict[str, Any]:
+        """The options for :func:`turngym.agents.factory.load_policy` (``model.name`` is the spec): the
+        learner's (its parameter dtype), or a rollout worker's (the rollout dtype)."""
         m, r = self.model, self.rollout
+        precision = self.precision()
+        dtype = precision.learner_torch_name if role == "learner" else precision.rollout_torch_name
         return {
-            "device": m.device, "dtype": m.dtype, "seed": self.seed,
+            "device": m.device, "dtype": dtype, "seed": self.seed,
             "tiny_layers": m.tiny_layers, "tiny_hidden": m.tiny_hidden,
             "lora": None if m.lora is None else m.lora.model_dump(),
             "max_batch_size": r.max_batch_size, "kv_reuse": r.kv_reuse, "kv_reuse_bytes": int(r.kv_reuse_gib * 2**30),
@@ -559,7 +595,7 @@ class TrainConfig(_Section):
         """The vLLM engine's settings (``build_rollout_policy``'s keyword arguments but ``backend``)."""
         r = self.rollout
         return {
-            "dtype": self.model.dtype, "seed": self.seed,
+            "dtype": self.precision().rollout_torch_name, "seed": self.seed,
             "max_model_len": r.max_episode_tokens + r.max_new_tokens,
             "kv_cache_gib": r.vllm_kv_cache_gib, "gpu_memory_utilization": r.vllm_gpu_memory_utilization,
         }

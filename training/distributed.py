@@ -340,7 +340,7 @@ def _build_policy(source: Any, device: str) -> Any:
     if uses_engine(source):
         return build_worker_engine(source)
     if isinstance(source, TrainConfig):
-        return load_policy(source.model.name, **{**source.policy_options(), "device": device})
+        return load_policy(source.model.name, **{**source.policy_options("rollout"), "device": device})
     if callable(source):
         return source()
     raise TypeError(f"policy_source must be a TrainConfig or a zero-argument callable, got {type(source).__name__}")

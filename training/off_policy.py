@@ -20,9 +20,11 @@ behaviour ratio drifts by ``k`` updates, so a clip around ``μ`` stops the gradi
 moved; the decoupled form keeps the clip's trust region one update wide whatever ``k`` is, and the
 truncated weight carries the off-policy correction separately.
 
-With ``algo.behaviour_correction: auto`` only stale rows are corrected; a batch played by the current
-weights keeps ``π_prox = μ`` exactly and ``w = 1`` — asynchronous mode with staleness 0 is the
-synchronous run. The statistics (:class:`CorrectionStats`) are logged as ``offpolicy/*``: the
+With ``algo.behaviour_correction: auto`` stale rows are corrected, and every row when the rollout
+policy's precision differs from the learner's (``model.dtype`` vs ``learner.precision``,
+``training/precision.py``: bf16 rollouts, fp32 learner); a batch played by the current weights in the
+learner's own numerics keeps ``π_prox = μ`` exactly and ``w = 1`` — asynchronous mode with staleness 0
+is the synchronous run. The statistics (:class:`CorrectionStats`) are logged as ``offpolicy/*``: the
 per-token log-prob gap ``|log π_prox − log μ|`` (mean, max), the mean sequence-level KL estimate
 ``Σ_τ (log μ − log π_prox)`` per row, and the weights' mean, max and truncated share.
 """
@@ -78,9 +80,9 @@ def behaviour_correction(
 ) -> tuple[list[TrainRow], CorrectionStats]:
     """``rows`` with the flagged ones (``correct[i]``) turned into decoupled-PPO rows, and the statistics.
 
-    A corrected row's ``old_logprobs`` become the proximal log-probs (``model`` now, no gradient) and
-    its ``is_weights`` ``min(exp(log π_prox − log μ), cap)`` on policy tokens (``μ``: the row's stored
-    rollout log-probs). Rows not flagged, and (data-parallel) rows of groups this rank does not train,
+    A corrected row's ``old_logprobs`` become the proximal log-probs (``model`` now, no gradient), its
+    ``is_weights`` ``min(exp(log π_prox − log μ), cap)`` on policy tokens (``μ``: the row's stored
+    rollout log-probs) and its ``behaviour_logprobs`` ``μ`` (kept for the ``mismatch/*`` metrics). Rows not flagged, and (data-parallel) rows of groups this rank does not train,
     are returned unchanged — their owner corrects them. ``cap`` must be ≥ 1.
     """
     if len(correct) != len(rows):
@@ -117,7 +119,9 @@ def behaviour_correction(
                     gap_max = max(gap_max, float(np.abs(log_w[policy]).max()))
                     weight_max = max(weight_max, float(np.exp(log_w[policy]).max()))
                 out[i] = replace(row, old_logprobs=np.where(policy, prox, behaviour).tolist(),
-                                 is_weights=np.where(policy, weights, 1.0).tolist())
+                                 is_weights=np.where(policy, weights, 1.0).tolist(),
+                                 behaviour_logprobs=row.old_logprobs if row.behaviour_logprobs is None
+                                 else row.behaviour_logprobs)
     finally:
         reshard(model)
         model.train(was_training)

@@ -104,7 +104,7 @@ def plan(config: TrainConfig) -> RunPlan:
         notes.append(f"tasks: agent program {program.callable or ' '.join(program.command or [])} on {program.tasks}, "
                      f"through the gateway (docs/gateway.md); timeout {program.timeout_s:g} s a step")
     r, a, o = config.rollout, config.algo, config.optim
-    learner = [f"dtype {config.model.dtype}", f"lr {o.lr:g}"]
+    learner = [f"rollout dtype {config.model.dtype}", f"precision {config.learner.precision}", f"lr {o.lr:g}"]
     learner += [f"LoRA r={config.model.lora.r}"] if config.model.lora else ["full fine-tune"]
     micro = getattr(o, "micro_batch_tokens", None)
     learner += [f"micro-batches of ≤ {micro} tokens" if micro else f"micro-batches of {o.micro_batch_size} sequences"]

@@ -56,6 +56,7 @@ from turngym.training.data_parallel import (
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
 from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
+from turngym.training.precision import correction_flags, set_learner_precision
 from turngym.training.rollout import (
     RolloutBatch,
     RolloutConfig,
@@ -121,15 +122,16 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     torch.manual_seed(config.seed)
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
-    policy = load_policy(config.model.name, **config.policy_options())
-    model = policy.model
+    policy = load_policy(config.model.name, **config.policy_options())  # the learner's dtype (learner.precision)
+    model, precision = policy.model, config.precision()
+    set_learner_precision(model, precision.learner)  # bf16-autocast: fp32 masters, bf16 forwards
     write_run_manifest(out, config, resume, enabled=main)  # manifest.json: versions, data and model hashes, seeds
     full = copy.deepcopy(policy) if ranks.sharded else policy  # whole weights: rollouts, eval, IGPO, export
     reference = copy.deepcopy(model).eval().requires_grad_(False) if config.algo.kl_coef > 0 else None
     if ranks.sharded:  # FSDP2: each rank keeps 1/N of the weights, gradients and optimizer state
         for module in [model] + ([reference] if reference is not None else []):
             shard_model(module, config.model.device)
-    rollouts = build_rollout_policy(config.model.name, full, out, **config.rollout_engine_options())  # `full` itself, or a vLLM engine fed by weight sync
+    rollouts = build_rollout_policy(config.model.name, full, out, **config.rollout_engine_options())  # `full` itself, a cast copy (model.dtype) or a vLLM engine, fed by weight sync
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.optim.lr,
@@ -177,7 +179,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     producer = None  # asynchronous mode: the next steps' rollouts are played (from here on) while this one trains
     if config.rollout.mode == "async" and state.step < config.steps:
-        producer = RolloutProducer(lambda s, played_by: play_step(config, s, pool, ranks, played_by, collector), full,
+        producer = RolloutProducer(lambda s, played_by: play_step(config, s, pool, ranks, played_by, collector), rollouts,
                                    first_step=state.step, last_step=config.steps, max_staleness=config.rollout.max_staleness)
     entropy_control = config.algo.entropy_coef > 0 or config.algo.target_entropy is not None
     budget_left = None if config.time_budget_s is None else max(config.time_budget_s - state.train_seconds, 0.0)
@@ -211,7 +213,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "update")
         if state.entropy_coef is None:
             state.entropy_coef = config.algo.entropy_coef
-        correct = [config.algo.behaviour_correction == "always" or (config.algo.behaviour_correction == "auto" and s) for s in stale]
+        correct = correction_flags(config.algo, stale, precision)  # stale rows; all when rollout/learner precisions differ
         correction = None  # decoupled PPO around the proximal policy for rows other weights played
         if any(correct):
             rows, correction = behaviour_correction(model, rows, correct, config.algo.behaviour_is_cap, config.optim,

@@ -43,6 +43,7 @@ from turngym.training.batching import (
 from turngym.training.config import AlgoSection, OptimSection
 from turngym.training.data_parallel import SINGLE, Ranks
 from turngym.training.losses import aggregate_loss, kl_loss, policy_loss
+from turngym.training.precision import Mismatch
 from turngym.training.sharding import decoder_hidden_states, reshard
 
 
@@ -207,6 +208,8 @@ class UpdateStats:
     entropy_coef: float = 0.0
     per_update: list[dict[str, float]] = field(default_factory=list)
     layout: MicroBatchLayout = field(default_factory=MicroBatchLayout)
+    mismatch: Mismatch = field(default_factory=Mismatch)
+    """Rollout vs learner log-probs on the first update's tokens, before its step (``mismatch/*``)."""
 
     def to_metrics(self) -> dict[str, float]:
         means = ("loss", "kl", "clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl", "ratio_mean",
@@ -228,6 +231,7 @@ class UpdateStats:
         out["optim/early_stopped"] = float(self.early_stopped)
         out["optim/micro_batches"] = float(self.layout.micro_batches)
         out["optim/padding_share"] = self.layout.padding_share
+        out.update(self.mismatch.to_metrics())
         return out
 
 
@@ -276,9 +280,11 @@ def optimize(
         with activation_checkpointing(model, optim.gradient_checkpointing):
             for epoch in range(optim.epochs):
                 shuffle = rng if optim.mini_batches > 1 else None
-                for mini in split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle):
+                for index, mini in enumerate(split_mini_batches(rows, optim.mini_batches, optim.mini_batch_split, shuffle)):
+                    first = epoch == 0 and index == 0  # the learner is still the proximal policy: measure the mismatch
                     result, entropy_total = _update(model, optimizer, mini, algo, optim, pad_id, reference, max_len,
-                                                    entropy_coef, stats.layout, ranks, local_groups)
+                                                    entropy_coef, stats.layout, ranks, local_groups,
+                                                    mismatch=stats.mismatch if first else None)
                     if epoch == 0:
                         entropy_sum += entropy_total
                         entropy_tokens += sum(r.num_policy_tokens for r in mini)
@@ -296,6 +302,11 @@ def optimize(
         model.eval()
     stats.entropy = entropy_sum / entropy_tokens
     stats.layout.sum_over(ranks)
+    if ranks.distributed:
+        m = stats.mismatch
+        m.rows, m.tokens, m.abs_sum, m.kl_sum = ranks.sum_values([m.rows, m.tokens, m.abs_sum, m.kl_sum])
+        m.rows, m.tokens = int(m.rows), int(m.tokens)
+        m.gap_max = ranks.max_values([m.gap_max])[0]
     return stats
 
 
@@ -372,8 +383,11 @@ def _update(
     layout: MicroBatchLayout,
     ranks: Ranks = SINGLE,
     local_groups: frozenset[str] | None = None,
+    mismatch: Mismatch | None = None,
 ) -> tuple[dict[str, float] | None, float]:
     """One optimizer step over ``rows`` (a mini-batch); ``(metrics or None if stopped, Σ entropy)``.
+
+    ``mismatch``: add each micro-batch's rollout-vs-learner log-prob gap (this rank's rows) to it.
 
     A mini-batch with nothing to learn (no scored token and no entropy bonus) takes no step and
     returns empty metrics. Every micro-batch run is counted in ``layout``. Data-parallel: ``rows`` is
@@ -399,6 +413,8 @@ def _update(
         batch = collate(micro, pad_id, device=device)
         layout.add(batch)
         logprobs, entropy = policy_token_stats(model, batch, optim.score_chunk_size, entropy_grad=entropy_coef > 0)
+        if mismatch is not None:
+            mismatch.add(logprobs, batch.behaviour_logprobs, batch.loss_mask)
         scored_rows = [i for i, r in enumerate(micro) if r.scored]
         loss = logprobs.new_zeros(())
         tokens = 0.0

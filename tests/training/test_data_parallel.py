@@ -157,7 +157,8 @@ def test_two_ranks_take_the_one_process_step_with_global_normalisers(tmp_path, s
     mp.start_processes(_sgd_update, args=(2, _free_port(), str(tmp_path), sharded), nprocs=2, start_method="spawn")
     one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / f"world2{'fsdp' if sharded else ''}.pt")
     assert _max_diff(one["weights"], two["weights"]) < 1e-6
-    for name in ("loss", "grad_norm", "entropy", "policy_tokens", "ratio_mean"):
+    for name in ("loss", "grad_norm", "entropy", "policy_tokens", "ratio_mean",
+                 "mismatch/gap_mean", "mismatch/gap_max", "mismatch/seq_kl", "mismatch/tokens"):  # every rank's rows
         assert two["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-5), name
     assert two["metrics"]["optim/micro_batches"] >= one["metrics"]["optim/micro_batches"]  # summed over ranks
 
