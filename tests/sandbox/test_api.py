@@ -70,3 +70,18 @@ def test_open_sandbox_config_and_overrides():
         SandboxLimits(memory_mb=0)
     with pytest.raises(ValueError, match="url"):
         open_sandbox(backend="remote")
+
+
+def test_oversized_argv_or_env_is_the_commands_error_not_a_sandbox_error(backend, make_sandbox):
+    """E2BIG (one argument over the kernel's 128 KiB, or argv+env over ARG_MAX) is the command's own
+    failure — a non-zero exit with a message — on every backend, never a SandboxError: a policy can
+    cause it, and a masked sandbox_error would leave its group without a penalty."""
+    sb = make_sandbox(backend)
+    too_long = sb.exec(["echo", "x" * 300_000])
+    assert too_long.exit_code != 0 and not too_long.timed_out
+    assert "too long" in (too_long.stderr + too_long.stdout).lower()
+    many = sb.exec(["true", *(["y" * 1000] * 3000)])
+    assert many.exit_code != 0
+    env = sb.exec(["true"], env={"BIG": "z" * 300_000})
+    assert env.exit_code != 0
+    assert sb.exec(["echo", "still usable"]).stdout.strip() == "still usable"
