@@ -11,7 +11,14 @@ Grading contract (:func:`grade`):
    junit report, read back in-process right after ``pytest.main`` returns (then ``os._exit``, so no
    atexit hook of the repo's code runs after it), lists it as passed. Printed text is never parsed,
    so printing "5 passed" changes nothing; the repo dir goes on ``sys.path`` only after pytest and the
-   XML modules are imported, so a ``pytest.py`` in the repo cannot shadow them.
+   XML modules are imported, so a ``pytest.py`` in the repo cannot shadow them. Code under test runs
+   in the runner's process, so the runner defends its report: the result file's path and a secret
+   come in a key file the runner reads and deletes before any repo code runs (argv names only the
+   deleted key), a report without the secret is ignored (a forged file counts as no report); the
+   runner's I/O functions are bound before collection; if any function or class member of pytest's
+   reporting modules, ``json``, ``xml.etree`` or ``os`` was replaced during the run, every test counts
+   as failed. Before the run, every process left in the sandbox is killed (``kill -9 -1``), so a
+   background process cannot rewrite results or kill the runner. (Found by ``turngym check --exploits``.)
 
 Sandbox failures raise :class:`turngym.sandbox.base.SandboxError`; callers map them to
 ``stop_reason="sandbox_error"``.
@@ -38,10 +45,25 @@ GIT_ENV = {
 }
 
 RUNNER = r"""
-import json, os, sys, tempfile
+import json, os, sys, tempfile, types
 import xml.etree.ElementTree as ET
-import pytest, _pytest.junitxml, _pytest.config, _pytest.main
-out_path = sys.argv[1]
+import pytest, _pytest.junitxml, _pytest.config, _pytest.main, _pytest.reports, _pytest.runner, _pytest.python
+_open, _dumps, _parse, _exit, _unlink = open, json.dumps, ET.parse, os._exit, os.unlink
+with _open(sys.argv[1]) as _f:
+    out_path, secret = _f.read().split()
+_unlink(sys.argv[1])
+_WATCHED = (_pytest.junitxml, _pytest.reports, _pytest.runner, _pytest.main, _pytest.python, _pytest.config, json, ET, os)
+def fingerprint():
+    seen = {}
+    for mod in _WATCHED:
+        for name, value in list(vars(mod).items()):
+            if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+                seen[(mod.__name__, name)] = id(value)
+            if isinstance(value, type) and value.__module__ == mod.__name__:
+                for attr, member in list(vars(value).items()):
+                    seen[(mod.__name__, name, attr)] = id(member)
+    return seen
+before = fingerprint()
 repo = os.getcwd()
 sys.path.insert(0, repo)
 fd, xml_path = tempfile.mkstemp(suffix=".xml"); os.close(fd)
@@ -50,9 +72,10 @@ try:
     code = pytest.main(["-p", "no:cacheprovider", "-q", "-o", "junit_family=xunit1", "--junitxml=" + xml_path, *files]) if files else 5
 except BaseException as exc:
     code = -1
+tampered = fingerprint() != before
 results = {}
 try:
-    for tc in ET.parse(xml_path).getroot().iter("testcase"):
+    for tc in _parse(xml_path).getroot().iter("testcase"):
         key = tc.get("classname", "") + "::" + tc.get("name", "")
         status = "passed"
         for child in tc:
@@ -64,12 +87,13 @@ try:
             results[key] = status
 except Exception:
     pass
-with open(out_path, "w") as f:
-    json.dump({"exit": int(code), "results": results}, f)
+if tampered:
+    results = {key: "failed" for key in results}
+with _open(out_path, "w") as f:
+    f.write(_dumps({"exit": int(code), "results": results, "secret": secret, "tampered": tampered}))
 sys.stdout.flush(); sys.stderr.flush()
-os._exit(0)
+_exit(0)
 """
-
 _TIMING = re.compile(r" in \d+(\.\d+)?s( \(\d+:\d\d:\d\d\))?")
 _XML_LINE = re.compile(r"^-+ generated xml file: .*$\n?", re.MULTILINE)
 
@@ -119,25 +143,31 @@ def sanitize(output: str) -> str:
 def run_pytest(sb, repo_dir: str, test_ids: Sequence[str], *, python: str = "python3", timeout: float = 120.0) -> TestRun:
     """Run the files of ``test_ids`` with pytest in ``repo_dir`` (relative to the work dir)."""
     files = list(dict.fromkeys(t.split("::")[0] for t in test_ids))
-    nonce = uuid.uuid4().hex
-    out_rel = f"{_OUT}/{nonce}.json"
+    out_rel, key_rel, secret = f"{_OUT}/{uuid.uuid4().hex}.json", f"{_OUT}/{uuid.uuid4().hex}.key", uuid.uuid4().hex
     workdir = sb.limits.workdir.rstrip("/")
-    command = (
-        f"mkdir -p {workdir}/{_OUT} && cd {workdir}/{shlex.quote(repo_dir)} && "
-        f"{shlex.quote(python)} -I -B -c {shlex.quote(RUNNER)} {workdir}/{out_rel} "
+    sb.put_files({key_rel: f"{workdir}/{out_rel} {secret}".encode()})
+    command = (  # no process the agent left behind may outlive this point (kill -1 spares this shell)
+        f"kill -9 -1 2>/dev/null; cd {workdir}/{shlex.quote(repo_dir)} && "
+        f"{shlex.quote(python)} -I -B -c {shlex.quote(RUNNER)} {workdir}/{key_rel} "
         + " ".join(shlex.quote(f) for f in files)
     )
     result = sb.exec(["bash", "-c", command], timeout=timeout, env=GIT_ENV)
     got = sb.get_files([out_rel]).get(out_rel)
-    sb.exec(["rm", "-f", f"{workdir}/{out_rel}"], env=GIT_ENV)
-    data = {}
+    sb.exec(["rm", "-f", f"{workdir}/{out_rel}", f"{workdir}/{key_rel}"], env=GIT_ENV)
+    data, note = {}, ""
     if got:
         try:
-            data = json.loads(got.decode("utf-8", "replace")).get("results", {})
+            report = json.loads(got.decode("utf-8", "replace"))
+            if report.get("secret") != secret:
+                note = "\n[the test results were not written by the grader's runner: ignored]"
+            else:
+                data = report.get("results", {})
+                if report.get("tampered"):
+                    note = "\n[the code under test modified pytest or the grader's reporting: every test counts as failed]"
         except (ValueError, AttributeError):
             data = {}
     status = {t: data.get(nodeid_key(t), "missing") for t in test_ids}
-    output = sanitize(result.stdout + result.stderr)
+    output = sanitize(result.stdout + result.stderr) + note
     if result.timed_out:
         output += f"\n[tests timed out after {timeout:g}s]"
     return TestRun(status=status, output=output, timed_out=result.timed_out, duration=result.duration, raw=dict(data))
