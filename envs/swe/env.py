@@ -519,11 +519,12 @@ class RepairEnv(TurnEnv):
         )
         changed = self.sandbox.exec(["bash", "-c", copy_cmd], env=grading.GIT_ENV, timeout=60).stdout.split("\n")
         restore = [p for p in changed if p and is_test_path(p)]
-        if restore:
-            loop = " ".join(shlex.quote(p) for p in restore)
-            self.sandbox.exec(["bash", "-c", f"cd {work}/{SCRATCH} && for p in {loop}; do if git cat-file -e {self._base}:\"$p\" "
-                               f"2>/dev/null; then git checkout -q {self._base} -- \"$p\"; else rm -rf -- \"$p\"; fi; done"],
-                              env=grading.GIT_ENV, timeout=60)
+        if restore:  # the paths travel in a file, never in argv: thousands of long names cannot hit E2BIG
+            listing = f"{grading.REPO_OUT}/restore-{self._turn}.lst"
+            self.sandbox.put_files({listing: "\0".join(restore).encode("utf-8") + b"\0"})
+            self.sandbox.exec(["bash", "-c", f"cd {work}/{SCRATCH} && while IFS= read -r -d '' p; do if git cat-file -e "
+                               f"{self._base}:\"$p\" 2>/dev/null; then git checkout -q {self._base} -- \"$p\"; else rm -rf -- \"$p\"; fi; "
+                               f"done < {work}/{listing}; rm -f {work}/{listing}"], env=grading.GIT_ENV, timeout=60)
         run = grading.run_pytest(self.sandbox, SCRATCH, task.visible_tests, python=task.python,
                                  timeout=min(self.test_timeout_s, self.turn_timeout_s * 4))
         previous, self._fraction = self._fraction, run.fraction

@@ -37,6 +37,7 @@ from turngym.envs.swe.tasks import RepoTask, nodeid_key, strip_test_changes
 
 REPO = "repo"  # the repository lives at <workdir>/repo
 _OUT = ".turngym_out"
+REPO_OUT = _OUT  # scratch files of the harness, under the work dir (not in the repo)
 GIT_ENV = {
     "HOME": "/tmp", "GIT_AUTHOR_NAME": "turngym", "GIT_AUTHOR_EMAIL": "turngym@localhost",
     "GIT_COMMITTER_NAME": "turngym", "GIT_COMMITTER_EMAIL": "turngym@localhost",
@@ -61,7 +62,8 @@ def fingerprint():
                 seen[(mod.__name__, name)] = id(value)
             if isinstance(value, type) and value.__module__ == mod.__name__:
                 for attr, member in list(vars(value).items()):
-                    seen[(mod.__name__, name, attr)] = id(member)
+                    if isinstance(member, (types.FunctionType, property, staticmethod, classmethod)):
+                        seen[(mod.__name__, name, attr)] = id(member)
     return seen
 before = fingerprint()
 repo = os.getcwd()
