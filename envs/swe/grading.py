@@ -21,7 +21,8 @@ Grading contract (:func:`grade`):
    background process cannot rewrite results or kill the runner. (Found by ``turngym check --exploits``.)
 
 Sandbox failures raise :class:`turngym.sandbox.base.SandboxError`; callers map them to
-``stop_reason="sandbox_error"``.
+``stop_reason="sandbox_error"`` — except :class:`~turngym.sandbox.base.WorkdirFull` once the agent's
+diff is in: a diff that fills the work dir fails grading (``tests_fail``), the policy's outcome.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "turngym", "GIT_COMMITTER_EMAIL": "turngym@localhost",
     "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000",
     "GIT_CONFIG_NOSYSTEM": "1", "PYTHONDONTWRITEBYTECODE": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",  # `git replace` in the agent's repo cannot redefine the snapshot commit
 }
 
 RUNNER = r"""
@@ -203,14 +205,25 @@ def setup_repo(sb, task: RepoTask, repo_dir: str = REPO, timeout: float = 60.0) 
 
 
 def current_diff(sb, base: str = "HEAD", repo_dir: str = REPO, timeout: float = 60.0) -> str:
-    """The repo's full diff against the snapshot commit ``base`` (untracked files included, binary-safe)."""
+    """The repo's full diff against the snapshot commit ``base`` (untracked files included, binary-safe).
+
+    The diff travels through a file in the work dir, never the exec's stdout: stdout is capped at
+    ``limits.output_bytes`` (head and tail kept), which would cut a large honest fix in the middle.
+    A diff that cannot be written (the policy filled the work dir) comes back cut short or empty, so
+    it fails to apply or counts as empty: the policy's outcome.
+    """
     workdir = sb.limits.workdir.rstrip("/")
     base = shlex.quote(base)
-    result = sb.exec(
-        ["bash", "-c", f"cd {workdir}/{repo_dir} && git add -A -- . ':!**/__pycache__/**' ':!*.pyc' >/dev/null 2>&1; git diff --cached --binary {base}; git reset -q >/dev/null 2>&1"],
+    out_rel = f"{_OUT}/diff-{uuid.uuid4().hex}.patch"
+    sb.exec(
+        ["bash", "-c", f"mkdir -p {workdir}/{_OUT}; cd {workdir}/{repo_dir} && "
+         f"git add -A -- . ':!**/__pycache__/**' ':!*.pyc' >/dev/null 2>&1; "
+         f"git diff --cached --binary --no-ext-diff --no-textconv {base} > {workdir}/{out_rel}; git reset -q >/dev/null 2>&1"],
         timeout=timeout, env=GIT_ENV,
     )
-    return result.stdout
+    data = sb.get_files([out_rel]).get(out_rel, b"")
+    sb.exec(["rm", "-f", f"{workdir}/{out_rel}"], env=GIT_ENV)
+    return data.decode("utf-8", "replace")
 
 
 def apply_patch(sb, patch: str, repo_dir: str = REPO, name: str = "agent") -> tuple[bool, str]:
@@ -248,14 +261,20 @@ def grade(task: RepoTask, patch: str, open_fresh: Callable[[], object], *, timeo
     kept, dropped = strip_test_changes(patch)
     if not kept.strip():
         return Grade(patch, kept, dropped, applied=False, passed=False, message="the diff changes no non-test file")
+    from turngym.sandbox.base import WorkdirFull
+
     for attempt in range(2):
         with open_fresh() as sb:
             setup_repo(sb, task)
-            ok, message = apply_patch(sb, kept)
-            if not ok:
-                return Grade(patch, kept, dropped, applied=False, passed=False, message=f"the diff does not apply: {message}")
-            restore_tests(sb, task)
-            run = run_pytest(sb, REPO, task.graded_tests, python=task.python, timeout=timeout)
+            try:  # the diff is the policy's: a work dir it fills up is its failure, never a sandbox_error
+                ok, message = apply_patch(sb, kept)
+                if not ok:
+                    return Grade(patch, kept, dropped, applied=False, passed=False, message=f"the diff does not apply: {message}")
+                restore_tests(sb, task)
+                run = run_pytest(sb, REPO, task.graded_tests, python=task.python, timeout=timeout)
+            except WorkdirFull as exc:
+                return Grade(patch, kept, dropped, applied=False, passed=False,
+                             message=f"the diff fills the grading sandbox's work dir: {exc}")
             alive = getattr(sb, "alive", None)
             if callable(alive) and not alive():
                 from turngym.sandbox.base import SandboxError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from turngym.sandbox import SandboxConfig, SandboxLimits, open_sandbox, resolve_config
-from turngym.sandbox.base import EpisodeTimeExceeded, Sandbox, SandboxClosed
+from turngym.sandbox.base import EpisodeTimeExceeded, Sandbox, SandboxClosed, WorkdirFull
 
 
 def test_exec_forms_env_workdir_and_exit_codes(backend, make_sandbox):
@@ -85,3 +85,15 @@ def test_oversized_argv_or_env_is_the_commands_error_not_a_sandbox_error(backend
     env = sb.exec(["true"], env={"BIG": "z" * 300_000})
     assert env.exit_code != 0
     assert sb.exec(["echo", "still usable"]).stdout.strip() == "still usable"
+
+
+def test_writing_into_a_full_work_dir_raises_workdir_full(backend, make_sandbox):
+    """Code that fills the work dir makes the next ``put_files`` raise :class:`WorkdirFull` (a
+    ``SandboxError`` subclass callers can tell apart: the policy's doing, not the engine's)."""
+    sb = make_sandbox(backend, disk_mb=8)
+    sb.exec("head -c 64M /dev/zero > fill; true")
+    with pytest.raises(WorkdirFull, match="full"):
+        sb.put_files({"more.bin": b"z" * 200_000})
+    sb.exec("rm -f fill")
+    sb.put_files({"more.bin": b"z"})  # usable again once space is freed
+    assert sb.get_files(["more.bin"]) == {"more.bin": b"z"}
