@@ -50,6 +50,7 @@ import posixpath
 import shlex
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -519,9 +520,9 @@ class RepairEnv(TurnEnv):
         # thousands of long-named test files cannot hide an edited visible test from the restore.
         # Fail closed: if the copy, the listing or the restore fails (the policy filled the work dir,
         # made files unreadable…), no test runs and the call is the policy's error.
-        listing = f"{grading.REPO_OUT}/changed-{self._turn}.lst"
-        copy_cmd = (
-            f"mkdir -p {work}/{grading.REPO_OUT} && rm -rf {work}/{SCRATCH} && cp -a {self._repo} {work}/{SCRATCH} && "
+        listing = f"{grading.REPO_OUT}/changed-{uuid.uuid4().hex}.lst"
+        copy_cmd = (  # first kill what the agent left running: nothing may edit the copy after its restore
+            f"kill -9 -1 2>/dev/null; mkdir -p {work}/{grading.REPO_OUT} && rm -rf {work}/{SCRATCH} && cp -a {self._repo} {work}/{SCRATCH} && "
             f"cd {work}/{SCRATCH} && git add -A -- . ':!**/__pycache__/**' >/dev/null && "
             f"git diff --cached --name-only -z {self._base} > {work}/{listing} && git reset -q && echo READY"
         )
