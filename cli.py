@@ -2,6 +2,7 @@
 
     turngym list [--json]                          registered environments
     turngym check <id> | --all [--json [FILE]]     conformance checks (exit 1 on a violation)
+    turngym check --exploits <id> | --all          grader-exploit probes (exit 1 if one earns more than honest play)
     turngym play <id> [--opponent A] [--seat S]    play in the terminal against an agent
     turngym eval <id> --agent A [--opponent B] --episodes N [--json [FILE]] [--out DIR] [--against MANIFEST]
     turngym replay TRAJ.jsonl [--episode N]        re-run recorded actions; first turn that differs
@@ -91,6 +92,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         ids = [i for i in ids if turngym.spec(i).family in wanted]
     for env_id in ids:
         turngym.spec(env_id)  # an unknown id is a usage error (exit 2, "did you mean"), before any check runs
+    if args.exploits:
+        return _check_exploits(ids, args)
     reports = []
     with Progress("check", len(ids), unit="envs") as progress:
         for i, env_id in enumerate(ids):
@@ -124,6 +127,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     if details:
         print_table(["env_id", "check", "status", "detail"], details, title="check details")
     print(f"{len(reports) - len(failed)}/{len(reports)} environments conform" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return code
+
+
+def _check_exploits(ids: list[str], args: argparse.Namespace) -> int:
+    """``turngym check --exploits``: every probe of :mod:`turngym.envs.exploits`, exploit vs baseline."""
+    from turngym.envs.exploits import check_exploits
+
+    reports = []
+    with Progress("exploits", len(ids), unit="envs") as progress:
+        for i, env_id in enumerate(ids):
+            progress.update(i, info=env_id)
+            report = check_exploits(env_id, on_probe=lambda name, env_id=env_id: progress.update(info=f"{env_id}: {name}"))
+            reports.append(report)
+            progress.update(i + 1, info=f"{env_id} {'PASS' if report.ok else 'FAIL'} in {format_duration(report.seconds)}")
+    failed = [r.env_id for r in reports if not r.ok]
+    code = EXIT_FAILED if failed else EXIT_OK
+    if emit_json([r.to_dict() for r in reports], args.json):
+        return code
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    rows = [(r.env_id, x.family, x.name, styled(x.status, _STATUS_STYLE[x.status]), fmt(x.exploit), fmt(x.baseline), x.detail)
+            for r in reports for x in r.results]
+    print_table([Column("env_id"), Column("family"), Column("probe"), Column("status"), Column("exploit", "right"),
+                 Column("baseline", "right"), Column("detail")], rows, title=f"grader exploits on {len(reports)} environment(s)")
+    print(f"{len(reports) - len(failed)}/{len(reports)} environments resist every probe" + (f"; failing: {', '.join(failed)}" if failed else ""))
     return code
 
 
@@ -590,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="check every registered environment")
     p.add_argument("--family", help="with --all: only these families, comma-separated (game, search, household, code, toy, other)")
     p.add_argument("--verbose", "-v", action="store_true", help="show every check, not only failures")
+    p.add_argument("--exploits", action="store_true", help="run the grader-exploit suite instead: scripted attacks, each "
+                   "compared with an honest baseline (docs/registering-environments.md)")
     add_json_argument(p, "the reports")
     add_quiet_argument(p)
     p.set_defaults(func=cmd_check)

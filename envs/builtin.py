@@ -48,12 +48,12 @@ def register_ablation_envs() -> None:
     register(
         "turngym/KeyTurn-v0", "turngym.envs.ablation:KeyTurnEnv", family="toy",
         description="Turn 1's digits decide the outcome; a vowel continues (+0.1). Ablation study 'turn-credit'.",
-        max_turns=10, reward_bounds=(0.0, 1.1), gate_threshold=None, num_seats=1,
+        max_turns=10, reward_bounds=(0.0, 1.1), gate_threshold=None, num_seats=1, tags=("no-grader",),
     )
     register(
         "turngym/Lookup-v0", "turngym.envs.ablation:LookupEnv", family="toy",
         description="Look up a hidden letter, then type it; only the answer is scored. Ablation study 'info-gain'.",
-        max_turns=2, reward_bounds=(0.0, 1.0), gate_threshold=None, num_seats=1,
+        max_turns=2, reward_bounds=(0.0, 1.0), gate_threshold=None, num_seats=1, tags=("no-grader",),
     )
     register(
         "turngym/FlakyVowels-v0", "turngym.envs.ablation:FlakyVowelsEnv", family="toy",

@@ -24,6 +24,7 @@ from turngym.sandbox.base import (
     SandboxError,
     SandboxLimits,
     SandboxUnavailable,
+    WorkdirFull,
 )
 from turngym.sandbox.factory import BACKENDS, choose_backend, open_sandbox, resolve_config
 from turngym.sandbox.pool import SandboxPool
@@ -31,5 +32,5 @@ from turngym.sandbox.pool import SandboxPool
 __all__ = [
     "BACKENDS", "Command", "EpisodeTimeExceeded", "ExecResult", "Sandbox", "SandboxClosed", "SandboxConfig",
     "SandboxError", "SandboxLimits", "SandboxPool", "SandboxUnavailable", "choose_backend", "open_sandbox",
-    "resolve_config",
+    "resolve_config", "WorkdirFull",
 ]

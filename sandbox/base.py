@@ -100,6 +100,13 @@ class SandboxError(RuntimeError):
     """The sandbox or its engine failed (not the code inside it). Maps to ``sandbox_error``."""
 
 
+class WorkdirFull(SandboxError):
+    """Writing into the work dir failed because it is full (``disk_mb`` or ``inodes`` spent).
+
+    The code in the sandbox fills the work dir, so callers that run a policy's code treat this as
+    the policy's outcome (a tool error, a failed test run), never as an infrastructure failure."""
+
+
 class SandboxUnavailable(SandboxError):
     """No isolating backend can run here (no Docker engine, no bubblewrap, missing image)."""
 

@@ -22,6 +22,7 @@ user namespaces disabled); :class:`BwrapSandbox` raises :class:`SandboxUnavailab
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import resource
 import selectors
@@ -358,6 +359,11 @@ class BwrapSandbox(TarFilesMixin):
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                     preexec_fn=lambda: self._preexec(nproc), close_fds=True)
         except OSError as exc:
+            if exc.errno == errno.E2BIG:  # the command's own argv/env is too long: its error, as under Docker
+                out.stderr.add(f"sandbox: cannot run the command: argument list too long ({exc})\n".encode())
+                out.exit_code = 1
+                out.duration = time.monotonic() - start
+                return out
             raise SandboxError(f"starting bwrap for sandbox {self.name} failed: {exc}") from exc
         writer = None
         if stdin_data is not None:

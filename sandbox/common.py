@@ -19,7 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from turngym.sandbox.base import Command, EpisodeTimeExceeded, SandboxError, SandboxLimits
+from turngym.sandbox.base import (
+    Command,
+    EpisodeTimeExceeded,
+    SandboxError,
+    SandboxLimits,
+    WorkdirFull,
+)
 from turngym.sandbox.files import check_rel_path, files_to_tar, tar_to_files
 from turngym.sandbox.output import OutputCapture
 
@@ -98,8 +104,12 @@ class TarFilesMixin:
             raw = self._run_internal(["tar", "-x", "-p", "-m", "-f", "-", "-C", self.limits.workdir],  # type: ignore[attr-defined]
                                      deadline_s=60, cap=8192, stdin_data=data)
         if raw.exit_code != 0:
+            err = raw.stderr.text()
+            if "No space left on device" in err or "Disk quota exceeded" in err:
+                raise WorkdirFull(f"writing files into sandbox {self.name} failed: the work dir is full "
+                                  f"(disk_mb={self.limits.disk_mb}, inodes={self.limits.inodes}): {err[-300:]}")
             raise SandboxError(
-                f"writing files into sandbox {self.name} failed (tar exit {raw.exit_code}): {raw.stderr.text()[-500:]}"
+                f"writing files into sandbox {self.name} failed (tar exit {raw.exit_code}): {err[-500:]}"
                 f" — is the work dir full (disk_mb={self.limits.disk_mb}, inodes={self.limits.inodes})?")
 
     def _get_tar(self, rel_paths: Sequence[str]) -> bytes:

@@ -23,12 +23,14 @@ from turngym.sandbox.base import (
     SandboxError,
     SandboxLimits,
     SandboxUnavailable,
+    WorkdirFull,
 )
 from turngym.sandbox.files import check_rel_path, safe_member_name
 
 _ERRORS: dict[str, type[Exception]] = {
     "SandboxClosed": SandboxClosed, "SandboxUnavailable": SandboxUnavailable,
     "EpisodeTimeExceeded": EpisodeTimeExceeded, "SandboxError": SandboxError, "ValueError": ValueError,
+    "WorkdirFull": WorkdirFull,
 }
 
 

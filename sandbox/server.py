@@ -48,6 +48,7 @@ from turngym.sandbox.base import (
     SandboxError,
     SandboxLimits,
     SandboxUnavailable,
+    WorkdirFull,
 )
 from turngym.sandbox.factory import open_sandbox
 
@@ -290,6 +291,8 @@ class SandboxService:
                 return _error(410, "SandboxClosed", str(exc))
             except SandboxUnavailable as exc:
                 return _error(503, "SandboxUnavailable", str(exc))
+            except WorkdirFull as exc:  # the code filled the work dir: the client maps it back (policy's outcome)
+                return _error(507, "WorkdirFull", str(exc))
             except SandboxError as exc:
                 return _error(500, "SandboxError", str(exc))
             except (ValueError, TypeError) as exc:

@@ -3,6 +3,11 @@
 ``normalize_answer``: lowercase → drop punctuation → drop articles (a, an, the) → collapse
 whitespace. Accents are folded too (``São Tomé`` == ``Sao Tome``). EM and F1 take the maximum over
 all gold answers (aliases count). Pure functions.
+
+Token F1 follows HotpotQA's official rule for yes/no answers: when the prediction or the gold is
+``yes``/``no`` (normalized), F1 is exact match. Otherwise hedging pays: ``yes no`` scored 0.67
+on every yes/no question, more than an honest guess's expected 0.5 (found by
+``turngym check --exploits``, probe ``yes_no_hedge_f1``).
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ def exact_match(prediction: str, golds: Iterable[str]) -> float:
     return float(any(pred == normalize_answer(g) for g in golds))
 
 
+_YES_NO = frozenset({"yes", "no", "noanswer"})
+
+
 def token_f1(prediction: str, gold: str) -> float:
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    norm_pred, norm_gold = normalize_answer(prediction), normalize_answer(gold)
+    if (norm_pred in _YES_NO or norm_gold in _YES_NO) and norm_pred != norm_gold:
+        return 0.0
+    pred, ref = norm_pred.split(), norm_gold.split()
     if not pred or not ref:
         return float(pred == ref)
     common = Counter(pred) & Counter(ref)

@@ -50,6 +50,7 @@ import posixpath
 import shlex
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -374,7 +375,7 @@ class RepairEnv(TurnEnv):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._over:
             raise EpisodeOver("the episode is over; call reset()")
-        from turngym.sandbox.base import SandboxError
+        from turngym.sandbox.base import SandboxError, WorkdirFull
 
         record = TurnRecord(turn=self._turn, seat=0, reward=0.0)
         self._turn += 1
@@ -405,6 +406,8 @@ class RepairEnv(TurnEnv):
                 if call.name == "submit":
                     return self._submit(record, info)
                 obs, ok, extra = self._timed(lambda: self._run_tool(call))
+            except WorkdirFull as exc:  # the policy filled the work dir: its error, never a masked sandbox_error
+                obs, ok, extra = f"Error: {exc}", False, {}
             except SandboxError as exc:
                 self._holder.release(reuse=False)
                 return self._finish(record, info, f"The sandbox failed: {exc}", StopReason.SANDBOX_ERROR, 0.0)
@@ -537,17 +540,31 @@ class RepairEnv(TurnEnv):
         if not task.visible_tests:
             return "This task has no visible tests.", True, {}
         work = self.sandbox.limits.workdir.rstrip("/")
-        copy_cmd = (
-            f"rm -rf {work}/{SCRATCH} && cp -a {self._repo} {work}/{SCRATCH} && cd {work}/{SCRATCH} && "
-            f"git add -A -- . ':!**/__pycache__/**' >/dev/null 2>&1; git diff --cached --name-only {self._base}; git reset -q"
+        # Every name travels through files, never stdout (capped, middle dropped) or argv (E2BIG):
+        # thousands of long-named test files cannot hide an edited visible test from the restore.
+        # Fail closed: if the copy, the listing or the restore fails (the policy filled the work dir,
+        # made files unreadable…), no test runs and the call is the policy's error.
+        listing = f"{grading.REPO_OUT}/changed-{uuid.uuid4().hex}.lst"
+        copy_cmd = (  # first kill what the agent left running: nothing may edit the copy after its restore
+            f"kill -9 -1 2>/dev/null; mkdir -p {work}/{grading.REPO_OUT} && rm -rf {work}/{SCRATCH} && cp -a {self._repo} {work}/{SCRATCH} && "
+            f"cd {work}/{SCRATCH} && git add -A -- . ':!**/__pycache__/**' >/dev/null && "
+            f"git diff --cached --name-only -z {self._base} > {work}/{listing} && git reset -q && echo READY"
         )
-        changed = self.sandbox.exec(["bash", "-c", copy_cmd], env=grading.GIT_ENV, timeout=60).stdout.split("\n")
-        restore = [p for p in changed if p and is_test_path(p)]
+        copied = self.sandbox.exec(["bash", "-c", copy_cmd], env=grading.GIT_ENV, timeout=60)
+        names = self.sandbox.get_files([listing]).get(listing) if "READY" in copied.stdout else None
+        if names is None:
+            return self._tests_not_run(f"copying the repository for the test run failed: {copied.stderr.strip()[-300:]}")
+        restore = [p for p in names.decode("utf-8", "surrogateescape").split("\0") if p and is_test_path(p)]
         if restore:
-            loop = " ".join(shlex.quote(p) for p in restore)
-            self.sandbox.exec(["bash", "-c", f"cd {work}/{SCRATCH} && for p in {loop}; do if git cat-file -e {self._base}:\"$p\" "
-                               f"2>/dev/null; then git checkout -q {self._base} -- \"$p\"; else rm -rf -- \"$p\"; fi; done"],
-                              env=grading.GIT_ENV, timeout=60)
+            self.sandbox.put_files({listing: "\0".join(restore).encode("utf-8", "surrogateescape") + b"\0"})
+            undone = self.sandbox.exec(
+                ["bash", "-c", f"cd {work}/{SCRATCH} && while IFS= read -r -d '' p; do if git cat-file -e "
+                 f"{self._base}:\"$p\" 2>/dev/null; then git checkout -q {self._base} -- \"$p\" || exit 1; "
+                 f"else rm -rf -- \"$p\" || exit 1; fi; done < {work}/{listing} && echo RESTORED"],
+                env=grading.GIT_ENV, timeout=60)
+            if "RESTORED" not in undone.stdout:
+                return self._tests_not_run(f"restoring the shipped test files failed: {undone.stderr.strip()[-300:]}")
+        self.sandbox.exec(["rm", "-f", f"{work}/{listing}"], env=grading.GIT_ENV)
         run = grading.run_pytest(self.sandbox, SCRATCH, task.visible_tests, python=task.python,
                                  timeout=min(self.test_timeout_s, self.turn_timeout_s * 4))
         previous, self._fraction = self._fraction, run.fraction
@@ -559,6 +576,10 @@ class RepairEnv(TurnEnv):
             lines.append("Not passing: " + ", ".join(failing[:20]) + (" …" if len(failing) > 20 else ""))
         lines.append(truncate(run.output.strip(), max(1000, self.observation_chars - 1500)))
         return "\n".join(lines), True, {"test_progress": rewards.test_progress(previous, run.fraction)}
+
+    @staticmethod
+    def _tests_not_run(why: str) -> tuple[str, bool, dict[str, float]]:
+        return f"Error: the tests did not run: {why} (is the work dir full? disk and inodes are limited)", False, {}
 
     def _submit(self, record: TurnRecord, info: dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
         from turngym.sandbox.base import SandboxError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from turngym.sandbox import SandboxConfig, SandboxLimits, open_sandbox, resolve_config
-from turngym.sandbox.base import EpisodeTimeExceeded, Sandbox, SandboxClosed
+from turngym.sandbox.base import EpisodeTimeExceeded, Sandbox, SandboxClosed, WorkdirFull
 
 
 def test_exec_forms_env_workdir_and_exit_codes(backend, make_sandbox):
@@ -70,3 +70,30 @@ def test_open_sandbox_config_and_overrides():
         SandboxLimits(memory_mb=0)
     with pytest.raises(ValueError, match="url"):
         open_sandbox(backend="remote")
+
+
+def test_oversized_argv_or_env_is_the_commands_error_not_a_sandbox_error(backend, make_sandbox):
+    """E2BIG (one argument over the kernel's 128 KiB, or argv+env over ARG_MAX) is the command's own
+    failure — a non-zero exit with a message — on every backend, never a SandboxError: a policy can
+    cause it, and a masked sandbox_error would leave its group without a penalty."""
+    sb = make_sandbox(backend)
+    too_long = sb.exec(["echo", "x" * 300_000])
+    assert too_long.exit_code != 0 and not too_long.timed_out
+    assert "too long" in (too_long.stderr + too_long.stdout).lower()
+    many = sb.exec(["true", *(["y" * 1000] * 3000)])
+    assert many.exit_code != 0
+    env = sb.exec(["true"], env={"BIG": "z" * 300_000})
+    assert env.exit_code != 0
+    assert sb.exec(["echo", "still usable"]).stdout.strip() == "still usable"
+
+
+def test_writing_into_a_full_work_dir_raises_workdir_full(backend, make_sandbox):
+    """Code that fills the work dir makes the next ``put_files`` raise :class:`WorkdirFull` (a
+    ``SandboxError`` subclass callers can tell apart: the policy's doing, not the engine's)."""
+    sb = make_sandbox(backend, disk_mb=8)
+    sb.exec("head -c 64M /dev/zero > fill; true")
+    with pytest.raises(WorkdirFull, match="full"):
+        sb.put_files({"more.bin": b"z" * 200_000})
+    sb.exec("rm -f fill")
+    sb.put_files({"more.bin": b"z"})  # usable again once space is freed
+    assert sb.get_files(["more.bin"]) == {"more.bin": b"z"}

@@ -113,6 +113,40 @@ def test_printing_passed_or_shadowing_pytest_cannot_raise_the_reward(make_env):
     assert "failed" in set(steps[-1][4]["grade"]["tests"].values()) or "missing" in set(steps[-1][4]["grade"]["tests"].values())
 
 
+def test_a_large_honest_fix_is_graded_whole(make_env):
+    """The diff reaches grading through a file, not the exec's capped stdout: a fix whose diff is far
+    over ``output_bytes`` (64 kB) still applies and passes."""
+    env = make_env()
+    env.reset(seed=0)
+    agent, steps = OracleAgent(), []
+    bulk = "python3 -c \"open('notes.py', 'w').write(''.join(f'# note {i:05d}: {80 * chr(110)}\\n' for i in range(2000)))\""
+    while not steps or not (steps[-1][2] or steps[-1][3]):
+        action = agent(env)
+        if action == "<submit/>":  # ~190 kB more of diff, in a new non-test file
+            steps.append(env.step(call("bash", command=bulk)))
+            assert steps[-1][0].startswith("exit code 0"), steps[-1][0]
+        steps.append(env.step(action))
+    assert len(env.last_patch) > 150_000
+    assert steps[-1][4]["turn"].outcome == LADDER.tests_pass, steps[-1][0]
+
+
+def test_a_full_work_dir_is_the_policys_outcome_not_a_sandbox_error(make_env):
+    """Filling the disk (or spending the inodes) makes later calls fail as the policy's errors; the
+    episode never ends as a masked sandbox_error."""
+    env = make_env()
+    env.reset(seed=1)
+    steps = play(env, [
+        call("bash", command="head -c 2000M /dev/zero > /work/.filler; head -c 2000M /dev/zero > /tmp/.filler; true"),
+        call("create", path="solution_notes.py", content="x = 1\n" * 200),
+        "<run_tests/>",
+        "<submit/>",
+    ])
+    assert [s[4]["turn"].valid_action for s in steps[1:3]] == [True, True]
+    assert steps[1][4]["turn"].components.get("error") and "full" in steps[1][0]
+    assert steps[2][4]["turn"].components.get("error") and "test_progress" not in steps[2][4]["turn"].components
+    assert steps[-1][4]["turn"].stop_reason == StopReason.FAILED
+
+
 # ---- episode hygiene ---------------------------------------------------------------------------------
 def test_repository_has_no_history(make_env):
     env = make_env("swe", limit=2)
