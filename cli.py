@@ -94,16 +94,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         turngym.spec(env_id)  # an unknown id is a usage error (exit 2, "did you mean"), before any check runs
     if args.exploits:
         return _check_exploits(ids, args)
-    reports = []
-    with Progress("check", len(ids), unit="envs") as progress:
-        for i, env_id in enumerate(ids):
-            progress.update(i, info=env_id)
-            report = check(env_id, on_check=lambda name, env_id=env_id: progress.update(info=f"{env_id}: {name}"))
-            reports.append(report)
-            verdict = "PASS" if report.ok else "FAIL"
-            progress.update(i + 1, info=f"{env_id} {verdict} in {format_duration(report.seconds)}")
-        failed = [r.env_id for r in reports if not r.ok]
-        progress.update(info=f"{len(reports) - len(failed)} conform, {len(failed)} fail")
+    reports = _per_env("check", ids, lambda env_id, on_step: check(env_id, on_check=on_step), "conform")
+    failed = [r.env_id for r in reports if not r.ok]
     code = EXIT_FAILED if failed else EXIT_OK
     if emit_json([r.to_dict() for r in reports], args.json):
         return code
@@ -130,17 +122,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def _per_env(label: str, ids: list[str], run: Callable[[str, Callable[[str], None]], Any], passing: str) -> list[Any]:
+    """``run(env_id, on_step)`` for each id under one progress display; the reports (``.ok``,
+    ``.seconds``) in order. ``on_step(name)`` shows the check or probe running now."""
+    reports = []
+    with Progress(label, len(ids), unit="envs") as progress:
+        for i, env_id in enumerate(ids):
+            progress.update(i, info=env_id)
+            report = run(env_id, lambda name, env_id=env_id: progress.update(info=f"{env_id}: {name}"))
+            reports.append(report)
+            progress.update(i + 1, info=f"{env_id} {'PASS' if report.ok else 'FAIL'} in {format_duration(report.seconds)}")
+        failed = sum(not r.ok for r in reports)
+        progress.update(info=f"{len(reports) - failed} {passing}, {failed} fail")
+    return reports
+
+
 def _check_exploits(ids: list[str], args: argparse.Namespace) -> int:
     """``turngym check --exploits``: every probe of :mod:`turngym.envs.exploits`, exploit vs baseline."""
     from turngym.envs.exploits import check_exploits
 
-    reports = []
-    with Progress("exploits", len(ids), unit="envs") as progress:
-        for i, env_id in enumerate(ids):
-            progress.update(i, info=env_id)
-            report = check_exploits(env_id, on_probe=lambda name, env_id=env_id: progress.update(info=f"{env_id}: {name}"))
-            reports.append(report)
-            progress.update(i + 1, info=f"{env_id} {'PASS' if report.ok else 'FAIL'} in {format_duration(report.seconds)}")
+    reports = _per_env("exploits", ids, lambda env_id, on_step: check_exploits(env_id, on_probe=on_step), "resist")
     failed = [r.env_id for r in reports if not r.ok]
     code = EXIT_FAILED if failed else EXIT_OK
     if emit_json([r.to_dict() for r in reports], args.json):

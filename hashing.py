@@ -31,7 +31,8 @@ def cache_file() -> Path:
     return root / "file-hashes.json"
 
 
-def _digest(path: Path) -> str:
+def stream_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 (hex) of the file at ``path``, read in 1 MiB blocks, uncached."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -65,7 +66,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         entry = _MEMO[store].get(key)
         if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
             return str(entry["sha256"])
-    digest = _digest(resolved)
+    digest = stream_sha256(resolved)
     with _LOCK:
         merged = {**_load(store), **_MEMO[store]}  # other processes' entries too
         merged[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}

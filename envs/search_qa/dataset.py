@@ -42,6 +42,7 @@ from turngym.envs.search_qa.retrieval import (
     FieldedBM25,
     tokenizer_name,
 )
+from turngym.hashing import stream_sha256
 
 BUILDER_VERSION = 4
 """Bump when the corpus, question or index layout changes (invalidates caches). 4: lookup questions
@@ -97,14 +98,6 @@ _LOAD_LOCK = threading.Lock()
 
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _retrieval_params() -> dict:
@@ -166,7 +159,7 @@ def build_generated(source: str = "factbook", seed: int = 0, per_shape: int | No
 def build_user(questions_path: str | Path, corpus_path: str | Path) -> Path:
     """Index a user corpus (cached by content hash); the question and corpus files stay where they are."""
     questions_path, corpus_path = Path(questions_path), Path(corpus_path)
-    key = "user-" + _hash({"v": BUILDER_VERSION, "corpus": _file_digest(corpus_path), **_retrieval_params()})
+    key = "user-" + _hash({"v": BUILDER_VERSION, "corpus": stream_sha256(corpus_path), **_retrieval_params()})
     final = cache_root() / key
     if (final / "manifest.json").exists():
         return final

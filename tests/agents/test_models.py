@@ -15,6 +15,7 @@ from turngym.agents.models import (
     load_smollm2,
     prepare_smollm2,
 )
+from turngym.hashing import stream_sha256
 
 MISSING = "turngym_no_such_model_package_xyz"
 
@@ -115,7 +116,7 @@ def test_prepare_then_load_uses_the_cache(tmp_path, monkeypatch):
     assert prepare_smollm2(cache) == cache
     assert len(calls) == 1 and cache_status(cache) == "ready"
     marker = json.loads((cache / models.MARKER).read_text())
-    assert marker["sha256"] == models._sha256(find_smollm2_gguf()) and marker["dtype"] == "float32"
+    assert marker["sha256"] == stream_sha256(find_smollm2_gguf()) and marker["dtype"] == "float32"
     assert (cache / "model.safetensors").is_file() and (cache / "tokenizer.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
