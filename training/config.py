@@ -290,6 +290,14 @@ class AlgoSection(_Section):
     default 2 leaves bf16's per-token gaps (|Δ log π| ≈ 0.06 on average, 0.4 at most on SmolLM2, so
     weights in about [0.67, 1.5]) untruncated and caps only a rare far-off token."""
 
+    @field_validator("behaviour_correction", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` / ``on`` as a bool: ``off`` means ``off``, ``on`` ``always``."""
+        if isinstance(value, bool):
+            return "always" if value else "off"
+        return value
+
     @field_validator("estimator")
     @classmethod
     def _registered(cls, value: str) -> str:
@@ -354,6 +362,10 @@ class EvalSection(_Section):
     """Eval seeds are ``seed_offset + i``; training seeds are drawn below it."""
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.7])
     """Decoding modes; 0 means greedy."""
+    base: bool = True
+    """With a ``warmup:``, also evaluate the untouched model before it (``base``). ``false`` skips
+    that evaluation when its result is known (an untrained model that never emits the protocol), and
+    the comparison starts at ``before`` (after the warm-up, where RL starts)."""
     also_against: list[str] = Field(default_factory=list)
     """Games: further opponents (agent specs, e.g. ``minimax``) the policy is also evaluated against,
     greedy only, reported as mode ``greedy vs <spec>``; the main modes play ``rollout.opponent``."""

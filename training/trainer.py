@@ -159,7 +159,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     # ALGO: optional behaviour-cloning warm-up (evaluated before and after: "base" and "before") ------
     if config.warmup.agent is not None and state.step == 0 and state.warmup is None:
-        if main and config.eval.episodes and "base" not in state.evals:
+        if main and config.eval.episodes and config.eval.base and "base" not in state.evals:
             state.evals["base"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
         with Progress(f"warm-up: {config.warmup.agent} plays", config.warmup.episodes, unit="episodes", enabled=show_progress) as shown:
             demos = record_demonstrations(config, policy.tokenizer, policy.eos_token_id, rollout_config(config, 0),

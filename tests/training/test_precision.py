@@ -103,3 +103,13 @@ def test_a_pure_bf16_learner_plays_its_own_bf16_rollouts_without_a_copy_or_corre
     (row,) = _run(tmp_path, "model.dtype=bf16", "learner.precision=bf16")
     assert "time/weight_sync_s" not in row and not any(k.startswith("offpolicy/") for k in row)
     assert row["mismatch/tokens"] > 0 and row["mismatch/gap_mean"] < 0.05  # bf16 round-off, decode vs one forward
+
+
+def test_behaviour_correction_off_survives_yaml_reading_it_as_a_bool():
+    # YAML 1.1 reads a bare `off` as False: `--set algo.behaviour_correction=off` (the documented
+    # way to switch TIS off) must mean "off", not fail validation.
+    off = load_preset("ci-tiny", ["algo.behaviour_correction=off"])
+    assert off.algo.behaviour_correction == "off"
+    assert load_preset("ci-tiny", ["algo.behaviour_correction=on"]).algo.behaviour_correction == "always"
+    with pytest.raises(ValueError, match="behaviour_correction"):
+        load_preset("ci-tiny", ["algo.behaviour_correction=sometimes"])

@@ -53,6 +53,17 @@ def test_warmup_lowers_the_nll_is_evaluated_before_and_after_and_is_not_repeated
     assert resumed["warmup"] == warm and resumed["steps"] == 3
 
 
+def test_eval_base_false_skips_only_the_untouched_models_evaluation(tmp_path):
+    overrides = [f"out_dir={tmp_path}", f"envs={ENVS}", "steps=1", "model.tiny_hidden=64", "rollout.tasks_per_step=2",
+                 "rollout.group_size=2", "rollout.max_new_tokens=48", "rollout.max_episode_tokens=2048",
+                 "warmup.agent=oracle", "warmup.episodes=2", "warmup.epochs=1", "warmup.batch_size=2",
+                 "eval.episodes=2", "eval.temperatures=[0.0]", "eval.base=false"]
+    summary = train(load_preset("ci-tiny", overrides), show_progress=False)
+    assert summary["warmup"]["demonstrations"] == 2
+    assert set(summary["evals"]) == {"before", "after"}
+    assert "comparison" in summary and "comparison_warmup" not in summary
+
+
 def test_a_warmup_agent_the_env_does_not_have_is_refused_with_its_agents():
     with pytest.raises(ValueError, match=r"warmup.agent 'expert' is not a scripted agent.*theirs: \['no-search', 'oracle'\]"):
         load_preset("ci-tiny", [f"envs={ENVS}", "warmup.agent=expert"])
