@@ -142,7 +142,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     turn_rewards = build_turn_rewards(config, full)  # IGPO, OPRL, SPA, RLVMR, judge: named dense components
     if resume:
         state = load_checkpoint(out, model, optimizer, truncate_metrics=main)
-        turn_rewards.load(out)
+        turn_rewards.load(out, step=state.step)
     elif main and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh run replaces an old run's metrics
     ranks.broadcast_parameters(model)  # replicas start equal, as DDP makes them

@@ -79,15 +79,20 @@ def pack_by_tokens(rows: Sequence[TrainRow], budget: int) -> list[list[TrainRow]
     the same order give the same parts. ``budget`` counts padded positions (``B × L`` of the
     collated micro-batch), which is what the activations scale with.
     """
+    return [[rows[i] for i in part] for part in pack_lengths([len(r.token_ids) for r in rows], budget)]
+
+
+def pack_lengths(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """:func:`pack_by_tokens` on indices: parts of ``range(len(lengths))``, shortest first."""
     if budget < 1:
         raise ValueError(f"micro-batch token budget must be >= 1, got {budget!r}")
-    parts: list[list[TrainRow]] = []
-    current: list[TrainRow] = []
-    for row in sorted(rows, key=lambda r: len(r.token_ids)):  # ascending: the newcomer is the longest
-        if current and (len(current) + 1) * len(row.token_ids) > budget:
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):  # ascending: the newcomer is the longest
+        if current and (len(current) + 1) * lengths[i] > budget:
             parts.append(current)
             current = []
-        current.append(row)
+        current.append(i)
     if current:
         parts.append(current)
     return parts

@@ -15,14 +15,16 @@ from turngym.agents.hf_policy import HFPolicy
 from turngym.agents.tiny import tiny_char_model
 from turngym.envs.types import TurnRecord
 from turngym.training.advantages import AdvantageConfig, grpo
+from turngym.training.batching import collate, make_rows, policy_token_logprobs
 from turngym.training.config import TrainConfig, load_preset
 from turngym.training.rewards import assemble
 from turngym.training.trajectory import Trajectory, Turn
 from turngym.training.turn_rewards import build_turn_rewards
 from turngym.training.turn_rewards.base import ActiveSource, TurnRewards
-from turngym.training.turn_rewards.oprl import OPRLOptions, OPRLSource, preference_pairs
+from turngym.training.turn_rewards.oprl import OPRLOptions, OPRLSource, dpo_loss, preference_pairs
 from turngym.training.turn_rewards.rlvmr import RLVMRSource
 from turngym.training.turn_rewards.spa import SPAOptions, SPASource
+from turngym.training.turn_rewards.tokens import backward_turn_logprob_sums, turn_logprob_sums
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,62 @@ def test_oprl_resumes_exactly_from_its_state(policy, tmp_path):
     resumed.learn(batch, 2)
     for a, b in zip(straight.rewards(batch), resumed.rewards(batch)):
         assert np.array_equal(a, b)
+
+
+def test_oprl_two_pass_gradient_equals_the_one_graph_gradient_at_any_micro_batch_size(policy):
+    # the DPO update never holds the batch's graph: scores first, then ∂L/∂s_i · ∂s_i/∂φ one micro-batch
+    # at a time. Its gradient must be the textbook one-graph gradient, however the rows are packed.
+    batch = _vowel_set(policy, groups=2)
+    pairs = preference_pairs(batch)
+    win, lose = torch.tensor([a for a, _ in pairs]), torch.tensor([b for _, b in pairs])
+    beta = 0.5
+
+    def textbook(prm):
+        scores = torch.stack([torch.stack([policy_token_logprobs(prm, collate([row], policy.pad_token_id)).sum()
+                                           for row in make_rows(t, np.zeros(len(t.turns)), None)]).sum() for t in batch])
+        prm.zero_grad(set_to_none=True)
+        dpo_loss(scores[win], scores[lose], beta).backward()
+        return [p.grad.clone() for p in prm.parameters()]
+
+    model = tiny_char_model(0)[0]
+    with torch.no_grad():  # move it off the reference so the scores differ
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    expected = textbook(model)
+    for token_budget in (None, 1, 40):
+        scores = torch.stack([s.sum() for s in turn_logprob_sums(model, batch, policy.pad_token_id, 3, "cpu", token_budget)])
+        scores.requires_grad_(True)
+        dpo_loss(scores[win], scores[lose], beta).backward()
+        model.zero_grad(set_to_none=True)
+        upstream = [torch.full((len(t.turns),), float(g)) for t, g in zip(batch, scores.grad)]
+        backward_turn_logprob_sums(model, batch, upstream, policy.pad_token_id, 3, "cpu", token_budget)
+        for got, want in zip((p.grad for p in model.parameters()), expected):
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), token_budget
+
+
+def test_oprl_starts_from_the_policy_weights_rl_starts_from_not_those_it_was_built_with(policy):
+    import copy
+
+    learner = HFPolicy(copy.deepcopy(policy.model), policy.tokenizer)
+    config = TrainConfig.model_validate({"algo": {"turn_rewards": [{"source": "oprl"}]},
+                                         "optim": {"micro_batch_tokens": 64, "gradient_checkpointing": True}})
+    (active,) = build_turn_rewards(config, learner).sources
+    assert active.source.options.micro_batch_tokens == 64 and active.source.options.gradient_checkpointing
+    with torch.no_grad():  # the warm-up trains the policy after the sources are built
+        for p in learner.model.parameters():
+            p.add_(0.5)
+    active.source.learn(_vowel_set(policy), 0)
+    start = dict(learner.model.named_parameters())
+    assert all(torch.equal(p, start[n]) for n, p in active.source.reference.named_parameters())
+    assert active.source.prm is not learner.model  # a copy: training the PRM leaves the policy alone
+
+
+def test_a_checkpoint_from_before_the_first_step_restores_no_source_state(policy, tmp_path):
+    runner = TurnRewards([ActiveSource(SPASource(policy.model, policy.pad_token_id), 1.0, "spa")])
+    (tmp_path / "checkpoint").mkdir()
+    runner.load(tmp_path, step=0)  # a warm-up's checkpoint: the sources have learned nothing yet
+    with pytest.raises(FileNotFoundError, match="holds no state for turn-reward source 'spa'"):
+        runner.load(tmp_path, step=3)
 
 
 def _chain_mdp_trajectories(policy, potential):

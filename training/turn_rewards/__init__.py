@@ -39,7 +39,9 @@ register_source("judge", judge.build)
 def build_turn_rewards(config: TrainConfig, policy: Any) -> TurnRewards:
     """The run's sources: ``algo.info_gain`` (as source ``info_gain``, weight ``info_gain_weight``)
     first, then ``algo.turn_rewards`` in order. ``policy`` is the rollout policy's whole weights."""
-    context = SourceContext(policy=policy, seed=config.seed, device=config.model.device)
+    context = SourceContext(policy=policy, seed=config.seed, device=config.model.device,
+                            micro_batch_tokens=config.optim.micro_batch_tokens,
+                            gradient_checkpointing=config.optim.gradient_checkpointing)
     active = []
     if config.algo.info_gain:
         active.append(ActiveSource(info_gain.build({}, context), config.algo.info_gain_weight, "info_gain"))

@@ -68,11 +68,15 @@ class TurnRewardSource(abc.ABC):
 
 @dataclass
 class SourceContext:
-    """What a source may build itself from: the policy (rollout weights), the run's seed and device."""
+    """What a source may build itself from: the policy (rollout weights), the run's seed and device, and
+    the learner's memory settings (``optim.micro_batch_tokens``, ``optim.gradient_checkpointing``) for
+    sources that run forwards and backwards of their own."""
 
     policy: Any
     seed: int = 0
     device: str = "cpu"
+    micro_batch_tokens: int | None = None
+    gradient_checkpointing: bool = False
 
 
 SourceFactory = Callable[[Mapping[str, Any], SourceContext], TurnRewardSource]
@@ -180,8 +184,13 @@ class TurnRewards:
         if state:
             torch.save(state, Path(out) / checkpoint_dir / STATE_FILE)
 
-    def load(self, out: Path, checkpoint_dir: str = "checkpoint") -> None:
-        """Restore the learned sources from a checkpoint; an error names a source whose state is missing."""
+    def load(self, out: Path, checkpoint_dir: str = "checkpoint", step: int | None = None) -> None:
+        """Restore the learned sources from a checkpoint; an error names a source whose state is missing.
+
+        ``step`` is the checkpoint's training step: one saved at step 0 (right after a warm-up) precedes
+        any learning by the sources, holds none of their state, and leaves them as built."""
+        if step == 0:
+            return
         wanted = [a for a in self.sources if a.source.state_dict() is not None]
         if not wanted:
             return

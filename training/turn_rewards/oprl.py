@@ -31,8 +31,8 @@ outcome-only estimators add ``Σ_k r_k`` to the return. G-RA gates them like any
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,13 +41,15 @@ import torch.nn.functional as F
 
 from turngym.training.trajectory import Trajectory
 from turngym.training.turn_rewards.base import SourceContext, TurnRewardSource, options_of
-from turngym.training.turn_rewards.tokens import turn_logprob_sums
+from turngym.training.turn_rewards.tokens import backward_turn_logprob_sums, turn_logprob_sums
+from turngym.training.update import activation_checkpointing
 
 
 @dataclass(frozen=True)
 class OPRLOptions:
     model: str = "policy"
-    """``policy``: a copy of the rollout policy's weights; else a spec whose tokenizer is the policy's."""
+    """``policy``: a copy of the policy's weights when RL starts (after any warm-up); else a spec whose
+    tokenizer is the policy's."""
     beta: float = 0.05
     lr: float = 1e-5
     updates: int = 1
@@ -55,6 +57,11 @@ class OPRLOptions:
     margin: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 8
+    """Rows per PRM forward when ``micro_batch_tokens`` is unset."""
+    micro_batch_tokens: int | None = None
+    """Padded tokens per PRM forward (``None``: the run's ``optim.micro_batch_tokens``)."""
+    gradient_checkpointing: bool | None = None
+    """Activation checkpointing in the PRM's backward (``None``: the run's ``optim.gradient_checkpointing``)."""
 
 
 def preference_pairs(trajectories: Sequence[Trajectory], margin: float = 0.0) -> list[tuple[int, int]]:
@@ -78,24 +85,66 @@ def dpo_loss(winner: torch.Tensor, loser: torch.Tensor, beta: float) -> torch.Te
 
 
 class OPRLSource(TurnRewardSource):
+    """The implicit PRM and its frozen reference (module docstring).
+
+    ``prm`` is the PRM's starting module, or a function returning it, called at first use (the
+    trainer passes one that copies the policy, so the PRM starts from the weights RL starts from,
+    after any warm-up). The DPO update runs in two passes so that memory holds one micro-batch's
+    graph, never the batch's: trajectory scores without a graph, their gradient ``∂L/∂s`` in closed
+    form, then :func:`backward_turn_logprob_sums` micro-batch by micro-batch. The reference's sums of
+    a batch are computed once and shared by ``learn`` and ``rewards``.
+    """
+
     name = "oprl"
 
-    def __init__(self, prm: torch.nn.Module, pad_id: int, options: OPRLOptions = OPRLOptions(), seed: int = 0,
-                 device: str = "cpu"):
+    def __init__(self, prm: torch.nn.Module | Callable[[], torch.nn.Module], pad_id: int,
+                 options: OPRLOptions = OPRLOptions(), seed: int = 0, device: str = "cpu"):
         if options.beta <= 0 or options.lr <= 0 or options.updates < 0 or options.max_pairs < 1:
             raise ValueError(f"oprl needs beta > 0, lr > 0, updates >= 0, max_pairs >= 1; got {options!r}")
-        self.prm = prm.train()
-        self.reference = copy.deepcopy(prm).eval().requires_grad_(False)
         self.pad_id, self.options, self.seed, self.device = pad_id, options, seed, device
-        self.optimizer = torch.optim.AdamW([p for p in self.prm.parameters() if p.requires_grad], lr=options.lr, weight_decay=0.0)
+        self._start = prm
+        self._prm: torch.nn.Module | None = None
+        self._reference_sums: tuple[Sequence[Trajectory], list[torch.Tensor]] | None = None
 
-    def _log_ratios(self, trajectories: Sequence[Trajectory], grad: bool) -> list[torch.Tensor]:
+    def _ensure(self) -> torch.nn.Module:
+        if self._prm is None:
+            prm = self._start if isinstance(self._start, torch.nn.Module) else self._start()
+            self._prm = prm.train().requires_grad_(True)
+            self._frozen = copy.deepcopy(prm).eval().requires_grad_(False)
+            self._optimizer = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=self.options.lr,
+                                                weight_decay=0.0)
+        return self._prm
+
+    @property
+    def prm(self) -> torch.nn.Module:
+        """The implicit PRM π_φ (trained)."""
+        return self._ensure()
+
+    @property
+    def reference(self) -> torch.nn.Module:
+        """π_ref: the PRM's starting weights, frozen."""
+        self._ensure()
+        return self._frozen
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        self._ensure()
+        return self._optimizer
+
+    def _sums(self, model: torch.nn.Module, trajectories: Sequence[Trajectory]) -> list[torch.Tensor]:
         o = self.options
-        with torch.no_grad():
-            ref = turn_logprob_sums(self.reference, trajectories, self.pad_id, o.micro_batch_size, self.device)
-        with torch.set_grad_enabled(grad):
-            prm = turn_logprob_sums(self.prm, trajectories, self.pad_id, o.micro_batch_size, self.device)
-        return [p - r for p, r in zip(prm, ref)]
+        return turn_logprob_sums(model, trajectories, self.pad_id, o.micro_batch_size, self.device, o.micro_batch_tokens)
+
+    def _reference(self, trajectories: Sequence[Trajectory]) -> list[torch.Tensor]:
+        # the batch itself is kept (not its id, which a later batch may reuse); the reference never changes
+        if self._reference_sums is None or self._reference_sums[0] is not trajectories:
+            self._reference_sums = (trajectories, self._sums(self.reference, trajectories))
+        return self._reference_sums[1]
+
+    def _log_ratios(self, trajectories: Sequence[Trajectory]) -> list[torch.Tensor]:
+        """Per trajectory ``[n_i]``: Σ_turn (log π_φ − log π_ref), no graph."""
+        prm = self._sums(self.prm, trajectories)
+        return [p - r for p, r in zip(prm, self._reference(trajectories))]
 
     def learn(self, trajectories: Sequence[Trajectory], step: int) -> dict[str, float]:
         o = self.options
@@ -110,21 +159,31 @@ class OPRLSource(TurnRewardSource):
         batch = [trajectories[i] for i in used]
         win = torch.tensor([slot[a] for a, _ in pairs])
         lose = torch.tensor([slot[b] for _, b in pairs])
+        reference = self._reference(trajectories)
         accuracy = loss_value = float("nan")
-        for update in range(o.updates):
-            scores = torch.stack([r.sum() for r in self._log_ratios(batch, grad=True)])
-            loss = dpo_loss(scores[win], scores[lose], o.beta)
-            if update == 0:
-                accuracy = float((scores[win] > scores[lose]).float().mean())
-                loss_value = float(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.prm.parameters(), o.grad_clip)
-            self.optimizer.step()
+        prm = self.prm
+        with activation_checkpointing(prm, bool(o.gradient_checkpointing)):
+            for update in range(o.updates):
+                # pass 1: scores without a graph, and the DPO loss's gradient with respect to them
+                ratios = [p - reference[i] for p, i in zip(self._sums(prm, batch), used)]
+                scores = torch.stack([r.sum() for r in ratios]).requires_grad_(True)
+                loss = dpo_loss(scores[win], scores[lose], o.beta)
+                loss.backward()
+                if update == 0:
+                    accuracy = float((scores[win] > scores[lose]).float().mean())
+                    loss_value = float(loss.detach())
+                # pass 2: ∂L/∂φ = Σ_i ∂L/∂s_i · ∂s_i/∂φ, one micro-batch's graph at a time
+                self.optimizer.zero_grad(set_to_none=True)
+                upstream = [torch.full((len(t.turns),), float(g)) for t, g in zip(batch, scores.grad)]
+                backward_turn_logprob_sums(prm, batch, upstream, self.pad_id, o.micro_batch_size, self.device,
+                                           o.micro_batch_tokens)
+                torch.nn.utils.clip_grad_norm_(prm.parameters(), o.grad_clip)
+                self.optimizer.step()
         return {"pairs": float(len(pairs)), "dpo_loss": loss_value, "pair_accuracy": accuracy}
 
     def rewards(self, trajectories: Sequence[Trajectory]) -> list[np.ndarray]:
-        ratios = self._log_ratios(trajectories, grad=False)
+        ratios = self._log_ratios(trajectories)
+        self._reference_sums = None  # scored: the next call is another batch
         return [np.full(len(t.turns), np.nan) if t.failed else self.options.beta * r.double().cpu().numpy()
                 for t, r in zip(trajectories, ratios)]
 
@@ -133,7 +192,8 @@ class OPRLSource(TurnRewardSource):
         return np.array([float(r.sum()) for r in self.rewards(trajectories)])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"prm": self.prm.state_dict(), "reference": self.reference.state_dict(), "optimizer": self.optimizer.state_dict()}
+        prm = self.prm
+        return {"prm": prm.state_dict(), "reference": self.reference.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.prm.load_state_dict(state["prm"])
@@ -144,15 +204,16 @@ class OPRLSource(TurnRewardSource):
 def build(options: Mapping[str, Any], context: SourceContext) -> OPRLSource:
     opts = options_of(OPRLOptions, options, "oprl")
     policy = context.policy
-    if opts.model == "policy":
-        prm = copy.deepcopy(policy.model)
-    else:
-        from turngym.agents.factory import load_policy
+    if opts.micro_batch_tokens is None:  # the run's learner memory settings, unless the source sets its own
+        opts = replace(opts, micro_batch_tokens=context.micro_batch_tokens)
+    if opts.gradient_checkpointing is None:
+        opts = replace(opts, gradient_checkpointing=context.gradient_checkpointing)
+    if opts.model == "policy":  # copied when RL starts: after the warm-up, from the weights RL starts with
+        return OPRLSource(lambda: copy.deepcopy(policy.model), policy.pad_token_id, opts, seed=context.seed, device=context.device)
+    from turngym.agents.factory import load_policy
 
-        other = load_policy(opts.model, device=context.device, seed=context.seed)
-        if len(other.tokenizer) != len(policy.tokenizer):
-            raise ValueError(f"oprl model {opts.model!r} has a vocabulary of {len(other.tokenizer)} tokens but the policy's has "
-                             f"{len(policy.tokenizer)}; the PRM scores the policy's token ids, so it must share its tokenizer")
-        prm = other.model
-    prm.requires_grad_(True)
-    return OPRLSource(prm, policy.pad_token_id, opts, seed=context.seed, device=context.device)
+    other = load_policy(opts.model, device=context.device, seed=context.seed)
+    if len(other.tokenizer) != len(policy.tokenizer):
+        raise ValueError(f"oprl model {opts.model!r} has a vocabulary of {len(other.tokenizer)} tokens but the policy's has "
+                         f"{len(policy.tokenizer)}; the PRM scores the policy's token ids, so it must share its tokenizer")
+    return OPRLSource(other.model, policy.pad_token_id, opts, seed=context.seed, device=context.device)

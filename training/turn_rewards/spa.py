@@ -18,7 +18,7 @@ As in the paper the estimator is refit before it scores the batch (alternating w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,9 @@ class SPAOptions:
     epochs: int = 20
     grounding: float = 0.1
     micro_batch_size: int = 8
+    """Rows per hidden-state forward when ``micro_batch_tokens`` is unset."""
+    micro_batch_tokens: int | None = None
+    """Padded tokens per hidden-state forward (``None``: the run's ``optim.micro_batch_tokens``)."""
 
 
 class ProgressHead(torch.nn.Module):
@@ -63,12 +66,14 @@ class SPASource(TurnRewardSource):
         self.head = ProgressHead(int(model.config.hidden_size), options.hidden).to(device)
         torch.set_rng_state(generator_state)
         self.optimizer = torch.optim.Adam(self.head.parameters(), lr=options.lr)
-        self._features: tuple[int, list[torch.Tensor]] | None = None
+        self._features: tuple[Sequence[Trajectory], list[torch.Tensor]] | None = None
 
     def _hidden(self, trajectories: Sequence[Trajectory]) -> list[torch.Tensor]:
-        if self._features is None or self._features[0] != id(trajectories):  # learn and rewards share one forward
-            self._features = (id(trajectories), turn_end_hidden(self.model, trajectories, self.pad_id,
-                                                                self.options.micro_batch_size, self.device))
+        # learn and rewards share one forward; the batch itself is kept (not its id, which a later batch may reuse)
+        if self._features is None or self._features[0] is not trajectories:
+            self._features = (trajectories, turn_end_hidden(self.model, trajectories, self.pad_id,
+                                                            self.options.micro_batch_size, self.device,
+                                                            self.options.micro_batch_tokens))
         return self._features[1]
 
     def fit(self, trajectories: Sequence[Trajectory], epochs: int) -> float:
@@ -115,4 +120,6 @@ class SPASource(TurnRewardSource):
 
 def build(options: Mapping[str, Any], context: SourceContext) -> SPASource:
     opts = options_of(SPAOptions, options, "spa")
+    if opts.micro_batch_tokens is None:
+        opts = replace(opts, micro_batch_tokens=context.micro_batch_tokens)
     return SPASource(context.policy.model, context.policy.pad_token_id, opts, seed=context.seed, device=context.device)
