@@ -150,6 +150,21 @@ def test_oprl_two_pass_gradient_equals_the_one_graph_gradient_at_any_micro_batch
             assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), token_budget
 
 
+def test_an_untrained_prm_scores_nothing_even_with_a_bf16_learner_and_unpaired_groups(policy):
+    # PRM = reference at the start: every score is exactly 0, so no pair is "ordered" and the DPO loss
+    # is log 2 — also when the learner runs bf16 autocast and some groups form no pair (the scored
+    # subset differs from the whole batch, so packing differs unless both are scored alike).
+    from turngym.training.precision import set_learner_precision
+
+    prm = tiny_char_model(0)[0]
+    set_learner_precision(prm, "bf16-autocast")
+    ties = [_traj(policy, "tie", i, ["ab" * (i + 1), "cd"], 0.5) for i in range(3)]  # one outcome: no pairs
+    batch = [*ties, *_vowel_set(policy, groups=2)]
+    source = OPRLSource(prm, policy.pad_token_id, OPRLOptions(beta=0.5, micro_batch_tokens=30))
+    metrics = source.learn(batch, 0)
+    assert metrics["pair_accuracy"] == 0.0 and metrics["dpo_loss"] == pytest.approx(np.log(2), abs=1e-7)
+
+
 def test_oprl_starts_from_the_policy_weights_rl_starts_from_not_those_it_was_built_with(policy):
     import copy
 

@@ -159,14 +159,14 @@ class OPRLSource(TurnRewardSource):
         batch = [trajectories[i] for i in used]
         win = torch.tensor([slot[a] for a, _ in pairs])
         lose = torch.tensor([slot[b] for _, b in pairs])
-        reference = self._reference(trajectories)
         accuracy = loss_value = float("nan")
         prm = self.prm
         with activation_checkpointing(prm, bool(o.gradient_checkpointing)):
             for update in range(o.updates):
-                # pass 1: scores without a graph, and the DPO loss's gradient with respect to them
-                ratios = [p - reference[i] for p, i in zip(self._sums(prm, batch), used)]
-                scores = torch.stack([r.sum() for r in ratios]).requires_grad_(True)
+                # pass 1: scores without a graph (the whole batch, packed as the reference was: at the
+                # start PRM and reference score every trajectory identically), and ∂L/∂scores
+                ratios = self._log_ratios(trajectories)
+                scores = torch.stack([ratios[i].sum() for i in used]).requires_grad_(True)
                 loss = dpo_loss(scores[win], scores[lose], o.beta)
                 loss.backward()
                 if update == 0:

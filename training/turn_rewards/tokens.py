@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -35,10 +36,11 @@ def row_parts(rows: Sequence[TrainRow], micro_batch_size: int = 8, token_budget:
 
 
 def _part_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], rows: Sequence[TrainRow], owners: Sequence[int],
-               part: Sequence[int], pad_id: int, device: str) -> list[tuple[int, torch.Tensor]]:
-    """``(owner, [n_owner])`` per row of ``part``: its turns' summed log-probs (graph kept if grad is on)."""
+               part: Sequence[int], pad_id: int, device: str, autocast: bool) -> list[tuple[int, torch.Tensor]]:
+    """``(owner, [n_owner])`` per row of ``part``: its turns' summed log-probs (graph kept if grad is on);
+    ``autocast``: under the model's learner autocast (bf16 where it is marked so), else in its own dtype."""
     batch = collate([rows[i] for i in part], pad_id, device)
-    with learner_autocast(model):
+    with learner_autocast(model) if autocast else contextlib.nullcontext():
         logp = policy_token_logprobs(model, batch)  # [B, L-1], 0 off policy tokens
     out = []
     for b, i in enumerate(part):
@@ -52,12 +54,13 @@ def _part_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], rows:
 def turn_logprob_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], pad_id: int,
                       micro_batch_size: int = 8, device: str = "cpu", token_budget: int | None = None) -> list[torch.Tensor]:
     """Per trajectory, ``[n_i]`` float32: Σ over turn ``k``'s generated tokens of log π(token | context)
-    under ``model`` (under the model's learner autocast, if marked). No graph: see
-    :func:`backward_turn_logprob_sums` for the gradient. Trajectories without turns give empty tensors."""
+    under ``model``, in the model's own dtype (no autocast: a learned reward is a small difference of
+    two such sums, which bf16 round-off would swamp). No graph: see :func:`backward_turn_logprob_sums`
+    for the gradient. Trajectories without turns give empty tensors."""
     rows, owners = _rows(trajectories)
     sums = [torch.zeros(len(t.turns), device=device) for t in trajectories]
     for part in row_parts(rows, micro_batch_size, token_budget):
-        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device):
+        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, autocast=False):
             sums[owner] += value
     return sums
 
@@ -69,11 +72,12 @@ def backward_turn_logprob_sums(model: torch.nn.Module, trajectories: Sequence[Tr
     ``S_i`` (``[n_i]``) is :func:`turn_logprob_sums` of trajectory ``i`` and ``grads[i]`` its ``[n_i]``
     upstream gradient. One micro-batch's graph at a time — memory scales with ``token_budget``, not
     with the batch — so a loss of the sums is backpropagated in two passes: sums without a graph,
-    ``∂loss/∂S`` from them, then this."""
+    ``∂loss/∂S`` from them, then this. The forward runs under the model's learner autocast (bf16
+    where the learner uses it), as the policy's own update does."""
     rows, owners = _rows(trajectories)
     for part in row_parts(rows, micro_batch_size, token_budget):
         surrogate = sum((grads[owner].to(value.device) * value).sum()
-                        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device))
+                        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, autocast=True))
         if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
             surrogate.backward()
 
