@@ -35,9 +35,14 @@ def set_learner_precision(model: torch.nn.Module, learner: str) -> None:
     setattr(model, _ATTRIBUTE, learner)
 
 
+def learner_precision(model: torch.nn.Module) -> str:
+    """The precision :func:`set_learner_precision` recorded on ``model`` (``fp32`` if none)."""
+    return getattr(model, _ATTRIBUTE, "fp32")
+
+
 def learner_autocast(model: torch.nn.Module) -> contextlib.AbstractContextManager:
     """``torch.autocast(<device>, bfloat16)`` when ``model`` is marked ``bf16-autocast``, else a no-op."""
-    if getattr(model, _ATTRIBUTE, "fp32") != "bf16-autocast":
+    if learner_precision(model) != "bf16-autocast":
         return contextlib.nullcontext()
     device = next(model.parameters()).device.type
     return torch.autocast(device_type=device, dtype=torch.bfloat16)

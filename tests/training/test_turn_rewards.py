@@ -160,9 +160,17 @@ def test_an_untrained_prm_scores_nothing_even_with_a_bf16_learner_and_unpaired_g
     set_learner_precision(prm, "bf16-autocast")
     ties = [_traj(policy, "tie", i, ["ab" * (i + 1), "cd"], 0.5) for i in range(3)]  # one outcome: no pairs
     batch = [*ties, *_vowel_set(policy, groups=2)]
-    source = OPRLSource(prm, policy.pad_token_id, OPRLOptions(beta=0.5, micro_batch_tokens=30))
+    source = OPRLSource(prm, policy.pad_token_id, OPRLOptions(beta=0.5, micro_batch_tokens=64))
     metrics = source.learn(batch, 0)
     assert metrics["pair_accuracy"] == 0.0 and metrics["dpo_loss"] == pytest.approx(np.log(2), abs=1e-7)
+    # it scores in fp32 whatever the learner runs (bf16 round-off would swamp a reward's small difference)
+    fp32 = turn_logprob_sums(source.reference, batch, policy.pad_token_id, token_budget=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = turn_logprob_sums(source.reference, batch, policy.pad_token_id, token_budget=64)
+    assert not all(torch.equal(a, b) for a, b in zip(bf16, fp32))  # the check can tell them apart
+    scored = [r / 0.5 for r in source.rewards(batch)]
+    moved = turn_logprob_sums(source.prm, batch, policy.pad_token_id, token_budget=64)
+    assert all(np.allclose(s, (m - f).numpy(), atol=1e-6) for s, m, f in zip(scored, moved, fp32))
 
 
 def test_oprl_starts_from_the_policy_weights_rl_starts_from_not_those_it_was_built_with(policy):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from turngym.training.precision import learner_precision, set_learner_precision
 from turngym.training.trajectory import Trajectory
 from turngym.training.turn_rewards.base import SourceContext, TurnRewardSource, options_of
 from turngym.training.turn_rewards.tokens import backward_turn_logprob_sums, turn_logprob_sums
@@ -109,6 +110,10 @@ class OPRLSource(TurnRewardSource):
     def _ensure(self) -> torch.nn.Module:
         if self._prm is None:
             prm = self._start if isinstance(self._start, torch.nn.Module) else self._start()
+            # scores in fp32 (tokens.turn_logprob_sums); a bf16-autocast learner's mark only speeds the backward
+            self._bf16_backward = learner_precision(prm) == "bf16-autocast"
+            if self._bf16_backward:
+                set_learner_precision(prm, "fp32")
             self._prm = prm.train().requires_grad_(True)
             self._frozen = copy.deepcopy(prm).eval().requires_grad_(False)
             self._optimizer = torch.optim.AdamW([p for p in prm.parameters() if p.requires_grad], lr=self.options.lr,
@@ -176,7 +181,7 @@ class OPRLSource(TurnRewardSource):
                 self.optimizer.zero_grad(set_to_none=True)
                 upstream = [torch.full((len(t.turns),), float(g)) for t, g in zip(batch, scores.grad)]
                 backward_turn_logprob_sums(prm, batch, upstream, self.pad_id, o.micro_batch_size, self.device,
-                                           o.micro_batch_tokens)
+                                           o.micro_batch_tokens, self._bf16_backward)
                 torch.nn.utils.clip_grad_norm_(prm.parameters(), o.grad_clip)
                 self.optimizer.step()
         return {"pairs": float(len(pairs)), "dpo_loss": loss_value, "pair_accuracy": accuracy}

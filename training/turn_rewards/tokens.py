@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import torch
 
 from turngym.training.batching import TrainRow, collate, decoder_mask, policy_token_logprobs
-from turngym.training.precision import learner_autocast
 from turngym.training.sharding import decoder_hidden_states
 from turngym.training.trajectory import Trajectory
 from turngym.training.update import pack_lengths
@@ -36,11 +35,12 @@ def row_parts(rows: Sequence[TrainRow], micro_batch_size: int = 8, token_budget:
 
 
 def _part_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], rows: Sequence[TrainRow], owners: Sequence[int],
-               part: Sequence[int], pad_id: int, device: str, autocast: bool) -> list[tuple[int, torch.Tensor]]:
-    """``(owner, [n_owner])`` per row of ``part``: its turns' summed log-probs (graph kept if grad is on);
-    ``autocast``: under the model's learner autocast (bf16 where it is marked so), else in its own dtype."""
+               part: Sequence[int], pad_id: int, device: str, bf16_autocast: bool) -> list[tuple[int, torch.Tensor]]:
+    """``(owner, [n_owner])`` per row of ``part``: its turns' summed log-probs (graph kept if grad is on),
+    under bf16 autocast if asked (besides any a ``bf16-autocast`` learner mark on ``model`` applies)."""
     batch = collate([rows[i] for i in part], pad_id, device)
-    with learner_autocast(model) if autocast else contextlib.nullcontext():
+    bf16 = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16) if bf16_autocast else contextlib.nullcontext()
+    with bf16:
         logp = policy_token_logprobs(model, batch)  # [B, L-1], 0 off policy tokens
     out = []
     for b, i in enumerate(part):
@@ -54,30 +54,31 @@ def _part_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], rows:
 def turn_logprob_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], pad_id: int,
                       micro_batch_size: int = 8, device: str = "cpu", token_budget: int | None = None) -> list[torch.Tensor]:
     """Per trajectory, ``[n_i]`` float32: Σ over turn ``k``'s generated tokens of log π(token | context)
-    under ``model``, in the model's own dtype (no autocast: a learned reward is a small difference of
-    two such sums, which bf16 round-off would swamp). No graph: see :func:`backward_turn_logprob_sums`
-    for the gradient. Trajectories without turns give empty tensors."""
+    under ``model`` (in its own dtype unless it carries a ``bf16-autocast`` learner mark: a learned
+    reward is a small difference of two such sums, which bf16 round-off would swamp, so OPRL scores
+    unmarked fp32 models). No graph: see :func:`backward_turn_logprob_sums` for the gradient.
+    Trajectories without turns give empty tensors."""
     rows, owners = _rows(trajectories)
     sums = [torch.zeros(len(t.turns), device=device) for t in trajectories]
     for part in row_parts(rows, micro_batch_size, token_budget):
-        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, autocast=False):
+        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, bf16_autocast=False):
             sums[owner] += value
     return sums
 
 
 def backward_turn_logprob_sums(model: torch.nn.Module, trajectories: Sequence[Trajectory], grads: Sequence[torch.Tensor],
                                pad_id: int, micro_batch_size: int = 8, device: str = "cpu",
-                               token_budget: int | None = None) -> None:
+                               token_budget: int | None = None, bf16_autocast: bool = False) -> None:
     """Accumulate into ``model``'s ``.grad`` the vector-Jacobian product ``Σ_i grads[i] · ∂S_i/∂θ``, where
     ``S_i`` (``[n_i]``) is :func:`turn_logprob_sums` of trajectory ``i`` and ``grads[i]`` its ``[n_i]``
     upstream gradient. One micro-batch's graph at a time — memory scales with ``token_budget``, not
     with the batch — so a loss of the sums is backpropagated in two passes: sums without a graph,
-    ``∂loss/∂S`` from them, then this. The forward runs under the model's learner autocast (bf16
-    where the learner uses it), as the policy's own update does."""
+    ``∂loss/∂S`` from them, then this. ``bf16_autocast``: the forward under bf16 autocast (fp32
+    weights and gradients), as a ``bf16-autocast`` learner's update runs."""
     rows, owners = _rows(trajectories)
     for part in row_parts(rows, micro_batch_size, token_budget):
         surrogate = sum((grads[owner].to(value.device) * value).sum()
-                        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, autocast=True))
+                        for owner, value in _part_sums(model, trajectories, rows, owners, part, pad_id, device, bf16_autocast))
         if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
             surrogate.backward()
 
