@@ -191,6 +191,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         progress.phase(step, "rollout")
         # async: played ahead by the producer with weights at most rollout.max_staleness steps old
         batch = play_step(config, step, pool, ranks, rollouts, collector) if producer is None else producer.take(step).batch
+        progress.phase(step, "turn rewards")  # IGPO, OPRL, SPA, judge: minutes a step on a CPU
         turn_rewards.apply(batch.trajectories, step, local=True)  # per-rollout sources (IGPO) on this rank's share
         batch, _, local_groups = gather_rollouts(batch, None, ranks)  # every rank's, in one order
         turn_rewards.apply(batch.trajectories, step, local=False)  # learned/judged sources on the whole batch
