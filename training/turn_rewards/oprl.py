@@ -1,8 +1,8 @@
 """OPRL — online process reward learning (Liu et al., 2025, arXiv:2509.19199): an implicit PRM
 trained alternately with the policy; component ``oprl``.
 
-The PRM ``π_φ`` is a causal LM over the policy's tokens (by default a copy of the policy's weights at
-the start of the run; ``model`` may name a smaller model with the same tokenizer) next to a frozen
+The PRM ``π_φ`` is a causal LM over the policy's tokens (by default a copy of the policy's weights when
+RL starts, after any warm-up; ``model`` may name a smaller model with the same tokenizer) next to a frozen
 reference ``π_ref`` (its initial weights). Every training step, before the policy learns:
 
 1. **Preference pairs** within each GRPO group: every ``(τ⁺, τ⁻)`` of the group's non-failed rollouts
