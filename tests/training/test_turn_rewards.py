@@ -64,6 +64,9 @@ def test_config_selects_sources_and_quotes_bad_names_and_options(policy):
     bad = TrainConfig.model_validate({"algo": {"turn_rewards": [{"source": "oprl", "options": {"betta": 1}}]}})
     with pytest.raises(ValueError, match=r"no option\(s\) \['betta'\].*'beta'"):
         build_turn_rewards(bad, policy)
+    tiny_budget = TrainConfig.model_validate({"algo": {"turn_rewards": [{"source": "oprl", "options": {"micro_batch_tokens": 0}}]}})
+    with pytest.raises(ValueError, match=r"micro_batch_tokens >= 1.*micro_batch_tokens=0"):
+        build_turn_rewards(tiny_budget, policy)
 
 
 def test_runner_writes_named_components_that_gra_gates_and_skips_absent_values(policy):

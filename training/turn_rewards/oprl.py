@@ -100,8 +100,10 @@ class OPRLSource(TurnRewardSource):
 
     def __init__(self, prm: torch.nn.Module | Callable[[], torch.nn.Module], pad_id: int,
                  options: OPRLOptions = OPRLOptions(), seed: int = 0, device: str = "cpu"):
-        if options.beta <= 0 or options.lr <= 0 or options.updates < 0 or options.max_pairs < 1:
-            raise ValueError(f"oprl needs beta > 0, lr > 0, updates >= 0, max_pairs >= 1; got {options!r}")
+        if (options.beta <= 0 or options.lr <= 0 or options.updates < 0 or options.max_pairs < 1
+                or (options.micro_batch_tokens is not None and options.micro_batch_tokens < 1)):
+            raise ValueError("oprl needs beta > 0, lr > 0, updates >= 0, max_pairs >= 1, micro_batch_tokens >= 1 "
+                             f"(or null); got {options!r}")
         self.pad_id, self.options, self.seed, self.device = pad_id, options, seed, device
         self._start = prm
         self._prm: torch.nn.Module | None = None
@@ -197,8 +199,7 @@ class OPRLSource(TurnRewardSource):
         return np.array([float(r.sum()) for r in self.rewards(trajectories)])
 
     def state_dict(self) -> dict[str, Any]:
-        prm = self.prm
-        return {"prm": prm.state_dict(), "reference": self.reference.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"prm": self.prm.state_dict(), "reference": self.reference.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.prm.load_state_dict(state["prm"])
