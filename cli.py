@@ -122,6 +122,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return code
 
 
+def _preset_names() -> list[str]:
+    """The built-in training presets (``training/presets/*.yaml``), read without importing the trainer."""
+    return sorted(p.stem for p in (Path(__file__).parent / "training" / "presets").glob("*.yaml"))
+
+
 def _per_env(label: str, ids: list[str], run: Callable[[str, Callable[[str], None]], Any], passing: str) -> list[Any]:
     """``run(env_id, on_step)`` for each id under one progress display; the reports (``.ok``,
     ``.seconds``) in order. ``on_step(name)`` shows the check or probe running now."""
@@ -685,8 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Multi-turn GRPO with gated reward accumulation (G-RA) and turn-group advantages. "
                                    "Evaluates on held-out seeds before and after, writes metrics.jsonl, TensorBoard, curves.png, "
                                    "summary.json and checkpoints under the run folder. Presets: quickstart (SmolLM2-135M on "
-                                   "TicTacToe vs random, CPU, < 30 min), ci-tiny (a tiny model, seconds).")
-    p.add_argument("--preset", help="a built-in preset name (quickstart, ci-tiny)")
+                                   "TicTacToe vs random, CPU, < 30 min), ci-tiny (a tiny model, seconds), search, household "
+                                   "and code (tool-using recipes, docs/recipes.md), their GPU-scale *-qwen versions, selfplay.")
+    p.add_argument("--preset", help=f"a built-in preset name ({', '.join(_preset_names())})")
     p.add_argument("--config", help="a YAML config file (see training/presets/*.yaml)")
     p.add_argument("--out", help="run folder (default runs/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. --set optim.lr=2e-5 (repeatable)")

@@ -63,11 +63,15 @@ class RunPlan:
     group_size: int
     rollouts_per_step: int
     max_tokens_per_step: int
-    """Upper bound on the tokens the learner sees per step (rollouts × ``max_episode_tokens``)."""
+    """Upper bound on the tokens the learner sees per step: rollouts × ``max_episode_tokens``, or with
+    ``rollout.context: turn`` (every turn a sequence of its own, re-reading its prompt) rollouts ×
+    turn limit × ``max_episode_tokens``."""
     optimizer_steps_per_step: int
     eval_episodes: int
     eval_modes: list[str]
     notes: list[str] = field(default_factory=list)
+    tokens_bound: str = "rollouts × max_episode_tokens"
+    """How :attr:`max_tokens_per_step` was bounded, in words."""
 
     def rows(self) -> list[tuple[str, str]]:
         """``(field, value)`` lines for a two-column table."""
@@ -86,7 +90,7 @@ class RunPlan:
             *[("env", line) for line in env_lines],
             ("steps", f"{self.steps}" + (f", stopping after {self.time_budget_s:g} s of training" if self.time_budget_s else "")),
             ("groups per step", f"{self.tasks_per_step} tasks × {self.group_size} rollouts = {self.rollouts_per_step} rollouts"),
-            ("tokens per step", f"≤ {self.max_tokens_per_step:,} (rollouts × max_episode_tokens)"),
+            ("tokens per step", f"≤ {self.max_tokens_per_step:,} ({self.tokens_bound})"),
             ("optimizer steps per step", f"≤ {self.optimizer_steps_per_step} (mini_batches × epochs)"),
             ("evaluation", f"{self.eval_episodes} episodes per mode before and after: {', '.join(self.eval_modes) or '-'}"),
             *[("note", n) for n in self.notes],
@@ -133,6 +137,10 @@ def plan(config: TrainConfig) -> RunPlan:
     gate += f"; + IGPO information gain × {a.info_gain_weight:g}" if a.info_gain else ""
     gate += "".join(f"; + {t.name or t.source} ({t.source}) × {t.weight:g}" for t in a.turn_rewards)
     estimator = a.estimator + (" (adaptive turn clip)" if a.adaptive_clip else "")
+    tokens, bound = r.tasks_per_step * r.group_size * r.max_episode_tokens, "rollouts × max_episode_tokens"
+    if r.context == "turn" and config.envs:  # each turn is its own sequence of up to max_episode_tokens
+        turns = r.max_turns or max(env_spec(e.id).max_turns or 1 for e in config.envs)
+        tokens, bound = tokens * turns, f"rollouts × {turns} turns × max_episode_tokens: context turn re-reads each prompt"
     modes = ["greedy" if t == 0 else f"T={t:g}" for t in config.eval.temperatures]
     modes += [f"greedy vs {s}" for s in config.eval.also_against]
     return RunPlan(
@@ -140,7 +148,7 @@ def plan(config: TrainConfig) -> RunPlan:
         learner=", ".join(learner), rollout_backend=backend, estimator=estimator, gate=gate, envs=envs,
         steps=config.steps, time_budget_s=config.time_budget_s, tasks_per_step=r.tasks_per_step,
         group_size=r.group_size, rollouts_per_step=r.tasks_per_step * r.group_size,
-        max_tokens_per_step=r.tasks_per_step * r.group_size * r.max_episode_tokens,
+        max_tokens_per_step=tokens, tokens_bound=bound,
         optimizer_steps_per_step=o.mini_batches * o.epochs,
         eval_episodes=config.eval.episodes, eval_modes=modes if config.eval.episodes else [], notes=notes,
     )

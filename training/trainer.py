@@ -176,6 +176,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         state.evals["before"] = evaluate_policy(rollouts, config, config.eval.episodes, show_progress=show_progress)
     if main and rater is not None and state.step == 0 and not state.ratings:
         rate_policy(rater, rollouts, config, state, out)
+    if state.step == 0 and (config.eval.episodes or rater is not None):  # nor the evaluation before RL (arms can branch here)
+        save_checkpoint(out, model, optimizer, state, ranks=ranks)
 
     producer = None  # asynchronous mode: the next steps' rollouts are played (from here on) while this one trains
     if config.rollout.mode == "async" and state.step < config.steps:

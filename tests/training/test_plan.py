@@ -59,3 +59,10 @@ def test_the_cli_exits_2_with_the_reason_when_the_plan_cannot_run():
 def test_an_eval_env_with_other_kwargs_than_the_same_training_env_is_refused():
     with pytest.raises(ValueError, match="eval.envs gives 'turngym/Vowels-v0' other kwargs than envs does"):
         load_preset("ci-tiny", ["eval.envs=[{id: turngym/Vowels-v0, kwargs: {turns: 2}}]"])
+
+
+def test_tokens_per_step_counts_every_turns_prompt_when_each_turn_is_its_own_sequence():
+    household = plan(load_preset("household"))  # context: turn, 16 rollouts, 8 turns, 1024 tokens a turn
+    assert household.max_tokens_per_step == 16 * 8 * 1024 and "8 turns" in household.tokens_bound
+    whole = plan(load_preset("household", ["rollout.context=full"]))
+    assert whole.max_tokens_per_step == 16 * 1024 and whole.tokens_bound == "rollouts × max_episode_tokens"

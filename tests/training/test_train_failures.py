@@ -84,3 +84,19 @@ def test_check_failures_allows_exactly_the_share_and_quotes_the_first_failure():
     check_failures([], 0.5)
     with pytest.raises(RolloutFailures, match="2 of 3 rollouts failed .*the first: e seed 0: boom 0"):
         check_failures([traj(0, True), traj(1, True), traj(2, False)], 0.5)
+
+
+def test_a_run_stopped_in_its_first_step_resumes_without_repeating_the_evaluation_before_rl(tmp_path):
+    ServiceDownAfter.resets = 0
+    env = json.dumps([{"id": "test/ServiceDown-v0", "kwargs": {"healthy_resets": 2}}])
+    overrides = [f"out_dir={tmp_path}", "steps=1", f"envs={env}", "rollout.tasks_per_step=4", "rollout.group_size=2",
+                 "eval.episodes=2", "eval.temperatures=[0.0]"]
+    with pytest.raises(RolloutFailures):  # the 2 evaluation episodes were healthy, step 1's rollouts all fail
+        train(load_preset("ci-tiny", overrides), show_progress=False)
+    saved = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
+    assert saved["step"] == 0 and set(saved["evals"]) == {"before"}
+
+    ServiceDownAfter.resets = -1_000  # the service is back
+    summary = train(load_preset("ci-tiny", overrides), resume=True, show_progress=False)
+    assert ServiceDownAfter.resets == -1_000 + 8 + 2  # step 1's rollouts and the evaluation after; not the one before
+    assert summary["evals"]["before"] == saved["evals"]["before"] and set(summary["evals"]) == {"before", "after"}
