@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import random
+import resource
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,11 @@ def flat_eval(result: EvalSummary) -> dict[str, float]:
     return {"success": result.success.value, "invalid": result.invalid.value, "mean_outcome": result.mean_outcome.value}
 
 
+def resident_peak_gib() -> float:
+    """This process's largest resident set so far, in GiB (``ru_maxrss``, which Linux gives in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "name": config.name,
@@ -171,7 +177,8 @@ def write_summary(out: Path, config: TrainConfig, state: TrainerState, rows: lis
         "train_seconds": state.train_seconds,
         "evals": state.to_dict()["evals"],
         **({"warmup": state.warmup} if state.warmup else {}),
-        "peak_rss_gib": max((r.get("memory/peak_rss_gib", 0.0) for r in rows), default=0.0),
+        # the steps' peaks (earlier processes of a resumed run) and this process's, the final evaluation included
+        "peak_rss_gib": max([r.get("memory/peak_rss_gib", 0.0) for r in rows] + [resident_peak_gib()]),
         "plot": str(out / "curves.png"),
     }
     warning = no_signal_warning(state.no_signal_since, state.step, config.algo.no_signal_warn_steps)

@@ -22,7 +22,6 @@ continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import copy
-import resource
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -54,6 +53,7 @@ from turngym.training.data_parallel import (
     stop_ranks,
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
+from turngym.training.heap import release_free_heap
 from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.precision import correction_flags, set_learner_precision
@@ -74,6 +74,7 @@ from turngym.training.run_io import (
     flat_eval,
     load_checkpoint,
     plot_curves,
+    resident_peak_gib,
     save_checkpoint,
     write_summary,
 )
@@ -169,6 +170,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                                     on_step=lambda done, total: shown.update(done, total=total))
         state.warmup = stats.to_dict()
         sync_weights(rollouts, refresh_full(model, full))
+        release_free_heap()
         save_checkpoint(out, model, optimizer, state, ranks=ranks)  # a resumed run never repeats the warm-up
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
@@ -198,6 +200,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         batch, _, local_groups = gather_rollouts(batch, None, ranks)  # every rank's, in one order
         turn_rewards.apply(batch.trajectories, step, local=False)  # learned/judged sources on the whole batch
         rollout_seconds = time.perf_counter() - step_start
+        release_free_heap()  # the rollouts' caches, before the learner's passes
         check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
         if pool is not None:
             update_pool(pool, batch.trajectories)
@@ -226,6 +229,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                           ranks=ranks, local_groups=local_groups)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
         sync_seconds = sync_weights(rollouts, refresh_full(model, full))
+        release_free_heap()  # else resident memory ratchets up step by step (training/heap.py)
         if producer is not None:
             producer.publish(full.model, version=step + 1)
 
@@ -248,7 +252,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             **({"time/weight_sync_s": sync_seconds} if rollouts is not full else {}),
             "time/step_s": time.perf_counter() - step_start,
             "time/train_total_s": state.train_seconds,
-            "memory/peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "memory/peak_rss_gib": resident_peak_gib(),
         }
         warning = no_signal_warning(state.no_signal_since, state.step, config.algo.no_signal_warn_steps)
         if warning:
@@ -384,6 +388,7 @@ def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_
             batch = collect(mode_tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = summarize_trajectories(batch.trajectories)
+        release_free_heap()
         if len(envs) > 1:  # each held-out env on its own too (a curriculum's easy and hard splits)
             for e in envs:
                 results[f"{mode} @ {e.id.split('/')[-1]}"] = summarize_trajectories([t for t in batch.trajectories if t.env_id == e.id])

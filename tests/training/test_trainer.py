@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from turngym.training.config import TrainConfig, load_preset
+from turngym.training.run_io import TrainerState, resident_peak_gib, write_summary
 from turngym.training.trainer import train
 
 
@@ -182,3 +183,13 @@ def test_gigpo_on_an_env_without_anchor_states_is_refused_by_the_config():
     with pytest.raises(ValueError, match=r"gigpo.*\['turngym/Vowels-v0'\] report none.*grpo, turn_group or rae"):
         TrainConfig.model_validate({"algo": {"estimator": "gigpo"}, "envs": [{"id": "turngym/Vowels-v0"}]})
     TrainConfig.model_validate({"algo": {"estimator": "gigpo"}, "envs": [{"id": "turngym/KuhnPoker-v0"}]})
+
+
+def test_the_summary_peak_memory_covers_what_ran_after_the_last_step(tmp_path):
+    """The final evaluation runs after the last step's metrics: the summary's peak must include it."""
+    config = load_preset("ci-tiny", [f"out_dir={tmp_path}"])
+    rows = [{"step": 1, "memory/peak_rss_gib": 1e-6}]
+    summary = write_summary(tmp_path, config, TrainerState(step=1), rows)
+    assert summary["peak_rss_gib"] == pytest.approx(resident_peak_gib(), rel=0.05) and summary["peak_rss_gib"] > 1e-3
+    rows = [{"step": 1, "memory/peak_rss_gib": 1e6}]  # an earlier process of a resumed run peaked higher
+    assert write_summary(tmp_path, config, TrainerState(step=1), rows)["peak_rss_gib"] == 1e6
