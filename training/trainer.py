@@ -53,7 +53,6 @@ from turngym.training.data_parallel import (
     stop_ranks,
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
-from turngym.training.heap import release_free_heap
 from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.precision import correction_flags, set_learner_precision
@@ -170,7 +169,6 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                                     on_step=lambda done, total: shown.update(done, total=total))
         state.warmup = stats.to_dict()
         sync_weights(rollouts, refresh_full(model, full))
-        release_free_heap()
         save_checkpoint(out, model, optimizer, state, ranks=ranks)  # a resumed run never repeats the warm-up
 
     # ALGO: evaluate (and rate against the anchors) before training --------------------------------
@@ -200,7 +198,6 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         batch, _, local_groups = gather_rollouts(batch, None, ranks)  # every rank's, in one order
         turn_rewards.apply(batch.trajectories, step, local=False)  # learned/judged sources on the whole batch
         rollout_seconds = time.perf_counter() - step_start
-        release_free_heap()  # the rollouts' caches, before the learner's passes
         check_failures(batch.trajectories, config.rollout.max_failed_share)  # masked below the limit; a broken env stops the run
         if pool is not None:
             update_pool(pool, batch.trajectories)
@@ -229,7 +226,6 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                           ranks=ranks, local_groups=local_groups)
         state.entropy_coef = next_entropy_coef(state.entropy_coef, update.entropy, config.algo)
         sync_seconds = sync_weights(rollouts, refresh_full(model, full))
-        release_free_heap()  # else resident memory ratchets up step by step (training/heap.py)
         if producer is not None:
             producer.publish(full.model, version=step + 1)
 
@@ -388,7 +384,6 @@ def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_
             batch = collect(mode_tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = summarize_trajectories(batch.trajectories)
-        release_free_heap()
         if len(envs) > 1:  # each held-out env on its own too (a curriculum's easy and hard splits)
             for e in envs:
                 results[f"{mode} @ {e.id.split('/')[-1]}"] = summarize_trajectories([t for t in batch.trajectories if t.env_id == e.id])
