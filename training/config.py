@@ -372,11 +372,6 @@ class EvalSection(_Section):
     every: int = Field(0, ge=0)
     """Also evaluate every N steps (0: only before and after)."""
     every_episodes: int = Field(64, ge=1)
-    mmap_threshold_mib: float | None = Field(None, gt=0, le=32)
-    """glibc only: during evaluations, allocations of at least this many MiB bypass the heap (``mmap``),
-    so the generation buffers freed in an evaluation go back to the OS instead of fragmenting the heap
-    (``training/heap.py``); costs page faults, measured at about a third more evaluation time with 1.
-    ``null``: leave the allocator alone."""
 
 
 class LearnerSection(_Section):

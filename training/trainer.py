@@ -53,7 +53,6 @@ from turngym.training.data_parallel import (
     stop_ranks,
 )
 from turngym.training.evaluate import EvalSummary, summarize_trajectories
-from turngym.training.heap import mapped_large_allocations
 from turngym.training.manifest import record_trained_model, write_run_manifest
 from turngym.training.off_policy import behaviour_correction
 from turngym.training.precision import correction_flags, set_learner_precision
@@ -370,8 +369,7 @@ def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_
     on ``eval.envs`` (or the training environments), ``episodes`` split evenly among them.
 
     With ``show_progress``, each decoding mode reports episodes done / total and the running success
-    rate on stderr as episodes finish (:class:`EvalProgress`). With ``eval.mmap_threshold_mib``, each
-    mode's large allocations bypass glibc's heap (:func:`~turngym.training.heap.mapped_large_allocations`).
+    rate on stderr as episodes finish (:class:`EvalProgress`).
     """
     envs = config.eval_envs
     per_env = max(1, episodes // len(envs))
@@ -382,8 +380,7 @@ def evaluate_policy(policy: Policy, config: TrainConfig, episodes: int, *, show_
         modes += [(f"greedy vs {opponent}", 0.0, games)] if games else []
     results = {}
     for mode, temperature, mode_tasks in modes:
-        with (EvalProgress(f"eval {mode}", len(mode_tasks), enabled=show_progress) as progress,
-              mapped_large_allocations(config.eval.mmap_threshold_mib)):
+        with EvalProgress(f"eval {mode}", len(mode_tasks), enabled=show_progress) as progress:
             batch = collect(mode_tasks, policy, rollout_config(config, 0, temperature=temperature, group_size=1),
                             on_progress=progress.round, on_episode_done=progress.episode)
         results[mode] = summarize_trajectories(batch.trajectories)
