@@ -9,7 +9,9 @@ environment's reply to turn ``k − 1`` (algorithms.md §1.2/§3.1, log-prob-dif
     IG_{T−1} = nan                                   (the answer turn: credited by the outcome)
 
 ``nan`` marks an absent dense value, which the estimators skip. All contexts of a batch are scored in
-one batched teacher-forcing pass (``policy.score``), projecting only the answer positions.
+one batched teacher-forcing pass (``policy.score``), projecting only the answer positions, in the
+policy's parameter precision (fp32 for a ``bf16-autocast`` learner: a gain is a difference of two
+mean log-probs, which bf16 matmuls bias; see ``training/precision.py``).
 """
 
 from __future__ import annotations
