@@ -16,9 +16,11 @@ output. A :class:`Manifest` holds:
   tokenizer), cached by path, size and mtime (:mod:`turngym.hashing`), so a large model hashes once;
   for a run also the exported ``trained_model``;
 * the sandbox image tag (code environments), the seeds, the command line, the working directory and
-  the resolved configuration.
+  the resolved configuration;
+* for a run, the numerics ``auto`` resolved to on this machine (``precision``: rollout dtype and
+  learner mode), which the configuration alone does not say.
 
-:func:`compare` lists the fields (versions, hashes, image tag) in which two manifests differ;
+:func:`compare` lists the fields (versions, hashes, image tag, precision) in which two manifests differ;
 ``turngym eval --against MANIFEST`` prints them as warnings.
 """
 
@@ -113,6 +115,10 @@ class Manifest:
     cwd: str
     config: dict[str, Any]
     trained_model: ModelFingerprint | None = None
+    precision: dict[str, str] = field(default_factory=dict)
+    """A run's resolved numerics, ``{"rollout": "bf16" | "fp32", "learner": "fp32" | "bf16-autocast" |
+    "bf16"}`` (``model.dtype`` / ``learner.precision`` after ``auto``); ``{}`` for an eval or an
+    older manifest."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """Runs resumed (``--resume``): the manifests of the earlier sessions, oldest first."""
     format: int = FORMAT
@@ -228,6 +234,7 @@ def build_manifest(
     model_options: dict[str, Any] | None = None,
     seeds: dict[str, int] | None = None,
     config: dict[str, Any] | None = None,
+    precision: dict[str, str] | None = None,
 ) -> Manifest:
     """Collect a :class:`Manifest` of this process: ``envs`` as ``(id, constructor overrides)``
     pairs (duplicates once), the ``model`` spec (``None``: no model, e.g. a scripted agent)."""
@@ -253,6 +260,7 @@ def build_manifest(
         command=list(sys.argv),
         cwd=os.getcwd(),
         config=dict(config or {}),
+        precision=dict(precision or {}),
     )
 
 
@@ -276,6 +284,7 @@ def write_run_manifest(out: Path, config: Any, resume: bool = False, *, enabled:
         model_options={"seed": config.seed, "tiny_layers": config.model.tiny_layers, "tiny_hidden": config.model.tiny_hidden},
         seeds={"seed": config.seed, "eval_seed_offset": config.eval.seed_offset},
         config=config.model_dump(mode="json"),
+        precision=asdict(config.precision()),
     )
     path = Path(out) / MANIFEST
     if resume and path.exists():
@@ -301,7 +310,8 @@ def record_trained_model(out: Path) -> None:
 def compare(current: Manifest, reference: Manifest) -> list[str]:
     """One line per field in which ``current`` differs from ``reference``: turngym version, git
     commit and dirty flag, Python, package versions, each shared env's spec and data hashes (an env
-    of ``current`` missing from ``reference`` too), the model's files and the sandbox image tag.
+    of ``current`` missing from ``reference`` too), the model's files, the sandbox image tag and a
+    run's resolved precision (when both record one: ``auto`` can resolve differently per machine).
     Seeds, command line and configuration are choices, not differences, and are not compared."""
     out: list[str] = []
 
@@ -328,6 +338,8 @@ def compare(current: Manifest, reference: Manifest) -> list[str]:
             differ(f"envs.{env.id}.data.{key}", env.data.get(key), other.data.get(key))
     out += _compare_models(current.model, [m for m in (reference.trained_model, reference.model) if m is not None])
     differ("sandbox_image", current.sandbox_image, reference.sandbox_image)
+    if current.precision and reference.precision:
+        differ("precision", current.precision, reference.precision)
     return out
 
 

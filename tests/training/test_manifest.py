@@ -43,6 +43,7 @@ def test_a_training_run_writes_its_manifest(tmp_path):
     assert manifest.model.kind == "tiny-char" and '"seed": 0' in manifest.model.note
     assert manifest.seeds == {"seed": 0, "eval_seed_offset": 1_000_000}
     assert manifest.config["name"] == "ci-tiny" and manifest.config["rollout"]["group_size"] == 2
+    assert manifest.precision == {"rollout": "fp32", "learner": "fp32"}  # what the numerics resolved to
     assert manifest.command and manifest.cwd == os.getcwd()
     exported = tmp_path / "model" / "model.safetensors"
     assert manifest.trained_model.files["model.safetensors"] == sha256(exported)
@@ -109,6 +110,18 @@ def test_compare_names_every_field_that_differs(tmp_path):
     assert len(lines) == 5, lines
     other.envs = other.envs[1:]
     assert any("SearchQA-Fictional-v0: not in the manifest" in line for line in compare(current, other))
+
+
+def test_compare_names_a_different_resolved_precision_only_when_both_record_one():
+    run = build_manifest("train", [("turngym/Vowels-v0", {})], precision={"rollout": "bf16", "learner": "bf16-autocast"})
+    older = copy.deepcopy(run)
+    older.precision = {}  # a manifest written before precision was recorded
+    assert compare(run, older) == [] and compare(older, run) == []
+    fp32 = copy.deepcopy(run)
+    fp32.precision = {"rollout": "fp32", "learner": "fp32"}
+    assert [line for line in compare(run, fp32) if line.startswith("precision:")] == [
+        'precision: {"learner": "bf16-autocast", "rollout": "bf16"} here, {"learner": "fp32", "rollout": "fp32"} in the manifest']
+    assert Manifest.from_dict(json.loads(json.dumps(run.to_dict()))).precision == run.precision
 
 
 def test_eval_against_a_manifest_warns_per_difference_then_evaluates(tmp_path):
