@@ -26,7 +26,8 @@ TASK_IDS = {
     "pick_two_obj_and_place": "PickTwoObjAndPlace",
 }
 _ENV = "turngym.envs.household.env:HouseholdEnv"
-_AGENTS = {"expert": "turngym.envs.household.agents:expert"}
+_AGENTS = {"expert": "turngym.envs.household.agents:expert",
+           "explorer": "turngym.envs.household.agents:explorer"}
 # Per step: the outcome (1) plus at most two milestones of 0.1, or the invalid penalty of -0.05.
 _BOUNDS = (-0.05, 1.2)
 _COMMON = {"family": "household", "max_turns": 50, "reward_bounds": _BOUNDS, "gate_threshold": 1.0,
