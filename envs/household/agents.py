@@ -5,15 +5,16 @@ verified at generation time while the episode follows it, a fresh plan from the 
 otherwise. It knows where every object is, so its first command ("go to countertop 1", where the
 potato happens to be) depends on facts no observation has shown yet.
 
-``explorer`` plays pick-and-place from what the player can see: the task and the admissible commands
-(which also tell where the agent stands: the one receptacle without a ``go to``). It searches the
-receptacles in a fixed order — those that show their contents on arrival first, then the openable
-ones, each group in the order the commands are listed — opens a closed one it stands at, takes a
-target-type object as soon as one can be taken, then goes to the first goal receptacle and puts it
-there. Every choice is a function of the current observation alone, so a policy that sees only that
-observation (``rollout.context: turn``) can imitate it exactly; the planner's lucky first guesses
-cannot be imitated that way. It searches, so it needs more turns than the planner and may run out
-of them.
+``explorer`` plays pick-and-place from what the player can see: the task, the admissible commands
+(which also tell where the agent stands: the receptacles it can examine) and where its last ``go to``
+led (the observation says so). It searches the receptacles in a fixed order — those that show their
+contents on arrival first, then the openable ones, each group in the order the commands are listed,
+never the goal type — opens a closed one it stands at, takes a target-type object as soon as one can
+be taken, then goes to the first goal receptacle and puts it there. No choice depends on a fact the
+player has not been shown, so a policy that sees the current observation (``rollout.context: turn``
+with the env's ``history``) could imitate it exactly; the planner's first commands depend on where
+the objects are, which the player has not seen. It searches, so it needs more turns than the planner and may run
+out of them.
 
 ``random`` needs no entry here: turngym's ``SampleValidAgent`` plays a uniformly random admissible
 command through ``sample_valid_action``.
