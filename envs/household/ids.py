@@ -28,6 +28,7 @@ TASK_IDS = {
 _ENV = "turngym.envs.household.env:HouseholdEnv"
 _AGENTS = {"expert": "turngym.envs.household.agents:expert",
            "explorer": "turngym.envs.household.agents:explorer"}
+_EXPERT_ONLY = {"expert": _AGENTS["expert"]}  # ids without pick-and-place tasks: the explorer plays none
 # Per step: the outcome (1) plus at most two milestones of 0.1, or the invalid penalty of -0.05.
 _BOUNDS = (-0.05, 1.2)
 _COMMON = {"family": "household", "max_turns": 50, "reward_bounds": _BOUNDS, "gate_threshold": 1.0,
@@ -50,7 +51,7 @@ def register_ids() -> None:
         register(
             f"turngym/Household-{name}-v0", _ENV, kwargs={"task_types": (task,)},
             description=f"ALFWorld household task {task} on generated problems, seen split",
-            **_COMMON,
+            **{**_COMMON, "agents": _AGENTS if task == "pick_and_place" else _EXPERT_ONLY},
         )
     if not os.environ.get("ALFWORLD_DATA"):
         return

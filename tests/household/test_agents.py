@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import turngym
 from turngym.envs.household.agents import explore_command, explorer
 from turngym.envs.household.env import HouseholdEnv
 
@@ -80,3 +81,9 @@ def test_the_explorer_refuses_task_types_it_does_not_play(store):
     env.reset(seed=0, options={"index": 0})
     with pytest.raises(ValueError, match="pick_heat_then_place.*planner `expert`"):
         explorer()(env)
+
+
+def test_the_explorer_is_offered_only_on_ids_with_pick_and_place_tasks():
+    assert set(turngym.spec("turngym/Household-PickAndPlace-v0").agents) == {"expert", "explorer"}
+    assert set(turngym.spec("turngym/HouseholdUnseen-v0").agents) == {"expert", "explorer"}
+    assert set(turngym.spec("turngym/Household-PickHeatThenPlace-v0").agents) == {"expert"}
