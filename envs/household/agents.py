@@ -22,6 +22,7 @@ command through ``sample_valid_action``.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from turngym.envs.household.layouts import constants
@@ -51,6 +52,13 @@ _RECEPTACLE = re.compile(r"go to (.+)")
 def _kind(receptacle: str) -> str:
     """``"cabinet 12"`` → ``"cabinet"`` (the type as commands spell it)."""
     return receptacle.rsplit(" ", 1)[0]
+
+
+@functools.cache
+def _receptacle_kinds() -> tuple[frozenset[str], frozenset[str]]:
+    """(every receptacle type, the openable ones), spelled as commands spell them."""
+    rules = constants()
+    return frozenset(t.lower() for t in rules.can_contain), frozenset(t.lower() for t in rules.openable)
 
 
 class ObservableExplorer:
@@ -98,8 +106,11 @@ def explore_command(target: str, parent: str, admissible: list[str], arrived: st
     at_goal = [p for p in here if _kind(p) == parent]
     if any(c.startswith((f"examine {target} ", f"move {target} ")) for c in admissible):  # a target in hand
         if at_goal:
-            put = [c for c in admissible if c.startswith(f"move {target} ") and c.endswith(f" to {at_goal[0]}")]
-            return put[0] if put else f"open {at_goal[0]}" if f"open {at_goal[0]}" in admissible else "look"
+            goal = at_goal[0]
+            put = [c for c in admissible if c.startswith(f"move {target} ") and c.endswith(f" to {goal}")]
+            if put:
+                return put[0]
+            return f"open {goal}" if f"open {goal}" in admissible else "look"
         goals = [p for p in places if _kind(p) == parent]
         return f"go to {goals[0]}" if goals else "look"
     take = [c for c in admissible if c.startswith(f"take {target} ")]
@@ -108,7 +119,7 @@ def explore_command(target: str, parent: str, admissible: list[str], arrived: st
     closed = [p for p in here if _kind(p) != parent and f"open {p}" in admissible]
     if closed:
         return f"open {closed[0]}"
-    openable = {t.lower() for t in constants().openable}
+    openable = _receptacle_kinds()[1]
     order = sorted((p for p in {*places, *here} if _kind(p) != parent),
                    key=lambda p: (_kind(p) in openable, f"go to {p}"))  # the commands' listed order
     anchor = arrived if arrived in here else next((p for p in order if p in here), None)
@@ -121,7 +132,7 @@ def _standing_at(admissible: list[str]) -> list[str]:
     """The receptacles the agent stands at: those it can examine (none at the start, in the middle of
     the room; two where receptacles share a spot). The object in hand can be examined too; its type
     is not a receptacle's."""
-    receptacles = {t.lower() for t in constants().can_contain}
+    receptacles = _receptacle_kinds()[0]
     names = (c.removeprefix("examine ") for c in admissible if c.startswith("examine "))
     return [name for name in names if _kind(name) in receptacles]
 
