@@ -410,7 +410,8 @@ class WarmupSection(_Section):
     """Train only on the episodes the agent won (outcome > 0)."""
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
-    """Episodes per optimizer step."""
+    """Training sequences per optimizer step: episodes with ``rollout.context: full``, turns with
+    ``context: turn`` (each turn is its own sequence there)."""
     lr: float = Field(5e-5, gt=0)
 
 
