@@ -72,7 +72,8 @@ def behaviour_clone(model: torch.nn.Module, demonstrations: list[Trajectory], co
     """Fit ``model`` to the replies of ``demonstrations`` (see the module docstring); returns the stats.
 
     Each optimizer step averages the NLL over the reply tokens of ``warmup.batch_size`` training
-    sequences (episodes, or turns with ``rollout.context: turn``; micro-batched like the RL update: ``optim.micro_batch_size`` or ``optim.micro_batch_tokens``);
+    sequences (episodes, or turns with ``rollout.context: turn``), micro-batched like the RL update
+    (``optim.micro_batch_size`` or ``optim.micro_batch_tokens``);
     the order is shuffled per epoch by ``(seed, 43, epoch)``. A separate AdamW at ``warmup.lr`` is
     used, so the RL optimizer starts fresh. ``on_step(steps_done, total_steps)`` follows progress.
     """
